@@ -1,0 +1,518 @@
+//! Typed configuration, accepting Python sosw's JSON config documents unchanged.
+//!
+//! Assembly follows the original essentials: `sosw_essential_config`, then the essential's
+//! defaults, then `<AWS_LAMBDA_FUNCTION_NAME>_config`, then a custom config, each layer merged
+//! recursively over the previous one ([`merge`]). **One difference from the original:** a list in a
+//! later layer *replaces* the earlier list. Python sosw unions lists, so a default list item can
+//! never be removed by configuration.
+//!
+//! The merged document is then deserialized into typed structs; a key of the wrong shape fails
+//! at start-up with [`ConfigError::Shape`] naming the key path and what was expected.
+
+use crate::error::ConfigError;
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Merge `update` into `base` recursively: objects merge key by key, anything else (lists
+/// included) in `update` replaces what `base` had.
+pub fn merge(base: &mut Value, update: &Value) {
+    match (base, update) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                match b.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    Some(existing) if v.is_object() && existing.is_null() => *existing = v.clone(),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, u) => *b = u.clone(),
+    }
+}
+
+/// Merge layers, first to last, and deserialize the result, naming the offending key on error.
+pub fn assemble<T: DeserializeOwned>(name: &str, layers: &[Value]) -> Result<T, ConfigError> {
+    let mut doc = Value::Object(Map::new());
+    for layer in layers {
+        if layer.is_null() {
+            continue;
+        }
+        if !layer.is_object() {
+            return Err(ConfigError::Shape {
+                name: name.into(),
+                path: ".".into(),
+                reason: format!("expected a JSON object, found {}", kind(layer)),
+            });
+        }
+        merge(&mut doc, layer);
+    }
+    from_value(name, doc)
+}
+
+/// Deserialize a config document, naming the offending key on error.
+pub fn from_value<T: DeserializeOwned>(name: &str, doc: Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| ConfigError::Shape {
+        name: name.into(),
+        path: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `task_config.dynamo_db_config`: the `sosw_tasks` table and how its fields are named and typed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DynamoDbConfig {
+    /// The task queue table. Default `sosw_tasks`.
+    pub table_name: String,
+    /// The GSI on (`labourer_id`, `greenfield`). Default `sosw_tasks_greenfield`.
+    pub index_greenfield: String,
+    /// DynamoDB type (`S`, `N`, `M`, `BOOL`) per known attribute.
+    pub row_mapper: IndexMap<String, String>,
+    /// Fields every task must have.
+    pub required_fields: Vec<String>,
+    /// Renames of sosw's field names to the attribute names of your table.
+    pub field_names: BTreeMap<String, String>,
+    /// Other keys of the original's DynamoDbClient config, kept but unused.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for DynamoDbConfig {
+    fn default() -> Self {
+        let row_mapper = [
+            ("task_id", "S"),
+            ("labourer_id", "S"),
+            ("created_at", "N"),
+            ("completed_at", "N"),
+            ("greenfield", "N"),
+            ("attempts", "N"),
+            ("closed_at", "N"),
+            ("desired_launch_time", "N"),
+            ("arn", "S"),
+            ("payload", "S"),
+        ];
+        Self {
+            table_name: "sosw_tasks".into(),
+            index_greenfield: "sosw_tasks_greenfield".into(),
+            row_mapper: row_mapper.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            required_fields: ["task_id", "labourer_id", "created_at", "greenfield"].map(String::from).to_vec(),
+            field_names: BTreeMap::from([("task_id".to_string(), "task_id".to_string())]),
+            extra: Map::new(),
+        }
+    }
+}
+
+impl DynamoDbConfig {
+    /// The attribute name of a sosw field (honours `field_names`).
+    pub fn field<'a>(&'a self, key: &'a str) -> &'a str {
+        self.field_names.get(key).map(String::as_str).unwrap_or(key)
+    }
+}
+
+/// The comparison of a metric value with a feeling's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComparisonOperator {
+    /// `<=` or `le`
+    #[serde(rename = "<=", alias = "le")]
+    Le,
+    /// `<` or `lt`
+    #[serde(rename = "<", alias = "lt")]
+    Lt,
+    /// `>=` or `ge`
+    #[serde(rename = ">=", alias = "ge")]
+    Ge,
+    /// `>` or `gt`
+    #[serde(rename = ">", alias = "gt")]
+    Gt,
+    /// `==` or `eq`
+    #[serde(rename = "==", alias = "eq")]
+    Eq,
+    /// `!=` or `ne`
+    #[serde(rename = "!=", alias = "ne")]
+    Ne,
+}
+
+impl ComparisonOperator {
+    /// `a <op> b`.
+    pub fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            Self::Le => a <= b,
+            Self::Lt => a < b,
+            Self::Ge => a >= b,
+            Self::Gt => a > b,
+            Self::Eq => a == b,
+            Self::Ne => a != b,
+        }
+    }
+}
+
+/// One health metric of a labourer: a CloudWatch query and how the labourer feels about its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthMetric {
+    /// Arguments of CloudWatch GetMetricStatistics (`Namespace`, `MetricName` or `Name`,
+    /// `Dimensions`, `Period`, `Statistics`, `Unit`) plus `MetricAggregationTimeSlice`.
+    pub details: Map<String, Value>,
+    /// Eco status (0..=4) → target value.
+    pub feelings: BTreeMap<u8, f64>,
+    /// How the value is compared with each target.
+    pub feeling_comparison_operator: ComparisonOperator,
+}
+
+/// The configuration of one labourer (worker function) in `task_config.labourers`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabourerConfig {
+    /// The worker's Lambda ARN or name. Defaults to the labourer id.
+    #[serde(default)]
+    pub arn: Option<String>,
+    /// Upper limit of tasks running at once; falls back to the global default.
+    #[serde(default)]
+    pub max_simultaneous_invocations: Option<u32>,
+    /// Health metrics, by a human-readable name.
+    #[serde(default)]
+    pub health_metrics: IndexMap<String, HealthMetric>,
+    /// Attempts before a task is closed as dead (overrides `max_attempts_<id>` and `max_attempts`).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Expected run time in seconds, used for expiry (default 900).
+    #[serde(default)]
+    pub duration: Option<i64>,
+    /// Extra seconds after `duration` before a task counts as expired (default 300).
+    #[serde(default)]
+    pub cooldown: Option<i64>,
+    /// The worker's timeout in seconds. When absent it is read from Lambda GetFunctionConfiguration.
+    #[serde(default)]
+    pub max_duration: Option<i64>,
+    /// Anything else a labourer config may carry; kept as is.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `ecology_config`: defaults for metric queries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EcologyConfig {
+    /// Filled into each metric's `details` when missing: `Period` 60, `Statistics` `["Average"]`,
+    /// `MetricAggregationTimeSlice` 300.
+    pub default_metric_values: Map<String, Value>,
+    /// Other keys, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for EcologyConfig {
+    fn default() -> Self {
+        let Value::Object(defaults) =
+            json!({"Period": 60, "Statistics": ["Average"], "MetricAggregationTimeSlice": 300})
+        else {
+            unreachable!()
+        };
+        Self { default_metric_values: defaults, extra: Map::new() }
+    }
+}
+
+/// `task_config`: everything the TaskManager needs. Defaults as Python sosw's TaskManager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskConfig {
+    /// The task queue table.
+    pub dynamo_db_config: DynamoDbConfig,
+    /// Archive table. Default `sosw_closed_tasks`.
+    pub sosw_closed_tasks_table: String,
+    /// GSI of the archive on (`labourer_id_task_status`, `closed_at`).
+    pub sosw_closed_tasks_labourer_status_index: String,
+    /// Retry table. Default `sosw_retry_tasks`.
+    pub sosw_retry_tasks_table: String,
+    /// LSI of the retry table on `desired_launch_time`. Default `labourer_id_greenfield`.
+    pub sosw_retry_tasks_greenfield_index: String,
+    /// Added to "now" when a task is invoked. Default 31557600 (a year).
+    pub greenfield_invocation_delta: i64,
+    /// Distance between consecutive queued tasks. Default 1000.
+    pub greenfield_task_step: i64,
+    /// Labourers by id (the worker function name), in config order.
+    pub labourers: IndexMap<String, LabourerConfig>,
+    /// Default attempts before a task is dead. Default 3.
+    pub max_attempts: u32,
+    /// Closed tasks read per status for the average duration. Default 10.
+    pub max_closed_to_analyse_for_duration: u32,
+    /// Default limit of simultaneous invocations per labourer. Default 1.
+    pub max_simultaneous_invocations: u32,
+    /// Ecology (CloudWatch) settings.
+    pub ecology_config: EcologyConfig,
+    /// Other keys, including `max_attempts_<labourer_id>`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for TaskConfig {
+    /// Python sosw's `TaskManager.DEFAULT_CONFIG`.
+    fn default() -> Self {
+        Self {
+            dynamo_db_config: DynamoDbConfig::default(),
+            sosw_closed_tasks_table: "sosw_closed_tasks".into(),
+            sosw_closed_tasks_labourer_status_index: "labourer_task_status_with_time".into(),
+            sosw_retry_tasks_table: "sosw_retry_tasks".into(),
+            sosw_retry_tasks_greenfield_index: "labourer_id_greenfield".into(),
+            greenfield_invocation_delta: 31_557_600,
+            greenfield_task_step: 1000,
+            labourers: IndexMap::new(),
+            max_attempts: 3,
+            max_closed_to_analyse_for_duration: 10,
+            max_simultaneous_invocations: 1,
+            ecology_config: EcologyConfig::default(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// Python sosw's `TaskManager.DEFAULT_CONFIG`, as a JSON layer to merge user config over.
+pub fn default_task_config() -> Value {
+    serde_json::to_value(TaskConfig::default()).expect("config serializes")
+}
+
+impl TaskConfig {
+    /// Build from a user's `task_config` object merged over the defaults, then validate.
+    pub fn from_user(user: &Value) -> Result<Self, ConfigError> {
+        let cfg: Self = assemble("task_config", &[default_task_config(), user.clone()])?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.greenfield_task_step <= 0 {
+            return Err(ConfigError::Invalid("task_config.greenfield_task_step must be positive".into()));
+        }
+        if self.greenfield_invocation_delta <= 0 {
+            return Err(ConfigError::Invalid(
+                "task_config.greenfield_invocation_delta must be positive".into(),
+            ));
+        }
+        for (key, value) in &self.extra {
+            if let Some(id) = key.strip_prefix("max_attempts_") {
+                if value.as_u64().is_none() {
+                    return Err(ConfigError::Shape {
+                        name: "task_config".into(),
+                        path: key.clone(),
+                        reason: format!("expected a non-negative integer for labourer `{id}`, found {value}"),
+                    });
+                }
+            }
+        }
+        for (id, labourer) in &self.labourers {
+            for (name, metric) in &labourer.health_metrics {
+                crate::ecology::validate_feelings(metric).map_err(|reason| {
+                    ConfigError::Invalid(format!(
+                        "task_config.labourers.{id}.health_metrics.{name}.feelings: {reason}"
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attribute name of a sosw field in the tasks table.
+    pub fn field<'a>(&'a self, key: &'a str) -> &'a str {
+        self.dynamo_db_config.field(key)
+    }
+
+    /// `max_attempts` of a labourer: its own config, then `max_attempts_<id>`, then the default.
+    pub fn max_attempts_for(&self, labourer_id: &str) -> u32 {
+        if let Some(n) = self.labourers.get(labourer_id).and_then(|l| l.max_attempts) {
+            return n;
+        }
+        self.extra
+            .get(&format!("max_attempts_{labourer_id}"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(self.max_attempts)
+    }
+}
+
+/// `meta_handler_config`: the optional history table `sosw_tasks_meta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetaHandlerConfig {
+    /// Write meta rows to DynamoDB (default true). When false they are only logged.
+    pub write_meta_to_ddb: bool,
+    /// The table: only `table_name` is used (default `sosw_tasks_meta`).
+    pub dynamo_db_config: MetaTableConfig,
+}
+
+impl Default for MetaHandlerConfig {
+    fn default() -> Self {
+        Self { write_meta_to_ddb: true, dynamo_db_config: MetaTableConfig::default() }
+    }
+}
+
+/// The meta table of [`MetaHandlerConfig`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetaTableConfig {
+    /// Default `sosw_tasks_meta`.
+    pub table_name: String,
+    /// Other keys of the original (row_mapper, ...), kept but unused.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for MetaTableConfig {
+    fn default() -> Self {
+        Self { table_name: "sosw_tasks_meta".into(), extra: Map::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_python_sosw() {
+        let c = TaskConfig::default();
+        assert_eq!(c.dynamo_db_config.table_name, "sosw_tasks");
+        assert_eq!(c.dynamo_db_config.index_greenfield, "sosw_tasks_greenfield");
+        assert_eq!(c.sosw_closed_tasks_table, "sosw_closed_tasks");
+        assert_eq!(c.sosw_closed_tasks_labourer_status_index, "labourer_task_status_with_time");
+        assert_eq!(c.sosw_retry_tasks_table, "sosw_retry_tasks");
+        assert_eq!(c.sosw_retry_tasks_greenfield_index, "labourer_id_greenfield");
+        assert_eq!(c.greenfield_invocation_delta, 31_557_600);
+        assert_eq!(c.greenfield_task_step, 1000);
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.max_closed_to_analyse_for_duration, 10);
+        assert_eq!(c.max_simultaneous_invocations, 1);
+        assert_eq!(c.dynamo_db_config.row_mapper["payload"], "S");
+        assert_eq!(c.ecology_config.default_metric_values["Period"], 60);
+        assert_eq!(c.ecology_config.default_metric_values["MetricAggregationTimeSlice"], 300);
+    }
+
+    #[test]
+    fn accepts_the_documented_python_config_unchanged() {
+        let doc = json!({
+            "dynamo_db_config": {
+                "row_mapper": {"task_id": "S", "labourer_id": "S", "greenfield": "N", "attempts": "N",
+                               "closed_at": "N", "completed_at": "N", "desired_launch_time": "N",
+                               "arn": "S", "payload": "S"},
+                "required_fields": ["task_id", "labourer_id", "created_at", "greenfield"],
+                "table_name": "sosw_tasks",
+                "index_greenfield": "sosw_tasks_greenfield",
+                "field_names": {"task_id": "task_id", "labourer_id": "labourer_id", "greenfield": "greenfield"}
+            },
+            "sosw_closed_tasks_table": "sosw_closed_tasks",
+            "sosw_retry_tasks_table": "sosw_retry_tasks",
+            "sosw_retry_tasks_greenfield_index": "labourer_id_greenfield",
+            "ecology_config": {},
+            "labourers": {
+                "some_function": {
+                    "arn": "arn:aws:lambda:us-west-2:737060422660:function:some_function",
+                    "max_simultaneous_invocations": 10,
+                    "health_metrics": {
+                        "SomeDBCPU": {
+                            "details": {"Name": "CPUUtilization", "Namespace": "AWS/RDS", "Period": 60,
+                                        "Statistics": ["Average"],
+                                        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "YOUR-DB"}]},
+                            "feelings": {"3": 50, "4": 25},
+                            "feeling_comparison_operator": "<="
+                        }
+                    }
+                }
+            },
+            "max_attempts_some_function": 5
+        });
+        let c = TaskConfig::from_user(&doc).unwrap();
+        let l = &c.labourers["some_function"];
+        assert_eq!(l.max_simultaneous_invocations, Some(10));
+        let m = &l.health_metrics["SomeDBCPU"];
+        assert_eq!(m.feelings[&3], 50.0);
+        assert_eq!(m.feeling_comparison_operator, ComparisonOperator::Le);
+        assert_eq!(c.max_attempts_for("some_function"), 5);
+        assert_eq!(c.max_attempts_for("other"), 3);
+        // Defaults survive a partial user layer: row_mapper merged, created_at kept.
+        assert_eq!(c.dynamo_db_config.row_mapper["created_at"], "N");
+    }
+
+    #[test]
+    fn python_operator_names_are_accepted() {
+        for (name, op) in [("le", ComparisonOperator::Le), ("lt", ComparisonOperator::Lt),
+                           ("ge", ComparisonOperator::Ge), ("gt", ComparisonOperator::Gt),
+                           ("eq", ComparisonOperator::Eq), ("ne", ComparisonOperator::Ne),
+                           (">", ComparisonOperator::Gt), ("!=", ComparisonOperator::Ne)] {
+            let parsed: ComparisonOperator = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(parsed, op);
+        }
+    }
+
+    #[test]
+    fn labourer_max_attempts_beats_per_labourer_key_and_default() {
+        let c = TaskConfig::from_user(&json!({
+            "labourers": {"a": {"max_attempts": 7}},
+            "max_attempts_a": 5,
+            "max_attempts": 2
+        }))
+        .unwrap();
+        assert_eq!(c.max_attempts_for("a"), 7);
+    }
+
+    #[test]
+    fn wrong_shape_names_the_key_and_expectation() {
+        let err = TaskConfig::from_user(&json!({"labourers": {"w": {"max_simultaneous_invocations": "ten"}}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labourers.w.max_simultaneous_invocations"), "{err}");
+        assert!(err.contains("expected u32"), "{err}");
+
+        let err = TaskConfig::from_user(&json!({"greenfield_task_step": [1]})).unwrap_err().to_string();
+        assert!(err.contains("greenfield_task_step"), "{err}");
+
+        let err = TaskConfig::from_user(&json!({"max_attempts_w": "x"})).unwrap_err().to_string();
+        assert!(err.contains("max_attempts_w"), "{err}");
+
+        let err = TaskConfig::from_user(&json!({"labourers": {"w": {"health_metrics": {"m": {
+            "details": {}, "feelings": {"3": 1}, "feeling_comparison_operator": "~"}}}}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("feeling_comparison_operator"), "{err}");
+    }
+
+    #[test]
+    fn merge_is_recursive_for_maps_and_replaces_lists() {
+        let mut base = json!({"a": {"x": 1, "y": 2}, "l": [1, 2], "s": "keep"});
+        merge(&mut base, &json!({"a": {"y": 3, "z": 4}, "l": [9]}));
+        assert_eq!(base, json!({"a": {"x": 1, "y": 3, "z": 4}, "l": [9], "s": "keep"}));
+    }
+
+    #[test]
+    fn assemble_applies_layers_in_order() {
+        #[derive(Deserialize)]
+        struct C {
+            v: u32,
+            w: u32,
+        }
+        let c: C = assemble("t", &[json!({"v": 1, "w": 1}), json!({"v": 2}), Value::Null, json!({"w": 3})]).unwrap();
+        assert_eq!((c.v, c.w), (2, 3));
+        let err = assemble::<C>("t", &[json!([1])]).err().unwrap().to_string();
+        assert!(err.contains("expected a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn field_names_remap_attributes() {
+        let c = TaskConfig::from_user(&json!({"dynamo_db_config": {"field_names": {"greenfield": "gf"}}})).unwrap();
+        assert_eq!(c.field("greenfield"), "gf");
+        assert_eq!(c.field("task_id"), "task_id");
+    }
+}

@@ -1,0 +1,7 @@
+//! Tasks: the stored model ([`model`]) and the [`TaskManager`] over DynamoDB ([`manager`]).
+
+pub mod manager;
+pub mod model;
+
+pub use manager::{ClaimOutcome, NewTask, TaskManager};
+pub use model::{GreenfieldState, Item, Task, TaskId};

@@ -1,0 +1,162 @@
+//! A local AWS for tests: a moto server on a free loopback port, started from the project's
+//! `.venv` (run `scripts/setup`), stopped when the [`LocalAws`] is dropped. Tables come from the
+//! same CloudFormation template users deploy (`cloudformation/sosw-storage.yaml`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
+}
+
+/// A program in the project's virtualenv; panics with a hint when it is missing.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(path.exists(), "{} is missing: run `scripts/setup` first", path.display());
+    path
+}
+
+/// A running moto server and an SDK config pointing at it.
+#[derive(Debug)]
+pub struct LocalAws {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The port.
+    pub port: u16,
+    sdk: aws_config::SdkConfig,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
+}
+
+/// A raw HTTP/1.0 request to a loopback port; returns (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+impl LocalAws {
+    /// Start moto on a free port and wait until it answers.
+    pub async fn start() -> Self {
+        let moto = venv_bin("moto_server");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&moto)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken or crash: try another port
+                }
+                if matches!(http(port, "GET", "/moto-api/", ""), Ok((200, _))) {
+                    let endpoint = format!("http://127.0.0.1:{port}");
+                    let sdk = sdk_config_for(&endpoint).await;
+                    // No Docker here: moto must not try to run Lambda code in containers.
+                    let _ = http(port, "POST", "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#);
+                    return Self { endpoint, port, sdk, child };
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start on loopback");
+    }
+
+    /// SDK config for this server (region us-west-2, static test credentials).
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    /// Environment variables that point a child process (a Lambda binary, the CLI) here.
+    pub fn env(&self) -> Vec<(String, String)> {
+        env_for(&self.endpoint)
+    }
+
+    /// Create a CloudFormation stack from a template in `cloudformation/`, wait for it, and
+    /// return its outputs.
+    pub async fn create_stack(&self, name: &str, template: &str, params: &[(&str, &str)]) -> Vec<(String, String)> {
+        use aws_sdk_cloudformation::types::{Parameter, StackStatus};
+        let body = std::fs::read_to_string(repo_root().join("cloudformation").join(template))
+            .unwrap_or_else(|e| panic!("read cloudformation/{template}: {e}"));
+        let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
+        let mut req = cf.create_stack().stack_name(name).template_body(body);
+        for (k, v) in params {
+            req = req.parameters(Parameter::builder().parameter_key(*k).parameter_value(*v).build());
+        }
+        req.send().await.unwrap_or_else(|e| panic!("create stack {name}: {e:?}"));
+        for _ in 0..100 {
+            let out = cf.describe_stacks().stack_name(name).send().await.expect("describe stack");
+            let stack = &out.stacks()[0];
+            match stack.stack_status() {
+                Some(StackStatus::CreateComplete) => {
+                    return stack
+                        .outputs()
+                        .iter()
+                        .map(|o| (o.output_key().unwrap_or_default().to_string(), o.output_value().unwrap_or_default().to_string()))
+                        .collect()
+                }
+                Some(StackStatus::CreateInProgress) | None => tokio::time::sleep(Duration::from_millis(100)).await,
+                Some(other) => panic!("stack {name} failed: {other:?} {:?}", stack.stack_status_reason()),
+            }
+        }
+        panic!("stack {name} did not complete");
+    }
+
+    /// Create sosw's shared storage (tables with sosw's own names) from `cloudformation/sosw-storage.yaml`.
+    pub async fn deploy_storage(&self) -> Vec<(String, String)> {
+        self.create_stack("sosw-storage", "sosw-storage.yaml", &[]).await
+    }
+}
+
+/// SDK config for a local endpoint.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "sosw-tests"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Environment variables pointing the AWS SDK at `endpoint`.
+pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_DEFAULT_REGION", "us-west-2"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
