@@ -1,0 +1,41 @@
+//! Shared set-up for the moto-backed tests of sosw-core.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use sosw_core::testing::LocalAws;
+use sosw_core::{ManualClock, TaskConfig, TaskManager};
+use std::sync::Arc;
+
+pub const T0: f64 = 1_750_000_000.0;
+
+pub struct Env {
+    pub aws: LocalAws,
+    pub clock: ManualClock,
+    pub tm: TaskManager,
+}
+
+pub async fn env_with(task_config: Value) -> Env {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    let clock = ManualClock::at(T0);
+    let tm = task_manager(&aws, &clock, task_config);
+    Env { aws, clock, tm }
+}
+
+pub async fn env() -> Env {
+    env_with(json!({"labourers": {"worker": {"max_duration": 600}, "other": {"max_duration": 600}}})).await
+}
+
+pub fn task_manager(aws: &LocalAws, clock: &ManualClock, task_config: Value) -> TaskManager {
+    let cfg = TaskConfig::from_user(&task_config).expect("valid test config");
+    TaskManager::new(
+        aws_sdk_dynamodb::Client::new(aws.sdk_config()),
+        aws_sdk_lambda::Client::new(aws.sdk_config()),
+        cfg,
+        Arc::new(clock.clone()),
+    )
+}
+
+pub fn task(i: usize) -> serde_json::Map<String, Value> {
+    json!({"payload": {"n": i}}).as_object().cloned().unwrap()
+}
