@@ -338,3 +338,28 @@ async fn average_duration_reads_a_bounded_number_of_closed_tasks() {
     // the same time, so 3 tasks of 100 s each -> 100.
     assert_eq!(e.tm.average_duration(&l).await.unwrap(), 100);
 }
+
+#[tokio::test]
+async fn caller_chosen_ids_and_existence_across_all_three_tables() {
+    use sosw_core::TaskId;
+    let e = env().await;
+    let ids: Vec<TaskId> = (0..4).map(|i| TaskId::derived("file.txt", i)).collect();
+    e.tm.create_tasks_with_ids("worker", ids.iter().cloned().zip((0..4).map(task)).collect(), true).await.unwrap();
+    let l = e.tm.register_labourer("worker").unwrap();
+    let ts = e.tm.next_tasks(&l, 4).await.unwrap();
+    assert_eq!(ts.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>(), ids);
+    // One to the archive, one to the retry table, two stay queued.
+    e.tm.claim(&l, &ts[0]).await.unwrap();
+    e.tm.claim(&l, &ts[1]).await.unwrap();
+    e.tm.mark_completed(&ts[0].task_id.0, None, None).await.unwrap();
+    let done = e.tm.get_task(&ts[0].task_id.0).await.unwrap().unwrap();
+    assert!(e.tm.archive(&done).await.unwrap());
+    let running = e.tm.get_task(&ts[1].task_id.0).await.unwrap().unwrap();
+    assert!(e.tm.move_to_retry(&running, 60).await.unwrap());
+
+    let mut query: Vec<(String, TaskId)> = ids.iter().map(|id| ("worker".to_string(), id.clone())).collect();
+    query.push(("worker".into(), TaskId::derived("file.txt", 99)));
+    let found = e.tm.existing_task_ids(&query).await.unwrap();
+    assert_eq!(found.len(), 4, "queued, retrying and archived all count as existing");
+    assert!(!found.contains(&TaskId::derived("file.txt", 99)));
+}

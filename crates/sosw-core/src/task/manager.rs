@@ -227,12 +227,25 @@ impl TaskManager {
         tasks: Vec<NewTask>,
         strict: bool,
     ) -> Result<Vec<Item>, TaskError> {
+        let tasks = tasks.into_iter().map(|t| (TaskId::generate(), t)).collect();
+        self.build_task_items_with_ids(labourer_id, newest, tasks, strict)
+    }
+
+    /// [`Self::build_task_items`] with the task ids chosen by the caller (the scheduler derives
+    /// them from its queue file so that a resumed file never writes a row twice).
+    pub fn build_task_items_with_ids(
+        &self,
+        labourer_id: &str,
+        newest: i64,
+        tasks: Vec<(TaskId, NewTask)>,
+        strict: bool,
+    ) -> Result<Vec<Item>, TaskError> {
         let step = self.config.greenfield_task_step;
         let now = self.clock.now();
         tasks
             .into_iter()
             .enumerate()
-            .map(|(i, mut fields)| {
+            .map(|(i, (task_id, mut fields))| {
                 let greenfield = newest + step * (i as i64 + 1);
                 let mut item = Item::new();
                 let mut take = |key: &str, generated: AttributeValue| -> Result<(), TaskError> {
@@ -261,7 +274,7 @@ impl TaskManager {
                     item.insert(name, value);
                     Ok(())
                 };
-                take("task_id", AttributeValue::S(TaskId::generate().0))?;
+                take("task_id", AttributeValue::S(task_id.0))?;
                 take("labourer_id", AttributeValue::S(labourer_id.to_string()))?;
                 take("created_at", n_float(now))?;
                 take("greenfield", n(greenfield))?;
@@ -289,6 +302,90 @@ impl TaskManager {
         let items = self.build_task_items(labourer_id, newest, tasks, strict)?;
         self.batch_put(self.tasks_table(), items.clone()).await?;
         Ok(items)
+    }
+
+    /// [`Self::create_tasks`] with caller-chosen task ids.
+    pub async fn create_tasks_with_ids(
+        &self,
+        labourer_id: &str,
+        tasks: Vec<(TaskId, NewTask)>,
+        strict: bool,
+    ) -> Result<Vec<Item>, TaskError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let newest = self.newest_greenfield(labourer_id).await?;
+        let items = self.build_task_items_with_ids(labourer_id, newest, tasks, strict)?;
+        self.batch_put(self.tasks_table(), items.clone()).await?;
+        Ok(items)
+    }
+
+    /// Which of these tasks exist anywhere in sosw's tables (queue, retry, archive), with
+    /// BatchGetItem (100 keys a request).
+    pub async fn existing_task_ids(
+        &self,
+        tasks: &[(String, TaskId)],
+    ) -> Result<std::collections::HashSet<TaskId>, TaskError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let id_field = self.f("task_id").to_string();
+        let labourer_field = self.f("labourer_id").to_string();
+        let tables = [
+            (self.tasks_table().to_string(), false),
+            (self.config.sosw_closed_tasks_table.clone(), false),
+            (self.config.sosw_retry_tasks_table.clone(), true),
+        ];
+        let mut keys: Vec<(String, Item)> = Vec::new();
+        for (labourer_id, task_id) in tasks {
+            for (table, with_labourer) in &tables {
+                let mut key = Item::new();
+                key.insert(id_field.clone(), AttributeValue::S(task_id.0.clone()));
+                if *with_labourer {
+                    key.insert(labourer_field.clone(), AttributeValue::S(labourer_id.clone()));
+                }
+                keys.push((table.clone(), key));
+            }
+        }
+        let mut found = std::collections::HashSet::new();
+        for chunk in keys.chunks(100) {
+            let mut request: HashMap<String, KeysAndAttributes> = HashMap::new();
+            for (table, key) in chunk {
+                let entry = request.remove(table).map(|k| k.keys).unwrap_or_default();
+                let mut all = entry;
+                all.push(key.clone());
+                request.insert(
+                    table.clone(),
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(all))
+                        .projection_expression("#t")
+                        .expression_attribute_names("#t", &id_field)
+                        .build()
+                        .expect("keys are set"),
+                );
+            }
+            let mut attempt = 0u32;
+            while !request.is_empty() {
+                let out = self
+                    .dynamo
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("BatchGetItem", self.tasks_table(), e))?;
+                for items in out.responses.unwrap_or_default().into_values() {
+                    for item in items {
+                        if let Some(AttributeValue::S(id)) = item.get(&id_field) {
+                            found.insert(TaskId(id.clone()));
+                        }
+                    }
+                }
+                request = out.unprocessed_keys.unwrap_or_default();
+                if !request.is_empty() {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(25 * (1 << attempt.min(6)))).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Create one task (Python's `create_task`).

@@ -29,6 +29,13 @@ impl TaskId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
     }
+
+    /// A deterministic id for row `index` of the scheduler's queue file `source` (UUID v5,
+    /// same format as [`TaskId::generate`]): writing a row again yields the same task id.
+    pub fn derived(source: &str, index: usize) -> Self {
+        let name = format!("{source}#{index}");
+        Self(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).simple().to_string())
+    }
 }
 
 /// The state a greenfield encodes, relative to a labourer's registration times.
@@ -288,6 +295,14 @@ mod tests {
         let item: Item = [("task_id".to_string(), AttributeValue::S("t1".into()))].into();
         let err = Task::from_item(item, &cfg()).unwrap_err().to_string();
         assert!(err.contains("t1") && err.contains("labourer_id"), "{err}");
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        assert_eq!(TaskId::derived("f", 1), TaskId::derived("f", 1));
+        assert_ne!(TaskId::derived("f", 1), TaskId::derived("f", 2));
+        assert_ne!(TaskId::derived("f", 1), TaskId::derived("g", 1));
+        assert_eq!(TaskId::derived("f", 1).0.len(), 32);
     }
 
     #[test]
