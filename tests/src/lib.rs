@@ -1,0 +1,240 @@
+//! Helpers for the workspace-level tests in `tests/tests/`: where the CloudFormation templates
+//! are, `cfn-lint` and the template decoder from the project's `.venv` (run `scripts/setup`),
+//! a tiny Lambda zip to deploy on moto, and IAM policy documents as moto returns them.
+//!
+//! The local AWS itself (a moto server killed on drop) is `sosw_core::testing::LocalAws`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+}
+
+/// A program from the project's virtualenv; panics with the fix when it is missing.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(path.exists(), "{} is missing: run `scripts/setup` first", path.display());
+    path
+}
+
+/// Every CloudFormation template of the project (`cloudformation/*.yaml`), sorted.
+pub fn templates() -> Vec<PathBuf> {
+    let dir = repo_root().join("cloudformation");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The result of running `cfn-lint` on some templates.
+#[derive(Debug)]
+pub struct LintOutcome {
+    /// `true` when cfn-lint exited 0 (no error, no warning).
+    pub clean: bool,
+    /// What it printed (stdout and stderr).
+    pub output: String,
+}
+
+/// Run the project's `cfn-lint` (errors and warnings; informational checks included too).
+pub fn cfn_lint(paths: &[PathBuf]) -> LintOutcome {
+    let out = Command::new(venv_tool("cfn-lint"))
+        .args(["--include-checks", "I", "--"])
+        .args(paths)
+        .current_dir(repo_root())
+        .output()
+        .expect("run cfn-lint");
+    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    LintOutcome { clean: out.status.success() && output.trim().is_empty(), output }
+}
+
+/// A template from `cloudformation/` as JSON, short-form tags expanded (`!Ref x` becomes
+/// `{"Ref": "x"}`), decoded by cfn-lint's own YAML loader.
+pub fn template(name: &str) -> Value {
+    const DECODE: &str = "import json, sys\nfrom cfnlint.decode import decode\n\
+        template, problems = decode(sys.argv[1])\n\
+        if problems:\n    sys.exit('\\n'.join(str(p) for p in problems))\n\
+        json.dump(template, sys.stdout)\n";
+    let path = repo_root().join("cloudformation").join(name);
+    let out = Command::new(venv_tool("python")).args(["-c", DECODE]).arg(&path).output().expect("run python");
+    assert!(out.status.success(), "decoding {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the decoder prints JSON")
+}
+
+/// CRC-32 (IEEE), as zip needs it.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A zip archive holding one executable file, stored uncompressed: a stand-in Lambda package.
+pub fn lambda_zip(file_name: &str, contents: &[u8]) -> Vec<u8> {
+    let name = file_name.as_bytes();
+    let size = u32::try_from(contents.len()).expect("small file");
+    let name_len = u16::try_from(name.len()).expect("short name");
+    let crc = crc32(contents);
+    let dos_date: u16 = (1 << 5) | 1; // 1980-01-01
+    let mut zip = Vec::new();
+    // Local file header.
+    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    for v in [20u16, 0, 0, 0, dos_date] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, size, size] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    zip.extend_from_slice(&name_len.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(name);
+    zip.extend_from_slice(contents);
+    // Central directory.
+    let cd_offset = u32::try_from(zip.len()).expect("small zip");
+    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    for v in [0x0314u16, 20, 0, 0, 0, dos_date] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, size, size] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [name_len, 0, 0, 0, 0] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    zip.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes()); // -rwxr-xr-x
+    zip.extend_from_slice(&0u32.to_le_bytes()); // offset of the local header
+    zip.extend_from_slice(name);
+    let cd_size = u32::try_from(zip.len()).expect("small zip") - cd_offset;
+    // End of central directory.
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    for v in [0u16, 0, 1, 1] {
+        zip.extend_from_slice(&v.to_le_bytes());
+    }
+    zip.extend_from_slice(&cd_size.to_le_bytes());
+    zip.extend_from_slice(&cd_offset.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip
+}
+
+/// Decode `%XX` escapes (IAM returns policy documents URL-encoded).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An IAM policy document as IAM (or moto) returns it: URL-encoded JSON on real IAM; for inline
+/// policies of roles created through CloudFormation, moto 5.2 returns the Python `repr` of the
+/// document (`{'Version': '2012-10-17', ...}`), which is turned back into JSON here (sound for
+/// documents without quotes inside strings, as sosw's are).
+pub fn policy_document(raw: &str) -> Value {
+    let text = if raw.trim_start().starts_with('%') || raw.contains("%22") { percent_decode(raw) } else { raw.to_string() };
+    if let Ok(v) = serde_json::from_str(&text) {
+        return v;
+    }
+    let json = text.replace('\'', "\"").replace("True", "true").replace("False", "false").replace("None", "null");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("policy document is neither JSON nor a Python repr ({e}): {raw}"))
+}
+
+/// One statement of a policy: its Sid, effect, actions and resources (single values as lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// `Sid` (empty when absent).
+    pub sid: String,
+    /// `Effect`.
+    pub effect: String,
+    /// `Action`, sorted.
+    pub actions: Vec<String>,
+    /// `Resource`, sorted.
+    pub resources: Vec<String>,
+    /// `Condition`, if any.
+    pub condition: Option<Value>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().map(|i| i.as_str().expect("string item").to_string()).collect(),
+        None => Vec::new(),
+        Some(other) => panic!("expected a string or a list of strings, found {other}"),
+    };
+    out.sort();
+    out
+}
+
+/// The statements of a policy document.
+pub fn statements(policy: &Value) -> Vec<Statement> {
+    let list = match &policy["Statement"] {
+        Value::Array(items) => items.clone(),
+        single @ Value::Object(_) => vec![single.clone()],
+        other => panic!("policy without statements: {other}"),
+    };
+    list.iter()
+        .map(|s| Statement {
+            sid: s["Sid"].as_str().unwrap_or_default().to_string(),
+            effect: s["Effect"].as_str().unwrap_or_default().to_string(),
+            actions: strings(s.get("Action")),
+            resources: strings(s.get("Resource")),
+            condition: s.get("Condition").cloned(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn lambda_zip_is_a_valid_archive() {
+        let zip = lambda_zip("bootstrap", b"#!/bin/sh\necho hi\n");
+        let path = std::env::temp_dir().join(format!("sosw-tests-{}.zip", std::process::id()));
+        std::fs::write(&path, &zip).expect("write zip");
+        let check = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\n\
+                     i = z.getinfo('bootstrap')\nassert z.read(i) == b'#!/bin/sh\\necho hi\\n'\n\
+                     assert (i.external_attr >> 16) & 0o777 == 0o755\n";
+        let out = Command::new(venv_tool("python")).args(["-c", check]).arg(&path).output().expect("run python");
+        let _ = std::fs::remove_file(&path);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn policy_documents_from_iam_and_from_moto() {
+        let json = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22arn%3Aaws%3As3%3A%3A%3Ab%2F%2A%22%7D%5D%7D";
+        let repr = "{'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 's3:GetObject', 'Resource': 'arn:aws:s3:::b/*'}]}";
+        let expected: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(policy_document(json), expected);
+        assert_eq!(policy_document(encoded), expected);
+        assert_eq!(policy_document(repr), expected);
+        let s = statements(&expected);
+        assert_eq!(s[0].actions, vec!["s3:GetObject"]);
+        assert_eq!(s[0].resources, vec!["arn:aws:s3:::b/*"]);
+    }
+}

@@ -1,0 +1,597 @@
+//! The CloudFormation stacks users deploy (`cloudformation/*.yaml`): cfn-lint is clean, and the
+//! storage stack plus the four function stacks create on the local AWS (moto) with exactly the
+//! tables, indexes, bucket, topic, functions, log groups, schedules, exports and least-privilege
+//! IAM policies specified.
+//!
+//! What moto 5.2.5 does not do through CloudFormation, and how it is covered instead (the
+//! templates stay written for real AWS; these properties are checked in the template itself):
+//! - `AWS::S3::Bucket`: only `BucketEncryption` and `Tags` are applied; `PublicAccessBlockConfiguration`,
+//!   `OwnershipControls` and `LifecycleConfiguration` are ignored.
+//! - `AWS::S3::BucketPolicy`, `AWS::SNS::Subscription`, `AWS::Lambda::EventInvokeConfig`: not
+//!   supported, skipped with a warning (the stack still completes).
+//! - `AWS::Lambda::Function`: `Architectures` and `LoggingConfig` are ignored (functions come out
+//!   `x86_64`, logging unset).
+//! - `AWS::DynamoDB::Table`: `PointInTimeRecoverySpecification` is ignored (PITR reads DISABLED).
+//! - `AWS::IAM::Role` inline policies are stored as a Python `repr`, not JSON
+//!   (see `sosw_tests::policy_document`); `!GetAtt LogGroup.Arn` lacks the `:*` suffix real
+//!   CloudFormation returns.
+//! - Capabilities (`CAPABILITY_IAM`) are not enforced.
+
+use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TableDescription};
+use serde_json::{json, Value};
+use sosw_core::testing::LocalAws;
+use sosw_tests::{cfn_lint, lambda_zip, policy_document, statements, template, templates, Statement};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-west-2";
+const CODE_BUCKET: &str = "sosw-code";
+
+/// The four essentials: (stack template, binary / package name, default function name).
+const ESSENTIALS: [(&str, &str, &str); 4] = [
+    ("sosw-orchestrator.yaml", "sosw-orchestrator", "sosw_orchestrator"),
+    ("sosw-scheduler.yaml", "sosw-scheduler", "sosw_scheduler"),
+    ("sosw-scavenger.yaml", "sosw-scavenger", "sosw_scavenger"),
+    ("sosw-worker-assistant.yaml", "sosw-worker-assistant", "sosw_worker_assistant"),
+];
+
+#[test]
+fn every_template_passes_cfn_lint_without_warnings() {
+    let all = templates();
+    let names: BTreeSet<String> =
+        all.iter().map(|p| p.file_name().expect("file name").to_string_lossy().into_owned()).collect();
+    for expected in std::iter::once("sosw-storage.yaml").chain(ESSENTIALS.iter().map(|e| e.0)) {
+        assert!(names.contains(expected), "cloudformation/{expected} is missing (found {names:?})");
+    }
+    let lint = cfn_lint(&all);
+    assert!(lint.clean, "cfn-lint reported problems in cloudformation/*.yaml:\n{}", lint.output);
+}
+
+/// What moto cannot apply is asserted on the template itself.
+#[test]
+fn storage_template_declares_private_encrypted_bucket_and_pitr() {
+    let t = template("sosw-storage.yaml");
+    let r = &t["Resources"];
+    let bucket = &r["QueueBucket"]["Properties"];
+    assert_eq!(r["QueueBucket"]["Type"], "AWS::S3::Bucket");
+    for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(bucket["PublicAccessBlockConfiguration"][flag], json!(true), "{flag}");
+    }
+    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert!(["AES256", "aws:kms"].contains(&sse["SSEAlgorithm"].as_str().unwrap_or_default()), "{sse}");
+    assert_eq!(bucket["OwnershipControls"]["Rules"], json!([{"ObjectOwnership": "BucketOwnerEnforced"}]));
+    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().expect("lifecycle rules");
+    assert!(rules.iter().all(|rule| rule["Status"] == "Enabled"));
+    assert!(
+        rules.iter().any(|rule| rule["Prefix"] == json!({"Fn::Sub": "${QueuePrefix}/"})
+            && rule["ExpirationInDays"] == json!({"Ref": "QueueObjectExpirationDays"})),
+        "no rule expiring stale queue files under the queue prefix: {rules:?}"
+    );
+    assert!(
+        rules.iter().any(|rule| rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_number()),
+        "no rule aborting incomplete multipart uploads: {rules:?}"
+    );
+    let policy = &r["QueueBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"], "Deny");
+    assert_eq!(policy["Condition"], json!({"Bool": {"aws:SecureTransport": false}}));
+
+    let tables: Vec<&str> = r
+        .as_object()
+        .expect("resources")
+        .iter()
+        .filter(|(_, v)| v["Type"] == "AWS::DynamoDB::Table")
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(tables.len(), 5, "{tables:?}");
+    for table in tables {
+        assert_eq!(
+            r[table]["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            json!(true),
+            "{table} needs PITR"
+        );
+        assert_eq!(r[table]["DeletionPolicy"], "Retain", "{table}");
+    }
+    assert_eq!(r["DeadTaskTopic"]["Type"], "AWS::SNS::Topic");
+}
+
+#[test]
+fn function_templates_declare_arm64_json_logs_and_no_async_retries_for_schedules() {
+    for (file, _, function) in ESSENTIALS {
+        let t = template(file);
+        let f = &t["Resources"]["Function"]["Properties"];
+        assert_eq!(t["Parameters"]["Architecture"]["Default"], "arm64", "{file}");
+        assert_eq!(f["Architectures"], json!([{"Ref": "Architecture"}]), "{file}");
+        assert_eq!(f["Runtime"], "provided.al2023", "{file}");
+        assert_eq!(f["Handler"], "bootstrap", "{file}");
+        assert_eq!(f["FunctionName"], json!({"Fn::Sub": format!("${{NamePrefix}}{function}")}), "{file}");
+        assert_eq!(f["LoggingConfig"]["LogGroup"], json!({"Ref": "LogGroup"}), "{file}");
+        assert_eq!(f["LoggingConfig"]["LogFormat"], "JSON", "{file}");
+        let scheduled = t["Resources"].get("ScheduleRule").is_some();
+        assert_eq!(scheduled, matches!(function, "sosw_orchestrator" | "sosw_scavenger"), "{file}");
+        if scheduled {
+            let retry = &t["Resources"]["AsyncInvokeConfig"]["Properties"];
+            assert_eq!(retry["MaximumRetryAttempts"], json!(0), "{file}");
+        }
+    }
+}
+
+/// How a deployment is named; the expected ARNs follow from it.
+struct Deployment {
+    storage_stack: &'static str,
+    /// `NamePrefix` of the storage stack (tables, topic).
+    table_prefix: &'static str,
+    /// `NamePrefix` of the function stacks.
+    function_prefix: &'static str,
+    storage_params: Vec<(&'static str, &'static str)>,
+    /// `WorkerFunctions` of the orchestrator and scavenger stacks (`None`: the default).
+    workers: Option<&'static str>,
+    queue_prefix: &'static str,
+}
+
+impl Deployment {
+    fn table(&self, name: &str) -> String {
+        format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}{name}", self.table_prefix)
+    }
+    fn index(&self, table: &str, index: &str) -> String {
+        format!("{}/index/{index}", self.table(table))
+    }
+    fn function(&self, essential: &str) -> String {
+        format!("{}{essential}", self.function_prefix)
+    }
+    fn function_arn(name: &str) -> String {
+        format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+    }
+    fn workers(&self) -> Vec<String> {
+        self.workers
+            .unwrap_or("sosw-worker-*")
+            .split(',')
+            .flat_map(|w| [Self::function_arn(w), format!("{}:*", Self::function_arn(w))])
+            .collect()
+    }
+    fn stack(&self, dash_name: &str) -> String {
+        format!("{}{dash_name}", self.function_prefix.replace('_', "-"))
+    }
+}
+
+type Expected = BTreeMap<&'static str, (Vec<&'static str>, Vec<String>)>;
+
+/// The exact policy of each essential: Sid -> (actions, resources).
+fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -> Expected {
+    let mut e: Expected = BTreeMap::new();
+    let function = d.function(essential);
+    e.insert(
+        "Logs",
+        (
+            vec!["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function}")],
+        ),
+    );
+    e.insert("ReadConfig", (vec!["dynamodb:GetItem", "dynamodb:Query"], vec![d.table("config")]));
+    e.insert("WriteMeta", (vec!["dynamodb:BatchWriteItem", "dynamodb:PutItem"], vec![d.table("sosw_tasks_meta")]));
+    let greenfield = || (vec!["dynamodb:Query"], vec![d.index("sosw_tasks", "sosw_tasks_greenfield")]);
+    match essential {
+        "sosw_orchestrator" => {
+            e.insert(
+                "TaskQueue",
+                (vec!["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![d.table("sosw_tasks")]),
+            );
+            e.insert("TaskQueueGreenfieldIndex", greenfield());
+            e.insert(
+                "ClosedTasksIndex",
+                (vec!["dynamodb:Query"], vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")]),
+            );
+            e.insert("Workers", (vec!["lambda:GetFunctionConfiguration", "lambda:InvokeFunction"], d.workers()));
+            e.insert("HealthMetrics", (vec!["cloudwatch:GetMetricStatistics"], vec!["*".to_string()]));
+        }
+        "sosw_scheduler" => {
+            e.insert(
+                "TaskQueue",
+                (
+                    vec!["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable", "dynamodb:PutItem"],
+                    vec![d.table("sosw_tasks")],
+                ),
+            );
+            e.insert("TaskQueueGreenfieldIndex", greenfield());
+            e.insert(
+                "ExistingTasks",
+                (vec!["dynamodb:BatchGetItem"], vec![d.table("sosw_closed_tasks"), d.table("sosw_retry_tasks")]),
+            );
+            e.insert(
+                "QueueFiles",
+                (
+                    vec!["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                    vec![format!("arn:aws:s3:::{bucket}/{}/*", d.queue_prefix)],
+                ),
+            );
+            e.insert("QueueBucketList", (vec!["s3:ListBucket"], vec![format!("arn:aws:s3:::{bucket}")]));
+            e.insert("InvokeSibling", (vec!["lambda:InvokeFunction"], vec![Deployment::function_arn(&function)]));
+        }
+        "sosw_scavenger" => {
+            e.insert(
+                "TaskQueue",
+                (
+                    vec![
+                        "dynamodb:ConditionCheckItem",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:Query",
+                        "dynamodb:UpdateItem",
+                    ],
+                    vec![d.table("sosw_tasks")],
+                ),
+            );
+            e.insert("TaskQueueGreenfieldIndex", greenfield());
+            e.insert(
+                "ClosedTasks",
+                (vec!["dynamodb:ConditionCheckItem", "dynamodb:PutItem"], vec![d.table("sosw_closed_tasks")]),
+            );
+            e.insert(
+                "ClosedTasksIndex",
+                (vec!["dynamodb:Query"], vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")]),
+            );
+            e.insert(
+                "RetryTasks",
+                (
+                    vec!["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"],
+                    vec![d.table("sosw_retry_tasks")],
+                ),
+            );
+            e.insert(
+                "RetryTasksGreenfieldIndex",
+                (vec!["dynamodb:Query"], vec![d.index("sosw_retry_tasks", "labourer_id_greenfield")]),
+            );
+            e.insert("DeadTaskAlerts", (vec!["sns:Publish"], vec![topic.to_string()]));
+            e.insert("Workers", (vec!["lambda:GetFunctionConfiguration"], d.workers()));
+        }
+        "sosw_worker_assistant" => {
+            e.insert("TaskQueue", (vec!["dynamodb:GetItem", "dynamodb:UpdateItem"], vec![d.table("sosw_tasks")]));
+        }
+        other => panic!("unknown essential {other}"),
+    }
+    e
+}
+
+/// Least privilege, whatever the exact list: Allow only, no action wildcards, Resource "*" only
+/// for cloudwatch:GetMetricStatistics, and no wildcard in the service, region or account of an ARN.
+fn assert_least_privilege(essential: &str, statements: &[Statement]) {
+    for s in statements {
+        assert_eq!(s.effect, "Allow", "{essential} {}", s.sid);
+        assert!(s.condition.is_none(), "{essential} {}: unexpected condition", s.sid);
+        for action in &s.actions {
+            assert!(!action.contains('*'), "{essential} {}: wildcard action {action}", s.sid);
+        }
+        for resource in &s.resources {
+            if resource == "*" {
+                assert_eq!(
+                    s.actions,
+                    vec!["cloudwatch:GetMetricStatistics"],
+                    "{essential} {}: Resource \"*\" is only for cloudwatch:GetMetricStatistics",
+                    s.sid
+                );
+                continue;
+            }
+            let head: Vec<&str> = resource.splitn(6, ':').take(5).collect();
+            assert!(resource.starts_with("arn:aws:"), "{essential} {}: {resource}", s.sid);
+            assert!(head.iter().all(|part| !part.contains('*')), "{essential} {}: wildcard in {resource}", s.sid);
+            if resource.starts_with("arn:aws:dynamodb:") {
+                let path = resource.splitn(6, ':').nth(5).unwrap_or_default();
+                assert!(path.starts_with("table/") && !path.contains('*'), "{essential} {}: {resource}", s.sid);
+            }
+        }
+    }
+}
+
+fn key_schema(t: &TableDescription) -> Vec<(String, &'static str)> {
+    t.key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_string(), if *k.key_type() == KeyType::Hash { "HASH" } else { "RANGE" }))
+        .collect()
+}
+
+fn attribute_types(t: &TableDescription) -> HashMap<String, String> {
+    t.attribute_definitions()
+        .iter()
+        .map(|a| (a.attribute_name().to_string(), a.attribute_type().as_str().to_string()))
+        .collect()
+}
+
+fn hr(h: &str, r: Option<&str>) -> Vec<(String, &'static str)> {
+    let mut out = vec![(h.to_string(), "HASH")];
+    if let Some(r) = r {
+        out.push((r.to_string(), "RANGE"));
+    }
+    out
+}
+
+async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
+    let ddb = aws_sdk_dynamodb::Client::new(aws.sdk_config());
+    let describe = |name: &str| {
+        let ddb = ddb.clone();
+        let name = format!("{}{name}", d.table_prefix);
+        async move { ddb.describe_table().table_name(&name).send().await.map(|o| o.table.expect("table")) }
+    };
+
+    let tasks = describe("sosw_tasks").await?;
+    assert_eq!(key_schema(&tasks), hr("task_id", None));
+    let gsi = tasks.global_secondary_indexes();
+    assert_eq!(gsi.len(), 1);
+    assert_eq!(gsi[0].index_name(), Some("sosw_tasks_greenfield"));
+    assert_eq!(
+        gsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        ["labourer_id", "greenfield"]
+    );
+    assert_eq!(gsi[0].projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    let types = attribute_types(&tasks);
+    assert_eq!((types["task_id"].as_str(), types["labourer_id"].as_str(), types["greenfield"].as_str()), ("S", "S", "N"));
+
+    let closed = describe("sosw_closed_tasks").await?;
+    assert_eq!(key_schema(&closed), hr("task_id", None));
+    let gsi = closed.global_secondary_indexes();
+    assert_eq!(gsi.len(), 1);
+    assert_eq!(gsi[0].index_name(), Some("labourer_task_status_with_time"));
+    assert_eq!(
+        gsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        ["labourer_id_task_status", "closed_at"]
+    );
+    let projection = gsi[0].projection().expect("projection");
+    assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
+    let mut non_key = projection.non_key_attributes().to_vec();
+    non_key.sort();
+    assert_eq!(non_key, ["attempts", "completed_at", "greenfield"]);
+    assert_eq!(attribute_types(&closed)["closed_at"], "N");
+
+    let retry = describe("sosw_retry_tasks").await?;
+    assert_eq!(key_schema(&retry), hr("labourer_id", Some("task_id")));
+    assert!(retry.global_secondary_indexes().is_empty());
+    let lsi = retry.local_secondary_indexes();
+    assert_eq!(lsi.len(), 1);
+    assert_eq!(lsi[0].index_name(), Some("labourer_id_greenfield"));
+    assert_eq!(
+        lsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        ["labourer_id", "desired_launch_time"]
+    );
+    assert_eq!(lsi[0].projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    assert_eq!(attribute_types(&retry)["desired_launch_time"], "N");
+
+    let meta = describe("sosw_tasks_meta").await?;
+    assert_eq!(key_schema(&meta), hr("task_id", Some("created_at")));
+    assert_eq!(attribute_types(&meta)["created_at"], "N");
+
+    let config = describe("config").await?;
+    assert_eq!(key_schema(&config), hr("env", Some("config_name")));
+    for table in [&tasks, &closed, &retry, &meta, &config] {
+        let mode = table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str().to_string());
+        assert_eq!(mode.as_deref(), Some("PAY_PER_REQUEST"), "{:?}", table.table_name());
+    }
+    Ok(())
+}
+
+async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
+    let aws = LocalAws::start().await;
+    let cfn = aws_sdk_cloudformation::Client::new(aws.sdk_config());
+    let s3 = aws_sdk_s3::Client::new(aws.sdk_config());
+
+    // Storage first; its exports feed the function stacks.
+    let storage: HashMap<String, String> =
+        aws.create_stack(d.storage_stack, "sosw-storage.yaml", &d.storage_params).await.into_iter().collect();
+    verify_tables(&aws, &d).await?;
+
+    let bucket = storage["QueueBucketName"].clone();
+    if let Some((_, name)) = d.storage_params.iter().find(|(k, _)| *k == "QueueBucketName") {
+        assert_eq!(&bucket, name);
+    }
+    assert_eq!(storage["QueueBucketArn"], format!("arn:aws:s3:::{bucket}"));
+    assert_eq!(storage["QueuePrefix"], d.queue_prefix);
+    let encryption = s3.get_bucket_encryption().bucket(&bucket).send().await?;
+    let rule = &encryption.server_side_encryption_configuration().expect("encryption").rules()[0];
+    let algorithm = rule.apply_server_side_encryption_by_default().map(|r| r.sse_algorithm().as_str().to_string());
+    assert_eq!(algorithm.as_deref(), Some("AES256"));
+
+    let topic = storage["DeadTaskTopicArn"].clone();
+    assert_eq!(topic, format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}sosw_info", d.table_prefix));
+    let sns = aws_sdk_sns::Client::new(aws.sdk_config());
+    let attrs = sns.get_topic_attributes().topic_arn(&topic).send().await?;
+    let attrs = attrs.attributes().expect("topic attributes");
+    assert_eq!(attrs.get("KmsMasterKeyId").map(String::as_str), Some("alias/aws/sns"));
+
+    // The code the function stacks point at: a stand-in zip per essential.
+    s3.create_bucket()
+        .bucket(CODE_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await?;
+    let zip = lambda_zip("bootstrap", b"#!/bin/sh\nexit 1\n");
+    for (_, package, _) in ESSENTIALS {
+        s3.put_object()
+            .bucket(CODE_BUCKET)
+            .key(format!("sosw-rs/{package}/bootstrap.zip"))
+            .body(zip.clone().into())
+            .send()
+            .await?;
+    }
+
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    let iam = aws_sdk_iam::Client::new(aws.sdk_config());
+    let events = aws_sdk_eventbridge::Client::new(aws.sdk_config());
+    let logs = aws_sdk_cloudwatchlogs::Client::new(aws.sdk_config());
+
+    for (file, package, essential) in ESSENTIALS {
+        let stack = d.stack(package);
+        let mut params = vec![("CodeS3Bucket", CODE_BUCKET), ("StorageStackName", d.storage_stack)];
+        if !d.function_prefix.is_empty() {
+            params.push(("NamePrefix", d.function_prefix));
+        }
+        let scheduled = matches!(essential, "sosw_orchestrator" | "sosw_scavenger");
+        if let (true, Some(workers)) = (scheduled, d.workers) {
+            params.push(("WorkerFunctions", workers));
+        }
+        let outputs: HashMap<String, String> = aws.create_stack(&stack, file, &params).await.into_iter().collect();
+        let name = d.function(essential);
+        assert_eq!(outputs["FunctionName"], name, "{stack}");
+        assert_eq!(outputs["FunctionArn"], Deployment::function_arn(&name), "{stack}");
+        assert_eq!(outputs["LogGroupName"], format!("/aws/lambda/{name}"), "{stack}");
+
+        // The function.
+        let f = lambda.get_function_configuration().function_name(&name).send().await?;
+        assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"), "{name}");
+        assert_eq!(f.handler(), Some("bootstrap"), "{name}");
+        assert_eq!(f.role(), Some(outputs["RoleArn"].as_str()), "{name}");
+        let (memory, timeout) = match essential {
+            "sosw_orchestrator" | "sosw_scavenger" => (256, 60),
+            "sosw_scheduler" => (512, 900),
+            _ => (128, 30),
+        };
+        assert_eq!((f.memory_size(), f.timeout()), (Some(memory), Some(timeout)), "{name}");
+        let env: BTreeMap<String, String> = f
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let expected_env: BTreeMap<String, String> = [
+            ("SOSW_CONFIG_SOURCE", "dynamo".to_string()),
+            ("SOSW_CONFIG_TABLE", format!("{}config", d.table_prefix)),
+            ("SOSW_ENV", "production".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(env, expected_env, "{name}");
+
+        // Its log group.
+        let groups = logs.describe_log_groups().log_group_name_prefix(format!("/aws/lambda/{name}")).send().await?;
+        let group = groups
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(&format!("/aws/lambda/{name}")))
+            .unwrap_or_else(|| panic!("log group of {name}"));
+        assert_eq!(group.retention_in_days(), Some(30), "{name}");
+
+        // Its schedule: every minute for the orchestrator and the scavenger, none for the others.
+        let rule_name = format!("{name}_every_minute");
+        let rule = events.describe_rule().name(&rule_name).send().await;
+        if scheduled {
+            let rule = rule?;
+            assert_eq!(rule.schedule_expression(), Some("rate(1 minute)"), "{rule_name}");
+            assert_eq!(rule.state().map(|s| s.as_str()), Some("ENABLED"), "{rule_name}");
+            assert_eq!(rule.arn(), Some(outputs["ScheduleRuleArn"].as_str()));
+            let targets = events.list_targets_by_rule().rule(&rule_name).send().await?;
+            let arns: Vec<&str> = targets.targets().iter().map(|t| t.arn()).collect();
+            assert_eq!(arns, [outputs["FunctionArn"].as_str()], "{rule_name}");
+            // EventBridge may invoke it, only from this rule.
+            let policy = lambda.get_policy().function_name(&name).send().await?;
+            let policy: Value = serde_json::from_str(policy.policy().expect("resource policy"))?;
+            let statements = policy["Statement"].as_array().expect("statements");
+            assert_eq!(statements.len(), 1, "{policy}");
+            assert_eq!(statements[0]["Principal"], json!({"Service": "events.amazonaws.com"}));
+            assert_eq!(statements[0]["Action"], "lambda:InvokeFunction");
+            assert_eq!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"], json!(outputs["ScheduleRuleArn"]));
+        } else {
+            assert!(rule.is_err(), "{name} must not run on a schedule");
+            assert!(!outputs.contains_key("ScheduleRuleArn"));
+        }
+
+        // Its role: exactly the specified permissions.
+        let role_name = outputs["RoleArn"].rsplit('/').next().expect("role name").to_string();
+        let names = iam.list_role_policies().role_name(&role_name).send().await?;
+        assert_eq!(names.policy_names().len(), 1, "{name}: one inline policy");
+        let attached = iam.list_attached_role_policies().role_name(&role_name).send().await?;
+        assert!(attached.attached_policies().is_empty(), "{name}: no managed policies");
+        let doc = iam
+            .get_role_policy()
+            .role_name(&role_name)
+            .policy_name(&names.policy_names()[0])
+            .send()
+            .await?;
+        let found = statements(&policy_document(doc.policy_document()));
+        assert_least_privilege(&name, &found);
+        let found: BTreeMap<String, (Vec<String>, Vec<String>)> = found
+            .into_iter()
+            .map(|s| {
+                // Real CloudFormation's !GetAtt LogGroup.Arn ends in ":*"; moto's does not.
+                let resources = if s.sid == "Logs" {
+                    s.resources.iter().map(|r| r.trim_end_matches(":*").to_string()).collect()
+                } else {
+                    s.resources
+                };
+                (s.sid, (s.actions, resources))
+            })
+            .collect();
+        let expected: BTreeMap<String, (Vec<String>, Vec<String>)> = expected_policy(&d, essential, &bucket, &topic)
+            .into_iter()
+            .map(|(sid, (mut actions, mut resources))| {
+                actions.sort();
+                resources.sort();
+                (sid.to_string(), (actions.into_iter().map(String::from).collect(), resources))
+            })
+            .collect();
+        assert_eq!(found, expected, "IAM policy of {name}");
+    }
+
+    // Exports of the storage stack and of the function stacks.
+    let exports = cfn.list_exports().send().await?;
+    let exported: BTreeSet<&str> = exports.exports().iter().filter_map(|e| e.name()).collect();
+    for suffix in [
+        "TasksTable",
+        "ClosedTasksTable",
+        "RetryTasksTable",
+        "TasksMetaTable",
+        "ConfigTable",
+        "TasksTableArn",
+        "ClosedTasksTableArn",
+        "RetryTasksTableArn",
+        "TasksMetaTableArn",
+        "ConfigTableArn",
+        "QueueBucket",
+        "QueueBucketArn",
+        "QueuePrefix",
+        "DeadTaskTopicArn",
+        "DeadTaskTopicName",
+    ] {
+        let export = format!("{}-{suffix}", d.storage_stack);
+        assert!(exported.contains(export.as_str()), "missing export {export}: {exported:?}");
+    }
+    for (_, package, _) in ESSENTIALS {
+        for suffix in ["FunctionName", "FunctionArn"] {
+            let export = format!("{}-{suffix}", d.stack(package));
+            assert!(exported.contains(export.as_str()), "missing export {export}: {exported:?}");
+        }
+    }
+    let rules = events.list_rules().send().await?;
+    assert_eq!(rules.rules().len(), 2, "one schedule each for the orchestrator and the scavenger");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_with_default_parameters_create_on_local_aws() -> anyhow::Result<()> {
+    deploy_and_verify(Deployment {
+        storage_stack: "sosw-storage",
+        table_prefix: "",
+        function_prefix: "",
+        storage_params: vec![],
+        workers: None,
+        queue_prefix: "sosw/scheduler",
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_with_name_prefix_bucket_name_and_worker_list_create_on_local_aws() -> anyhow::Result<()> {
+    deploy_and_verify(Deployment {
+        storage_stack: "qa-sosw-storage",
+        table_prefix: "qa_",
+        function_prefix: "qa_",
+        storage_params: vec![
+            ("NamePrefix", "qa_"),
+            ("QueueBucketName", "qa-sosw-queue-bucket"),
+            ("QueuePrefix", "jobs/queue"),
+        ],
+        workers: Some("report_builder,mailer,etl-*"),
+        queue_prefix: "jobs/queue",
+    })
+    .await
+}
