@@ -1,0 +1,404 @@
+//! # sosw-scheduler
+//!
+//! The Scheduler essential: the public entry point of sosw. An application invokes it with a
+//! business job; the job is chunked into tasks by the configured rules ([`sosw_chunking`]), the
+//! rows are staged as a queue file in S3 ([`queue`]) and written to `sosw_tasks` in batches.
+//! When the Lambda is about to run out of time, the rest of the file is handed to a sibling
+//! invocation (`{"file_name": ...}`) that continues from S3.
+//!
+//! No row is written twice: task ids derive from (queue file, row index), a checkpoint in S3
+//! records how many rows are in the table, and a resumed file first checks which of its next rows
+//! already exist in any of sosw's tables. A crash leaves the locked file in S3; Lambda's retry of
+//! the same invocation (same request id, so the same file name) resumes it.
+
+pub mod queue;
+
+use queue::{QueueError, QueueFile, QueueStore};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sosw_core::config::{MetaHandlerConfig, TaskConfig};
+use sosw_core::invoker::Invoker;
+use sosw_core::task::NewTask;
+use sosw_core::{MetaHandler, TaskError, TaskId, TaskManager};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// The Scheduler's config document (`sosw_scheduler_config`), defaults as Python sosw.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulerConfig {
+    /// The TaskManager's config; `labourers` are the functions jobs may target.
+    pub task_config: TaskConfig,
+    /// Meta rows.
+    #[serde(default)]
+    pub meta_handler_config: MetaHandlerConfig,
+    /// S3 bucket for queue files.
+    pub queue_bucket: String,
+    /// Key prefix of queue files.
+    pub s3_prefix: String,
+    /// Queue file name; the request id is inserted before the extension.
+    pub queue_file: String,
+    /// Seconds of Lambda time left at which the rest is handed to a sibling.
+    pub shutdown_period: u64,
+    /// Rows written per batch.
+    pub rows_to_process: usize,
+    /// The whole document, for the chunking rules (`job_schema`, `job_schema_variants`).
+    #[serde(skip)]
+    pub document: Value,
+}
+
+impl SchedulerConfig {
+    /// Python sosw's `Scheduler.DEFAULT_CONFIG`, as a JSON layer.
+    pub fn defaults() -> Value {
+        json!({
+            "task_config": sosw_core::config::default_task_config(),
+            "s3_prefix": "sosw/scheduler",
+            "queue_file": "tasks_queue.txt",
+            "queue_bucket": "autotest-bucket",
+            "shutdown_period": 60,
+            "rows_to_process": 50,
+            "job_schema": {},
+            "job_schema_variants": {"default": {"chunkable_attrs": []}},
+            "task_operational_overhead_for_ddb": 0.03
+        })
+    }
+
+    /// Parse an assembled document (defaults already merged in) and validate it.
+    pub fn from_document(document: Value) -> Result<Self, sosw_core::ConfigError> {
+        let mut cfg: Self = sosw_core::config::from_value("sosw_scheduler_config", document.clone())?;
+        cfg.task_config.validate()?;
+        if cfg.rows_to_process == 0 {
+            return Err(sosw_core::ConfigError::Invalid("rows_to_process must be at least 1".into()));
+        }
+        if !cfg.queue_file.contains('.') {
+            return Err(sosw_core::ConfigError::Invalid(format!(
+                "queue_file `{}` needs an extension (the request id goes before it)",
+                cfg.queue_file
+            )));
+        }
+        sosw_chunking::SchedulerRules::from_config(&document)
+            .map_err(|e| sosw_core::ConfigError::Invalid(e.to_string()))?;
+        cfg.document = document;
+        Ok(cfg)
+    }
+
+    /// The queue file name for a request: `tasks_queue_<request_id>.txt`.
+    pub fn queue_file_for(&self, request_id: &str) -> String {
+        match self.queue_file.rsplit_once('.') {
+            Some((stem, ext)) => format!("{stem}_{request_id}.{ext}"),
+            None => format!("{}_{request_id}", self.queue_file),
+        }
+    }
+}
+
+/// Why a scheduler invocation failed.
+#[derive(Debug, Error)]
+pub enum SchedulerError {
+    /// The job is rejected; nothing was written.
+    #[error("job rejected: {0}")]
+    Job(#[from] sosw_chunking::JobError),
+    /// A `{"file_name": ...}` continuation names a file that is not in S3.
+    #[error("queue file `{0}` is not in S3 (neither handed over nor locked); nothing to continue")]
+    NoSuchQueueFile(String),
+    /// A row of a queue file is not a JSON object with a `labourer_id`.
+    #[error("queue file `{file}` row {row} is malformed: {reason}")]
+    MalformedRow {
+        /// File.
+        file: String,
+        /// Absolute row index.
+        row: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// S3 failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// DynamoDB failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The sibling invocation failed; the rest of the file stays in S3 for a retry.
+    #[error("spawning a sibling for `{file}` failed: {message}; the rest of the file is in S3")]
+    Sibling {
+        /// File.
+        file: String,
+        /// The error.
+        message: String,
+    },
+}
+
+/// How much Lambda time is left.
+pub trait TimeLeft: Send + Sync {
+    /// Time until the invocation's deadline.
+    fn remaining(&self) -> Duration;
+}
+
+/// A deadline in milliseconds since the epoch (Lambda's `Context::deadline`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub u64);
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Deadline {
+    /// From Lambda's context deadline. Local emulators (cargo lambda watch) pass the timeout in
+    /// milliseconds instead of an epoch time; such a value is taken as relative to now.
+    pub fn from_context(deadline_ms: u64) -> Self {
+        const YEAR_2001_MS: u64 = 978_307_200_000;
+        if deadline_ms < YEAR_2001_MS {
+            Self(epoch_ms() + deadline_ms)
+        } else {
+            Self(deadline_ms)
+        }
+    }
+}
+
+impl TimeLeft for Deadline {
+    fn remaining(&self) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(epoch_ms()))
+    }
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
+pub struct SchedulerStats {
+    /// The queue file.
+    pub file_name: String,
+    /// Rows in the file when this invocation took it.
+    pub rows_in_file: usize,
+    /// Tasks written to `sosw_tasks` by this invocation.
+    pub tasks_created: usize,
+    /// Rows skipped because a previous attempt had already written them.
+    pub rows_already_written: usize,
+    /// Whether the rest was handed to a sibling.
+    pub sibling_spawned: bool,
+    /// Rows handed over.
+    pub rows_handed_over: usize,
+}
+
+/// The Scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    tasks: TaskManager,
+    queue: QueueStore,
+    meta: Arc<MetaHandler>,
+    invoker: Arc<dyn Invoker>,
+    config: SchedulerConfig,
+    /// This function's name, for sibling invocations.
+    function_name: String,
+    /// Seconds to wait per written item when the table has provisioned write capacity.
+    write_pacing: Option<f64>,
+}
+
+impl Scheduler {
+    /// A scheduler over its dependencies. `write_capacity` is the table's provisioned WCU, if any
+    /// (see [`provisioned_write_capacity`]).
+    pub fn new(
+        tasks: TaskManager,
+        s3: aws_sdk_s3::Client,
+        meta: Arc<MetaHandler>,
+        invoker: Arc<dyn Invoker>,
+        config: SchedulerConfig,
+        function_name: &str,
+        write_capacity: Option<i64>,
+    ) -> Self {
+        let queue = QueueStore::new(s3, &config.queue_bucket, &config.s3_prefix);
+        Self {
+            tasks,
+            queue,
+            meta,
+            invoker,
+            config,
+            function_name: function_name.to_string(),
+            write_pacing: write_capacity.filter(|w| *w > 0).map(|w| 1.0 / w as f64),
+        }
+    }
+
+    /// The queue store (tests, the CLI).
+    pub fn queue(&self) -> &QueueStore {
+        &self.queue
+    }
+
+    /// Chunk a job into queue-file rows without writing anything (`sosw plan`).
+    pub fn plan(&self, event: &Value, today: chrono::NaiveDate) -> Result<Vec<Map<String, Value>>, SchedulerError> {
+        Ok(sosw_chunking::plan_event(&self.config.document, event, today)?)
+    }
+
+    /// Handle one invocation: a job, or `{"file_name": ...}` from a sibling.
+    pub async fn handle(
+        &self,
+        event: &Value,
+        request_id: &str,
+        time_left: &dyn TimeLeft,
+    ) -> Result<SchedulerStats, SchedulerError> {
+        let continuation = event.get("file_name").and_then(Value::as_str).map(str::to_string);
+        let (name, file, resumed) = match continuation {
+            Some(name) => {
+                if let Some(file) = self.queue.take_unlocked(&name).await? {
+                    (name, file, false)
+                } else if let Some(file) = self.queue.get_locked(&name).await? {
+                    (name, file, true)
+                } else {
+                    return Err(SchedulerError::NoSuchQueueFile(name));
+                }
+            }
+            None => {
+                let name = self.config.queue_file_for(request_id);
+                if let Some(file) = self.queue.get_locked(&name).await? {
+                    info!(file_name = %name, "resuming a locked queue file left by a previous attempt");
+                    (name, file, true)
+                } else if let Some(file) = self.queue.take_unlocked(&name).await? {
+                    (name, file, false)
+                } else {
+                    let today = chrono::Utc::now().date_naive();
+                    let rows = self.plan(event, today)?;
+                    let file = QueueFile { rows: rows.iter().map(sosw_core::pyjson::dumps).collect(), first_row: 0 };
+                    self.queue.put_locked(&name, &file).await?;
+                    (name, file, false)
+                }
+            }
+        };
+        self.process(&name, file, resumed, time_left).await
+    }
+
+    async fn process(
+        &self,
+        name: &str,
+        file: QueueFile,
+        resumed: bool,
+        time_left: &dyn TimeLeft,
+    ) -> Result<SchedulerStats, SchedulerError> {
+        let mut stats = SchedulerStats { file_name: name.to_string(), rows_in_file: file.rows.len(), ..Default::default() };
+        let mut done = file.first_row;
+        if resumed {
+            if let Some(checkpoint) = self.queue.checkpoint(name).await? {
+                done = done.max(checkpoint);
+            }
+        }
+        let end = file.first_row + file.rows.len();
+        let mut check_existing = resumed;
+        let shutdown = Duration::from_secs(self.config.shutdown_period);
+        while done < end {
+            if time_left.remaining() <= shutdown {
+                let rest = QueueFile { rows: file.rows[done - file.first_row..].to_vec(), first_row: done };
+                stats.rows_handed_over = rest.rows.len();
+                self.queue.hand_over(name, &rest).await?;
+                let payload = json!({ "file_name": name }).to_string();
+                self.invoker
+                    .invoke_event(&self.function_name, payload)
+                    .await
+                    .map_err(|e| SchedulerError::Sibling { file: name.to_string(), message: e.to_string() })?;
+                stats.sibling_spawned = true;
+                info!(file_name = %name, rows_handed_over = stats.rows_handed_over, "handed the rest to a sibling");
+                break;
+            }
+            let batch_end = end.min(done + self.config.rows_to_process);
+            let (written, skipped) = self
+                .write_rows(name, &file.rows[done - file.first_row..batch_end - file.first_row], done, check_existing)
+                .await?;
+            check_existing = false;
+            stats.tasks_created += written;
+            stats.rows_already_written += skipped;
+            done = batch_end;
+            if done < end {
+                self.queue.set_checkpoint(name, done).await?;
+            }
+            if let Some(per_item) = self.write_pacing {
+                tokio::time::sleep(Duration::from_secs_f64(per_item * written as f64)).await;
+            }
+        }
+        if !stats.sibling_spawned {
+            self.queue.release(name).await?;
+        }
+        self.meta.flush().await;
+        info!(
+            file_name = %name,
+            tasks_created = stats.tasks_created,
+            rows_already_written = stats.rows_already_written,
+            sibling_spawned = stats.sibling_spawned,
+            "scheduler run finished"
+        );
+        Ok(stats)
+    }
+
+    /// Write rows `[start, start + rows.len())` of a file; returns (written, skipped as existing).
+    async fn write_rows(
+        &self,
+        name: &str,
+        rows: &[String],
+        start: usize,
+        check_existing: bool,
+    ) -> Result<(usize, usize), SchedulerError> {
+        let labourer_field = self.tasks.config().field("labourer_id").to_string();
+        let mut parsed: Vec<(String, TaskId, NewTask)> = Vec::with_capacity(rows.len());
+        for (i, raw) in rows.iter().enumerate() {
+            let row = start + i;
+            let malformed = |reason: String| SchedulerError::MalformedRow { file: name.to_string(), row, reason };
+            let fields: Map<String, Value> = match serde_json::from_str(raw) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => return Err(malformed("not a JSON object".into())),
+                Err(e) => return Err(malformed(e.to_string())),
+            };
+            let labourer = fields
+                .get(&labourer_field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed(format!("no string `{labourer_field}`")))?
+                .to_string();
+            parsed.push((labourer, TaskId::derived(name, row), fields));
+        }
+        let mut skipped = 0;
+        if check_existing {
+            let keys: Vec<(String, TaskId)> = parsed.iter().map(|(l, id, _)| (l.clone(), id.clone())).collect();
+            let existing: HashSet<TaskId> = self.tasks.existing_task_ids(&keys).await?;
+            let before = parsed.len();
+            parsed.retain(|(_, id, _)| !existing.contains(id));
+            skipped = before - parsed.len();
+            if skipped > 0 {
+                warn!(file_name = %name, skipped, "rows already written by a previous attempt skipped");
+            }
+        }
+        let mut written = 0;
+        // Consecutive rows of the same labourer go in one batch (a job targets one labourer).
+        let mut i = 0;
+        while i < parsed.len() {
+            let labourer = parsed[i].0.clone();
+            let mut j = i;
+            while j < parsed.len() && parsed[j].0 == labourer {
+                j += 1;
+            }
+            let group: Vec<(TaskId, NewTask)> = parsed[i..j].iter().map(|(_, id, f)| (id.clone(), f.clone())).collect();
+            let items = self.tasks.create_tasks_with_ids(&labourer, group, true).await?;
+            for item in &items {
+                if let Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) = item.get(self.tasks.config().field("task_id")) {
+                    self.meta.post(id, "created", &[("labourer", Value::String(labourer.clone()))]);
+                }
+            }
+            written += items.len();
+            i = j;
+        }
+        Ok((written, skipped))
+    }
+}
+
+/// The provisioned write capacity of the tasks table, `None` for on-demand tables.
+pub async fn provisioned_write_capacity(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Result<Option<i64>, TaskError> {
+    let out = dynamo.describe_table().table_name(table).send().await.map_err(|e| TaskError::Dynamo {
+        operation: "DescribeTable",
+        table: table.to_string(),
+        message: sosw_core::error::render_error(&e),
+    })?;
+    let Some(t) = out.table else { return Ok(None) };
+    let on_demand = t
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .is_some_and(|m| *m == aws_sdk_dynamodb::types::BillingMode::PayPerRequest);
+    if on_demand {
+        return Ok(None);
+    }
+    Ok(t.provisioned_throughput().and_then(|p| p.write_capacity_units()).filter(|w| *w > 0))
+}
