@@ -20,15 +20,27 @@ pub fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
-/// A running moto server and an SDK config pointing at it.
+/// A running moto server and an SDK config pointing at it (or at a request counter in front of it).
 #[derive(Debug)]
 pub struct LocalAws {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: where clients connect (moto, or the counter in front of it).
     pub endpoint: String,
-    /// The port.
+    /// The port clients connect to.
     pub port: u16,
     sdk: aws_config::SdkConfig,
     child: Child,
+    counter: Option<Child>,
+}
+
+/// AWS requests counted by `aws-request-counter` (see [`LocalAws::start_counted`]).
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounts {
+    /// All requests.
+    pub requests: u64,
+    /// DynamoDB items returned.
+    pub items_returned: u64,
+    /// Requests by `service.Operation`.
+    pub by_op: std::collections::BTreeMap<String, u64>,
 }
 
 fn free_port() -> u16 {
@@ -73,7 +85,7 @@ impl LocalAws {
                     let sdk = sdk_config_for(&endpoint).await;
                     // No Docker here: moto must not try to run Lambda code in containers.
                     let _ = http(port, "POST", "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#);
-                    return Self { endpoint, port, sdk, child };
+                    return Self { endpoint, port, sdk, child, counter: None };
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -81,6 +93,58 @@ impl LocalAws {
             let _ = child.wait();
         }
         panic!("moto_server did not start on loopback");
+    }
+
+    /// Start moto with the shared `aws-request-counter` proxy in front of it (for benchmarks).
+    /// The counter is `$SOSW_REQUEST_COUNTER`, or `../shared/tools/aws-request-counter` beside the repo.
+    pub async fn start_counted() -> Self {
+        let mut aws = Self::start().await;
+        let counter = std::env::var_os("SOSW_REQUEST_COUNTER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("../shared/tools/aws-request-counter"));
+        assert!(counter.exists(), "{} is missing (set SOSW_REQUEST_COUNTER)", counter.display());
+        let port = free_port();
+        let child = Command::new(venv_bin("python"))
+            .arg(&counter)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &aws.endpoint])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aws-request-counter");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(http(port, "GET", "/__counts", ""), Ok((200, _))) {
+            assert!(Instant::now() < deadline, "aws-request-counter did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        aws.endpoint = format!("http://127.0.0.1:{port}");
+        aws.port = port;
+        aws.sdk = sdk_config_for(&aws.endpoint).await;
+        aws.counter = Some(child);
+        aws
+    }
+
+    /// Requests counted since the last reset (zeros without a counter).
+    pub fn counts(&self) -> RequestCounts {
+        if self.counter.is_none() {
+            return RequestCounts::default();
+        }
+        let (_, body) = http(self.port, "GET", "/__counts", "").expect("read counts");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("counts are JSON");
+        RequestCounts {
+            requests: v["requests"].as_u64().unwrap_or(0),
+            items_returned: v["items_returned"].as_u64().unwrap_or(0),
+            by_op: v["by_op"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Zero the counters.
+    pub fn reset_counts(&self) {
+        if self.counter.is_some() {
+            let _ = http(self.port, "POST", "/__reset", "");
+        }
     }
 
     /// SDK config for this server (region us-west-2, static test credentials).
@@ -156,6 +220,10 @@ pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
 
 impl Drop for LocalAws {
     fn drop(&mut self) {
+        if let Some(mut c) = self.counter.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
