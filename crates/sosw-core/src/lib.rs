@@ -11,6 +11,7 @@
 //! | [`labourer`] | a worker type and its per-run registration times (`start`, `invoked`, `expired`) |
 //! | [`task`] | the stored task ([`task::model`]) and the [`TaskManager`] over DynamoDB |
 //! | [`ecology`] | health from CloudWatch metrics, running-task counts |
+//! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines |
 //! | [`meta`] | optional history rows in `sosw_tasks_meta` |
 //! | [`invoker`] | asynchronous Lambda invocation |
 //! | [`clock`] | injectable time |
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod config_source;
 pub mod ecology;
+pub mod emf;
 pub mod error;
 pub mod invoker;
 pub mod labourer;

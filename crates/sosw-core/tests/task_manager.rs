@@ -363,3 +363,38 @@ async fn caller_chosen_ids_and_existence_across_all_three_tables() {
     assert_eq!(found.len(), 4, "queued, retrying and archived all count as existing");
     assert!(!found.contains(&TaskId::derived("file.txt", 99)));
 }
+
+#[tokio::test]
+async fn counts_per_state_and_reviving_dead_tasks() {
+    let e = env().await;
+    e.tm.create_tasks("worker", (0..5).map(task).collect(), true).await.unwrap();
+    let l = e.tm.register_labourer("worker").unwrap();
+    let ts = e.tm.next_tasks(&l, 3).await.unwrap();
+    for t in &ts {
+        e.tm.claim(&l, t).await.unwrap();
+    }
+    e.tm.mark_completed(&ts[0].task_id.0, None, None).await.unwrap();
+    e.clock.advance(1201.0);
+    let l = e.tm.register_labourer("worker").unwrap();
+    assert_eq!(e.tm.queue_length("worker").await.unwrap(), 2);
+    assert_eq!(e.tm.completed_count(&l).await.unwrap(), 1);
+    assert_eq!(e.tm.expired_count(&l).await.unwrap(), 2);
+    let expired = e.tm.expired_tasks(&l).await.unwrap();
+    assert!(e.tm.move_to_retry(&expired[0], 60).await.unwrap());
+    assert_eq!(e.tm.retry_count("worker").await.unwrap(), 1);
+    assert!(e.tm.get_retrying("worker", &expired[0].task_id.0).await.unwrap().is_some());
+    // The other expired one dies.
+    assert!(e.tm.archive(&expired[1]).await.unwrap());
+    assert_eq!(e.tm.closed_count("worker", false).await.unwrap(), 1);
+    let dead = e.tm.dead_tasks("worker", 0).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(e.tm.dead_tasks("worker", T0 as i64 + 5000).await.unwrap().is_empty(), "--since filters");
+    let front = e.tm.oldest_greenfield("worker").await.unwrap() - 1;
+    assert!(e.tm.revive_dead(&dead[0], front).await.unwrap());
+    assert!(!e.tm.revive_dead(&dead[0], front).await.unwrap());
+    let back = e.tm.get_task(&dead[0].task_id.0).await.unwrap().unwrap();
+    assert_eq!(back.attempts, 0);
+    assert_eq!(back.greenfield, front);
+    assert!(!back.item.contains_key("closed_at") && !back.item.contains_key("labourer_id_task_status"));
+    assert_eq!(e.tm.closed_count("worker", false).await.unwrap(), 0);
+}

@@ -522,6 +522,183 @@ impl TaskManager {
         .await
     }
 
+    /// Number of expired tasks (invoked, not completed, past `expired`).
+    pub async fn expired_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
+        self.count(
+            &labourer.id,
+            "#g BETWEEN :a AND :b",
+            &[(":a", n(labourer.start)), (":b", n(labourer.expired))],
+            Some("attribute_not_exists(#c)"),
+        )
+        .await
+    }
+
+    /// Number of tasks completed by workers and not yet archived.
+    pub async fn completed_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
+        self.count(&labourer.id, "#g >= :a", &[(":a", n_float(self.clock.now()))], Some("attribute_exists(#c)"))
+            .await
+    }
+
+    /// Number of tasks of the labourer waiting in the retry table.
+    pub async fn retry_count(&self, labourer_id: &str) -> Result<u64, TaskError> {
+        let table = &self.config.sosw_retry_tasks_table;
+        let mut total = 0u64;
+        let mut start_key = None;
+        loop {
+            let out = self
+                .dynamo
+                .query()
+                .table_name(table)
+                .select(Select::Count)
+                .key_condition_expression("#l = :l")
+                .expression_attribute_names("#l", self.f("labourer_id"))
+                .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query", table, e))?;
+            total += out.count() as u64;
+            start_key = out.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Number of closed tasks of the labourer, completed (`_1`) or dead (`_0`).
+    pub async fn closed_count(&self, labourer_id: &str, completed: bool) -> Result<u64, TaskError> {
+        let table = &self.config.sosw_closed_tasks_table;
+        let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
+        let mut total = 0u64;
+        let mut start_key = None;
+        loop {
+            let out = self
+                .dynamo
+                .query()
+                .table_name(table)
+                .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
+                .select(Select::Count)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", self.f("labourer_id_task_status"))
+                .expression_attribute_values(":s", AttributeValue::S(status.clone()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query", table, e))?;
+            total += out.count() as u64;
+            start_key = out.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Dead tasks of a labourer closed at or after `since` (full rows from the archive).
+    pub async fn dead_tasks(&self, labourer_id: &str, since: i64) -> Result<Vec<Task>, TaskError> {
+        let table = &self.config.sosw_closed_tasks_table;
+        let mut keys = Vec::new();
+        let mut start_key = None;
+        loop {
+            let out = self
+                .dynamo
+                .query()
+                .table_name(table)
+                .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
+                .key_condition_expression("#s = :s AND #c >= :since")
+                .expression_attribute_names("#s", self.f("labourer_id_task_status"))
+                .expression_attribute_names("#c", self.f("closed_at"))
+                .expression_attribute_values(":s", AttributeValue::S(format!("{labourer_id}_0")))
+                .expression_attribute_values(":since", n(since))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query", table, e))?;
+            for item in out.items() {
+                if let Some(AttributeValue::S(id)) = item.get(self.f("task_id")) {
+                    keys.push(id.clone());
+                }
+            }
+            start_key = out.last_evaluated_key;
+            if start_key.is_none() {
+                break;
+            }
+        }
+        let mut tasks = Vec::with_capacity(keys.len());
+        for id in keys {
+            if let Some(t) = self.get_from(table, &id).await? {
+                tasks.push(t);
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// A task by id from another table keyed by `task_id` alone (the archive).
+    pub async fn get_from(&self, table: &str, task_id: &str) -> Result<Option<Task>, TaskError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(table)
+            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem", table, e))?;
+        out.item.map(|item| Task::from_item(item, &self.config.dynamo_db_config)).transpose()
+    }
+
+    /// A task in the retry table, by labourer and id.
+    pub async fn get_retrying(&self, labourer_id: &str, task_id: &str) -> Result<Option<Task>, TaskError> {
+        let table = &self.config.sosw_retry_tasks_table;
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(table)
+            .key(self.f("labourer_id"), AttributeValue::S(labourer_id.into()))
+            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem", table, e))?;
+        out.item.map(|item| Task::from_item(item, &self.config.dynamo_db_config)).transpose()
+    }
+
+    /// Put a dead task back into the queue at `greenfield` with its attempts reset to 0,
+    /// atomically with its removal from the archive. Returns `false` if it was no longer archived.
+    pub async fn revive_dead(&self, task: &Task, greenfield: i64) -> Result<bool, TaskError> {
+        let mut row = task.item.clone();
+        row.remove(self.f("labourer_id_task_status"));
+        row.remove(self.f("closed_at"));
+        row.insert(self.f("greenfield").to_string(), n(greenfield));
+        row.insert(self.f("attempts").to_string(), n(0));
+        let put = Put::builder()
+            .table_name(self.tasks_table())
+            .set_item(Some(row))
+            .condition_expression("attribute_not_exists(#t)")
+            .expression_attribute_names("#t", self.f("task_id"))
+            .build()
+            .expect("table and item are set");
+        let closed = &self.config.sosw_closed_tasks_table;
+        let delete = Delete::builder()
+            .table_name(closed)
+            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
+            .condition_expression("attribute_exists(#t)")
+            .expression_attribute_names("#t", self.f("task_id"))
+            .build()
+            .expect("table and key are set");
+        let result = self
+            .dynamo
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(dynamo_err("TransactWriteItems(revive_dead)", closed, e)),
+        }
+    }
+
     /// Tasks marked completed by workers (invoked, with `completed_at`).
     pub async fn completed_tasks(&self, labourer: &Labourer) -> Result<Vec<Task>, TaskError> {
         self.query_tasks(
