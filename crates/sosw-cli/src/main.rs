@@ -2,12 +2,27 @@
 //!
 //! | command | what it does | module |
 //! |---|---|---|
-//! | `sosw plan --config CONFIG.json JOB.json` | prints the tasks a job would become, offline | [`plan`] |
+//! | `sosw plan --config CONFIG.json JOB.json` | the tasks a job would become, offline | [`plan`] |
+//! | `sosw status [--json]` | per labourer: queued, running, expired, completed, retrying, health, would invoke | [`status`] |
+//! | `sosw submit JOB.json [--wait]` | invoke the scheduler; follow the tasks to the end | [`submit`] |
+//! | `sosw task TASK_ID` | where a task is, its attributes and history | [`task`] |
+//! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
+//! | `sosw run <essential> [--event FILE]` | run an essential once, locally | [`run`] |
+//!
+//! AWS commands use the standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
+//! ...) and read config documents like the essentials do (`SOSW_CONFIG_SOURCE`, `SOSW_CONFIG_TABLE`).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod ctx;
 mod plan;
+mod progress;
+mod retry_dead;
+mod run;
+mod status;
+mod submit;
+mod task;
 
 #[derive(Parser)]
 #[command(name = "sosw", version, about = "sosw-rs: the Serverless Orchestrator of Serverless Workers")]
@@ -20,12 +35,38 @@ struct Cli {
 enum Command {
     /// Print the tasks a job would become, one JSON object per line, in queue order (no AWS access).
     Plan(plan::PlanArgs),
+    /// Per labourer: queued, running, expired, completed, retrying, health, and what the orchestrator would invoke now.
+    Status(status::StatusArgs),
+    /// Invoke the scheduler with a job (asynchronously); --wait follows its tasks to the end.
+    Submit(submit::SubmitArgs),
+    /// Where a task is (queue, retry, archive), its attributes and its history.
+    Task(task::TaskArgs),
+    /// Put dead tasks of a labourer back at the front of its queue.
+    RetryDead(retry_dead::RetryDeadArgs),
+    /// Run an essential's core once, locally, through the same code path as its Lambda.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
+        other => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async move {
+                    match other {
+                        Command::Status(a) => status::run(&a).await,
+                        Command::Submit(a) => submit::run(&a).await,
+                        Command::Task(a) => task::run(&a).await,
+                        Command::RetryDead(a) => retry_dead::run(&a).await,
+                        Command::Run(a) => run::run(&a).await,
+                        Command::Plan(_) => unreachable!("handled above"),
+                    }
+                })
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,24 @@ pub fn health_for_value(value: f64, metric: &HealthMetric) -> EcoStatus {
     EcoStatus::BAD
 }
 
+/// The default `invocation_number_coefficient` of the orchestrator: share of
+/// `max_simultaneous_invocations` invoked at each health.
+pub fn default_invocation_coefficients() -> std::collections::BTreeMap<u8, f64> {
+    [(0, 0.0), (1, 0.0), (2, 0.5), (3, 0.75), (4, 1.0)].into_iter().collect()
+}
+
+/// How many tasks to invoke now: `floor(max × coefficient[health]) − running`, never below 0.
+pub fn desired_invocations(
+    max_simultaneous: u32,
+    coefficients: &std::collections::BTreeMap<u8, f64>,
+    health: EcoStatus,
+    running: u64,
+) -> u64 {
+    let coefficient = coefficients.get(&health.0).copied().unwrap_or(0.0);
+    let desired = (f64::from(max_simultaneous) * coefficient).floor().max(0.0) as u64;
+    desired.saturating_sub(running)
+}
+
 /// Where metric values come from.
 pub trait MetricSource: Send + Sync + std::fmt::Debug {
     /// The aggregated value of the metric over its time slice ending at `now`, `None` without
@@ -279,6 +297,16 @@ mod tests {
         assert!(validate_feelings(&metric("<", json!({"9": 1}))).is_err());
         assert!(validate_feelings(&metric("<", json!({}))).is_err());
         assert_eq!(m.feeling_comparison_operator, ComparisonOperator::Le);
+    }
+
+    #[test]
+    fn desired_invocations_follow_health_and_running_tasks() {
+        let c = default_invocation_coefficients();
+        assert_eq!(desired_invocations(10, &c, EcoStatus::MODERATE, 0), 5);
+        assert_eq!(desired_invocations(10, &c, EcoStatus::GOOD, 0), 7);
+        assert_eq!(desired_invocations(10, &c, EcoStatus::HIGH, 3), 7);
+        assert_eq!(desired_invocations(10, &c, EcoStatus::HIGH, 30), 0);
+        assert_eq!(desired_invocations(10, &c, EcoStatus::POOR, 0), 0);
     }
 
     #[test]

@@ -59,8 +59,8 @@ impl SchedulerConfig {
             "queue_bucket": "autotest-bucket",
             "shutdown_period": 60,
             "rows_to_process": 50,
-            "job_schema": {},
-            "job_schema_variants": {"default": {"chunkable_attrs": []}},
+            // `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
+            // absent; it is not a layer here, so a list set in `sosw_essential_config` survives.
             "task_operational_overhead_for_ddb": 0.03
         })
     }
@@ -383,6 +383,34 @@ impl Scheduler {
         }
         Ok((written, skipped))
     }
+}
+
+/// Everything a scheduler needs, from the environment: SDK config, config documents (see
+/// `sosw_core::config_source`), clients. The Lambda binary and `sosw run scheduler` both use it.
+pub async fn from_env(
+    sdk: &aws_config::SdkConfig,
+    function_name: &str,
+    custom: Option<Value>,
+) -> Result<(Scheduler, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    let clients = sosw_core::aws::Clients::new(sdk);
+    let document: Value = sosw_core::config_source::ConfigSource::from_env(sdk)?
+        .load_essential(function_name, SchedulerConfig::defaults(), custom)
+        .await?;
+    let config = SchedulerConfig::from_document(document)?;
+    let clock = Arc::new(sosw_core::SystemClock);
+    let capacity = provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name).await?;
+    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
+    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config.clone(), clock);
+    let scheduler = Scheduler::new(
+        tasks,
+        clients.s3.clone(),
+        meta.clone(),
+        Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone())),
+        config,
+        function_name,
+        capacity,
+    );
+    Ok((scheduler, meta))
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.

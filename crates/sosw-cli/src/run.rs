@@ -1,0 +1,55 @@
+//! `sosw run <essential> --event FILE`: run an essential's core once, locally, through the same
+//! code path its Lambda uses (debugging, benchmarks).
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Which essential.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Essential {
+    /// The scheduler (the event is a job, or `{"file_name": ...}`).
+    Scheduler,
+}
+
+/// Arguments of `sosw run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The essential to run.
+    essential: Essential,
+    /// The event (JSON); default `{}`.
+    #[arg(long)]
+    event: Option<PathBuf>,
+    /// A config document layered over the ones in AWS.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// A far deadline: a local run is not cut short.
+struct NoDeadline;
+impl sosw_scheduler::TimeLeft for NoDeadline {
+    fn remaining(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(15 * 60)
+    }
+}
+
+/// Run `sosw run`.
+pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let event: Value = match &args.event {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("{} is not valid JSON", p.display()))?,
+        None => Value::Object(Default::default()),
+    };
+    let custom = crate::ctx::custom_layer(&args.config)?;
+    let sdk = sosw_core::aws::load_sdk_config().await;
+    let out = match args.essential {
+        Essential::Scheduler => {
+            let (scheduler, _meta) = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom).await.map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
+            let request_id = sosw_core::TaskId::generate().0;
+            serde_json::to_value(scheduler.handle(&event, &request_id, &NoDeadline).await?)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `sosw task TASK_ID`: where a task is (queue, retry, closed), its attributes and its history.
+
+use crate::ctx::{hint, Ctx};
+use aws_sdk_dynamodb::types::AttributeValue;
+use clap::Args;
+use serde_json::{json, Value};
+use sosw_core::task::model::item_to_json;
+use sosw_core::task::GreenfieldState;
+use std::path::PathBuf;
+
+/// Arguments of `sosw task`.
+#[derive(Args)]
+pub struct TaskArgs {
+    /// The task id.
+    task_id: String,
+    /// A config document layered over the ones in AWS.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Find a task: (location, state, attributes).
+pub async fn locate(ctx: &Ctx, task_id: &str) -> anyhow::Result<Option<(String, String, Value)>> {
+    let t = &ctx.tasks;
+    if let Some(task) = t.get_task(task_id).await.map_err(|e| hint(e.into()))? {
+        let l = ctx.labourer(&task.labourer_id).ok();
+        let state = match l {
+            Some(l) => match task.state(l.start, l.expired) {
+                GreenfieldState::Queued => "queued",
+                GreenfieldState::Running => "running",
+                GreenfieldState::Expired => "expired",
+                GreenfieldState::Completed => "completed (waiting for the scavenger)",
+            },
+            None => "in the queue of an unconfigured labourer",
+        };
+        return Ok(Some((t.config().dynamo_db_config.table_name.clone(), state.into(), Value::Object(item_to_json(&task.item)))));
+    }
+    for id in t.config().labourers.keys() {
+        if let Some(task) = t.get_retrying(id, task_id).await? {
+            return Ok(Some((t.config().sosw_retry_tasks_table.clone(), "waiting for a retry".into(), Value::Object(item_to_json(&task.item)))));
+        }
+    }
+    if let Some(task) = t.get_from(&t.config().sosw_closed_tasks_table, task_id).await? {
+        let state = if task.completed_at.is_some() { "closed: completed" } else { "closed: dead" };
+        return Ok(Some((t.config().sosw_closed_tasks_table.clone(), state.into(), Value::Object(item_to_json(&task.item)))));
+    }
+    Ok(None)
+}
+
+/// Meta rows of a task, oldest first (empty if the meta table is missing).
+pub async fn history(ctx: &Ctx, task_id: &str) -> Vec<Value> {
+    let table = ctx.document["meta_handler_config"]["dynamo_db_config"]["table_name"].as_str().unwrap_or("sosw_tasks_meta").to_string();
+    match ctx
+        .clients
+        .dynamodb
+        .query()
+        .table_name(&table)
+        .key_condition_expression("task_id = :t")
+        .expression_attribute_values(":t", AttributeValue::S(task_id.into()))
+        .send()
+        .await
+    {
+        Ok(out) => out.items().iter().map(|i| Value::Object(item_to_json(i))).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Run `sosw task`.
+pub async fn run(args: &TaskArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::load("sosw_orchestrator", crate::ctx::custom_layer(&args.config)?).await?;
+    let Some((table, state, attributes)) = locate(&ctx, &args.task_id).await? else {
+        anyhow::bail!(
+            "task `{}` is in none of sosw's tables (queue, retry, archive); check the id and AWS_REGION",
+            args.task_id
+        );
+    };
+    let out = json!({"task_id": args.task_id, "table": table, "state": state, "attributes": attributes,
+                     "history": history(&ctx, &args.task_id).await});
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
