@@ -8,6 +8,7 @@
 //! | `sosw task TASK_ID` | where a task is, its attributes and history | [`task`] |
 //! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
 //! | `sosw run <essential> [--event FILE]` | run an essential once, locally | [`run`] |
+//! | `sosw demo` | the whole lifecycle on this machine (moto + cargo lambda watch) | [`demo`] |
 //!
 //! AWS commands use the standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //! ...) and read config documents like the essentials do (`SOSW_CONFIG_SOURCE`, `SOSW_CONFIG_TABLE`).
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod ctx;
+mod demo;
 mod plan;
 mod progress;
 mod retry_dead;
@@ -45,6 +47,8 @@ enum Command {
     RetryDead(retry_dead::RetryDeadArgs),
     /// Run an essential's core once, locally, through the same code path as its Lambda.
     Run(run::RunArgs),
+    /// The whole orchestration lifecycle on this machine: local AWS, Lambda emulator, a job, a summary.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
                         Command::Task(a) => task::run(&a).await,
                         Command::RetryDead(a) => retry_dead::run(&a).await,
                         Command::Run(a) => run::run(&a).await,
+                        Command::Demo(a) => demo::run(&a).await,
                         Command::Plan(_) => unreachable!("handled above"),
                     }
                 })
