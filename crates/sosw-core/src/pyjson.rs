@@ -10,7 +10,7 @@ use std::io;
 /// Serialize `value` as Python's `json.dumps(value)` would.
 pub fn dumps<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter::default());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value
         .serialize(&mut ser)
         .expect("serializing to a Vec<u8> cannot fail");
