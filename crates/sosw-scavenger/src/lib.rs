@@ -1,0 +1,383 @@
+//! # sosw-scavenger
+//!
+//! The Scavenger essential (every minute), per labourer, as Python sosw's Scavenger:
+//! 1. **archive** tasks completed by workers into `sosw_closed_tasks` (`<labourer>_1`);
+//! 2. **expired** tasks: with attempts left, to `sosw_retry_tasks` with `desired_launch_time` =
+//!    now + `max_duration` × attempts; out of attempts, **dead**: an SNS alert, then archived
+//!    (`<labourer>_0`);
+//! 3. **retry** up to `retry_tasks_limit` due rows, back at the front of the queue.
+//!
+//! Every move is one DynamoDB transaction conditioned on the row being unchanged since it was read,
+//! so no path deletes a task without writing it elsewhere. Dead-task alerts are published before
+//! the tasks are archived: if SNS fails, the tasks stay where they are and the next run tries again.
+
+use futures::stream::{self, StreamExt};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sosw_core::config::{MetaHandlerConfig, TaskConfig};
+use sosw_core::error::render_error;
+use sosw_core::{Labourer, MetaHandler, Task, TaskManager};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// `sns_config`: where dead-task alerts go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SnsConfig {
+    /// Topic ARN.
+    pub recipient: String,
+    /// Message subject.
+    pub subject: String,
+}
+
+/// The scavenger's config document (`sosw_scavenger_config`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScavengerConfig {
+    /// The TaskManager's config.
+    pub task_config: TaskConfig,
+    /// Dead-task alerts.
+    pub sns_config: SnsConfig,
+    /// Retry rows returned to the queue per labourer and run.
+    pub retry_tasks_limit: usize,
+    /// Meta rows.
+    #[serde(default)]
+    pub meta_handler_config: MetaHandlerConfig,
+    /// Moves in flight at once per labourer.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_in_flight() -> usize {
+    16
+}
+
+impl ScavengerConfig {
+    /// Python sosw's `Scavenger.DEFAULT_CONFIG` as a JSON layer.
+    pub fn defaults() -> Value {
+        json!({
+            "task_config": sosw_core::config::default_task_config(),
+            "sns_config": {"recipient": "arn:aws:sns:us-west-2:000000000000:sosw_info", "subject": "``sosw`` Info"},
+            "retry_tasks_limit": 20,
+            "max_in_flight": 16
+        })
+    }
+}
+
+/// SNS's limit on a message, in bytes.
+pub const SNS_MESSAGE_LIMIT: usize = 256 * 1024;
+
+/// Where dead-task alerts go.
+pub trait DeadTaskNotifier: Send + Sync + std::fmt::Debug {
+    /// Publish one message.
+    fn publish<'a>(&'a self, subject: &'a str, message: String) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// SNS Publish to a topic.
+#[derive(Debug, Clone)]
+pub struct SnsNotifier {
+    /// Client.
+    pub client: aws_sdk_sns::Client,
+    /// Topic ARN.
+    pub topic: String,
+}
+
+impl DeadTaskNotifier for SnsNotifier {
+    fn publish<'a>(&'a self, subject: &'a str, message: String) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.client
+                .publish()
+                .topic_arn(&self.topic)
+                .subject(subject)
+                .message(message)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| render_error(&e))
+        })
+    }
+}
+
+/// A notifier that records messages (tests).
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    /// (subject, message) published so far.
+    pub messages: Mutex<Vec<(String, String)>>,
+    /// Fail every publish.
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl DeadTaskNotifier for RecordingNotifier {
+    fn publish<'a>(&'a self, subject: &'a str, message: String) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("injected failure".into());
+            }
+            self.messages.lock().expect("not poisoned").push((subject.to_string(), message));
+            Ok(())
+        })
+    }
+}
+
+/// Split dead-task lines into messages under SNS's size limit.
+pub fn alert_messages(task_ids: &[String], limit: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for id in task_ids {
+        let line = format!("Closing dead task: {id}\n");
+        if !current.is_empty() && current.len() + line.len() > limit {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push_str(&line);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// One labourer's figures of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LabourerStats {
+    /// Completed tasks archived.
+    pub archived: u64,
+    /// Expired tasks moved to the retry table.
+    pub scheduled_for_retry: u64,
+    /// Retry rows returned to the queue.
+    pub returned_to_queue: u64,
+    /// Tasks closed as dead (alerted and archived).
+    pub dead: u64,
+    /// Tasks that changed while being moved (left for the next run).
+    pub skipped_changed: u64,
+    /// Dead tasks whose alert could not be published (left for the next run).
+    pub alert_failed: u64,
+    /// Failures on single tasks, or on the labourer.
+    pub errors: u64,
+}
+
+/// The figures of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RunStats {
+    /// Sums over labourers.
+    pub total: LabourerStats,
+    /// Per labourer.
+    pub labourers: BTreeMap<String, LabourerStats>,
+}
+
+/// The Scavenger.
+#[derive(Debug)]
+pub struct Scavenger {
+    tasks: TaskManager,
+    meta: Arc<MetaHandler>,
+    notifier: Arc<dyn DeadTaskNotifier>,
+    config: ScavengerConfig,
+}
+
+impl Scavenger {
+    /// A scavenger over its dependencies.
+    pub fn new(tasks: TaskManager, meta: Arc<MetaHandler>, notifier: Arc<dyn DeadTaskNotifier>, config: ScavengerConfig) -> Self {
+        Self { tasks, meta, notifier, config }
+    }
+
+    /// One run over every labourer.
+    pub async fn run(&self) -> RunStats {
+        let labourers = self.tasks.register_labourers();
+        let results = futures::future::join_all(labourers.iter().map(|l| self.scavenge(l))).await;
+        let mut stats = RunStats::default();
+        for (l, s) in labourers.iter().zip(results) {
+            let t = &mut stats.total;
+            t.archived += s.archived;
+            t.scheduled_for_retry += s.scheduled_for_retry;
+            t.returned_to_queue += s.returned_to_queue;
+            t.dead += s.dead;
+            t.skipped_changed += s.skipped_changed;
+            t.alert_failed += s.alert_failed;
+            t.errors += s.errors;
+            info!(
+                labourer_id = %l.id, archived = s.archived, scheduled_for_retry = s.scheduled_for_retry,
+                returned_to_queue = s.returned_to_queue, dead = s.dead, skipped_changed = s.skipped_changed,
+                alert_failed = s.alert_failed, errors = s.errors, "scavenged labourer"
+            );
+            stats.labourers.insert(l.id.clone(), s);
+        }
+        self.meta.flush().await;
+        stats
+    }
+
+    fn count(stats: &mut LabourerStats, result: Result<bool, sosw_core::TaskError>, task: &Task, ok: fn(&mut LabourerStats)) {
+        match result {
+            Ok(true) => ok(stats),
+            Ok(false) => stats.skipped_changed += 1,
+            Err(e) => {
+                warn!(labourer_id = %task.labourer_id, task_id = %task.task_id, error = %e, "task not moved");
+                stats.errors += 1;
+            }
+        }
+    }
+
+    async fn scavenge(&self, labourer: &Labourer) -> LabourerStats {
+        let mut stats = LabourerStats::default();
+        let n = self.config.max_in_flight.max(1);
+
+        // 1. Archive completed tasks.
+        match self.tasks.completed_tasks(labourer).await {
+            Ok(done) => {
+                let results: Vec<_> = stream::iter(done.iter()).map(|t| async move { (t, self.tasks.archive(t).await) }).buffered(n).collect().await;
+                for (t, r) in results {
+                    let archived = matches!(r, Ok(true));
+                    Self::count(&mut stats, r, t, |s| s.archived += 1);
+                    if archived {
+                        self.meta.post(&t.task_id.0, "archived", &[("labourer_id", json!(labourer.id))]);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(labourer_id = %labourer.id, error = %e, "completed tasks unreadable");
+                stats.errors += 1;
+            }
+        }
+
+        // 2. Expired tasks: retry later, or close as dead.
+        match self.tasks.expired_tasks(labourer).await {
+            Ok(expired) => {
+                let (retry, dead): (Vec<&Task>, Vec<&Task>) =
+                    expired.iter().partition(|t| t.attempts < i64::from(labourer.max_attempts));
+                if !retry.is_empty() {
+                    match self.tasks.max_duration(labourer).await {
+                        Ok(max_duration) => {
+                            let results: Vec<_> = stream::iter(retry.iter())
+                                .map(|t| async move { (*t, self.tasks.move_to_retry(t, max_duration * t.attempts).await) })
+                                .buffered(n)
+                                .collect()
+                                .await;
+                            for (t, r) in results {
+                                let moved = matches!(r, Ok(true));
+                                Self::count(&mut stats, r, t, |s| s.scheduled_for_retry += 1);
+                                if moved {
+                                    self.meta.post(&t.task_id.0, "scheduled_for_retry", &[("labourer_id", json!(labourer.id))]);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!(labourer_id = %labourer.id, error = %e, tasks = retry.len(), "max_duration unknown; expired tasks left for the next run");
+                            stats.errors += retry.len() as u64;
+                        }
+                    }
+                }
+                if !dead.is_empty() {
+                    self.close_dead(labourer, &dead, &mut stats).await;
+                }
+            }
+            Err(e) => {
+                warn!(labourer_id = %labourer.id, error = %e, "expired tasks unreadable");
+                stats.errors += 1;
+            }
+        }
+
+        // 3. Due retries back to the front of the queue.
+        match self.tasks.tasks_due_for_retry(labourer, self.config.retry_tasks_limit).await {
+            Ok(due) if !due.is_empty() => match self.tasks.oldest_greenfield(&labourer.id).await {
+                Ok(oldest) => {
+                    let results: Vec<_> = stream::iter(due.iter().enumerate())
+                        .map(|(i, t)| async move { (t, self.tasks.return_to_queue(t, oldest - 1 - i as i64).await) })
+                        .buffered(n)
+                        .collect()
+                        .await;
+                    for (t, r) in results {
+                        let moved = matches!(r, Ok(true));
+                        Self::count(&mut stats, r, t, |s| s.returned_to_queue += 1);
+                        if moved {
+                            self.meta.post(&t.task_id.0, "ready_for_retry", &[("labourer_id", json!(labourer.id))]);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; retries left for the next run");
+                    stats.errors += 1;
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                warn!(labourer_id = %labourer.id, error = %e, "retry table unreadable");
+                stats.errors += 1;
+            }
+        }
+        stats
+    }
+
+    async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
+        let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
+        for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
+            if let Err(e) = self.notifier.publish(&self.config.sns_config.subject, message).await {
+                warn!(labourer_id = %labourer.id, task_ids = ?ids, error = %e, "dead-task alert not published; tasks left for the next run");
+                stats.alert_failed += dead.len() as u64;
+                return;
+            }
+        }
+        let n = self.config.max_in_flight.max(1);
+        let results: Vec<_> = stream::iter(dead.iter()).map(|t| async move { (*t, self.tasks.archive(t).await) }).buffered(n).collect().await;
+        for (t, r) in results {
+            let archived = matches!(r, Ok(true));
+            Self::count(stats, r, t, |s| s.dead += 1);
+            if archived {
+                info!(labourer_id = %labourer.id, task_id = %t.task_id, attempts = t.attempts, "closed dead task");
+                self.meta.post(&t.task_id.0, "archived_dead", &[("labourer_id", json!(labourer.id))]);
+            }
+        }
+    }
+}
+
+/// Everything a scavenger needs, from the environment (the Lambda and `sosw run scavenger`).
+pub async fn from_env(
+    sdk: &aws_config::SdkConfig,
+    function_name: &str,
+    custom: Option<Value>,
+) -> Result<(Scavenger, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    let clients = sosw_core::aws::Clients::new(sdk);
+    let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
+        .load_essential(function_name, ScavengerConfig::defaults(), custom)
+        .await?;
+    config.task_config.validate()?;
+    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
+    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
+    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config.clone(), clock);
+    let notifier = Arc::new(SnsNotifier { client: clients.sns.clone(), topic: config.sns_config.recipient.clone() });
+    Ok((Scavenger::new(tasks, meta.clone(), notifier, config), meta))
+}
+
+/// EMF lines for a run (one per labourer).
+pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<String> {
+    stats
+        .labourers
+        .iter()
+        .map(|(id, s)| {
+            sosw_core::emf::line(
+                function,
+                id,
+                &[
+                    ("archived", s.archived as f64),
+                    ("retried", s.scheduled_for_retry as f64),
+                    ("returned_to_queue", s.returned_to_queue as f64),
+                    ("dead", s.dead as f64),
+                    ("errors", s.errors as f64),
+                ],
+                timestamp_ms,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_split_under_the_sns_limit() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("{i:032}")).collect();
+        let messages = alert_messages(&ids, 4096);
+        assert!(messages.len() > 1);
+        assert!(messages.iter().all(|m| m.len() <= 4096));
+        assert_eq!(messages.concat().lines().count(), 1000);
+        assert!(messages[0].starts_with("Closing dead task: "));
+    }
+}

@@ -1,0 +1,252 @@
+//! The Scavenger against the local AWS, with time moved by a shared ManualClock (no sleeping).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{json, Value};
+use sosw_core::config::MetaHandlerConfig;
+use sosw_core::testing::LocalAws;
+use sosw_core::{Clock, ManualClock, MetaHandler, TaskManager};
+use sosw_scavenger::{DeadTaskNotifier, RecordingNotifier, Scavenger, ScavengerConfig, SnsNotifier};
+use std::sync::Arc;
+
+const T0: f64 = 1_750_000_000.0;
+
+struct Env {
+    aws: LocalAws,
+    clock: ManualClock,
+    tasks: TaskManager,
+    config: ScavengerConfig,
+}
+
+async fn env(labourers: Value) -> Env {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    let mut doc = ScavengerConfig::defaults();
+    sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": labourers}}));
+    let config: ScavengerConfig = sosw_core::config::from_value("test", doc).unwrap();
+    let clock = ManualClock::at(T0);
+    let tasks = TaskManager::new(
+        aws_sdk_dynamodb::Client::new(aws.sdk_config()),
+        aws_sdk_lambda::Client::new(aws.sdk_config()),
+        config.task_config.clone(),
+        Arc::new(clock.clone()),
+    );
+    Env { aws, clock, tasks, config }
+}
+
+impl Env {
+    fn scavenger(&self, notifier: Arc<dyn DeadTaskNotifier>) -> Scavenger {
+        let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
+        let meta = Arc::new(MetaHandler::new(aws_sdk_dynamodb::Client::new(self.aws.sdk_config()), &MetaHandlerConfig::default(), clock));
+        Scavenger::new(self.tasks.clone(), meta, notifier, self.config.clone())
+    }
+    async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
+        let items = self
+            .tasks
+            .create_tasks(labourer, (0..n).map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap()).collect(), true)
+            .await
+            .unwrap();
+        items.iter().map(|i| i["task_id"].as_s().unwrap().clone()).collect()
+    }
+    /// What an orchestrator does: claim the next `n` tasks now.
+    async fn invoke(&self, labourer: &str, n: usize) -> Vec<String> {
+        let l = self.tasks.register_labourer(labourer).unwrap();
+        let mut ids = Vec::new();
+        for t in self.tasks.next_tasks(&l, n).await.unwrap() {
+            assert_eq!(self.tasks.claim(&l, &t).await.unwrap(), sosw_core::ClaimOutcome::Claimed);
+            ids.push(t.task_id.0.clone());
+        }
+        ids
+    }
+    async fn closed(&self, id: &str) -> Option<sosw_core::Task> {
+        self.tasks.get_from("sosw_closed_tasks", id).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempts() {
+    let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 3}, "other": {"max_duration": 60}})).await;
+    let id = e.queue("worker", 1).await.remove(0);
+    let older = e.queue("worker", 1).await.remove(0);
+    let untouched = e.queue("other", 2).await;
+    let alerts = Arc::new(RecordingNotifier::default());
+    let scavenger = e.scavenger(alerts.clone());
+
+    for attempt in 1..=3i64 {
+        // Invoked (the retried task is at the front, before the older queued one).
+        let invoked = e.invoke("worker", 1).await;
+        assert_eq!(invoked, [id.clone()], "attempt {attempt}: the failing task is first in the queue");
+        // Nothing to do while it runs.
+        assert_eq!(scavenger.run().await.total, Default::default());
+        // It expires after duration + cooldown (900 + 300 s).
+        e.clock.advance(1201.0);
+        let stats = scavenger.run().await;
+        if attempt < 3 {
+            assert_eq!(stats.labourers["worker"].scheduled_for_retry, 1, "attempt {attempt}");
+            let l = e.tasks.register_labourer("worker").unwrap();
+            let retry = e.tasks.get_retrying("worker", &id).await.unwrap().expect("in the retry table");
+            assert_eq!(retry.item["desired_launch_time"], AttributeValue::N((l.start + 60 * attempt).to_string()), "delay = max_duration x attempts");
+            assert!(e.tasks.get_task(&id).await.unwrap().is_none());
+            // Not due yet: still waiting.
+            e.clock.advance((60 * attempt - 1) as f64);
+            assert_eq!(scavenger.run().await.labourers["worker"].returned_to_queue, 0);
+            e.clock.advance(1.0);
+            assert_eq!(scavenger.run().await.labourers["worker"].returned_to_queue, 1);
+        } else {
+            assert_eq!(stats.labourers["worker"].dead, 1);
+            assert_eq!(stats.total.dead, 1);
+        }
+    }
+    let closed = e.closed(&id).await.expect("archived");
+    assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_0".into()));
+    assert_eq!(closed.attempts, 3, "dead after exactly max_attempts attempts");
+    let messages = alerts.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].0, "``sosw`` Info");
+    assert!(messages[0].1.contains(&id), "the alert names the task");
+    // The other labourer's tasks and the older queued task are untouched.
+    for t in &untouched {
+        assert_eq!(e.tasks.get_task(t).await.unwrap().unwrap().attempts, 0);
+    }
+    assert_eq!(e.tasks.get_task(&older).await.unwrap().unwrap().attempts, 0);
+}
+
+#[tokio::test]
+async fn completed_tasks_are_archived_with_stats_and_results_and_feed_the_average_duration() {
+    let e = env(json!({"worker": {"max_duration": 60}})).await;
+    e.queue("worker", 3).await;
+    let ids = e.invoke("worker", 3).await;
+    e.clock.advance(30.0);
+    for id in &ids[..2] {
+        let stats = json!({"rows": 7}).as_object().cloned().unwrap();
+        let result = json!({"file": "s3://x"}).as_object().cloned().unwrap();
+        e.tasks.mark_completed(id, Some(&stats), Some(&result)).await.unwrap();
+    }
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert_eq!(stats.labourers["worker"].archived, 2);
+    for id in &ids[..2] {
+        let closed = e.closed(id).await.unwrap();
+        assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_1".into()));
+        assert_eq!(closed.item["stat_rows"], AttributeValue::N("7".into()));
+        assert_eq!(closed.item["result_file"], AttributeValue::S("s3://x".into()));
+        assert!(closed.item.contains_key("closed_at"));
+    }
+    assert!(e.tasks.get_task(&ids[2]).await.unwrap().is_some(), "the running one stays");
+    let l = e.tasks.register_labourer("worker").unwrap();
+    assert_eq!(e.tasks.average_duration(&l).await.unwrap(), 30);
+    let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config()).scan().table_name("sosw_tasks_meta").send().await.unwrap();
+    assert!(meta.items().iter().any(|m| m["action"] == AttributeValue::S("archived".into())));
+}
+
+#[tokio::test]
+async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
+    let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 1}})).await;
+    let sns = aws_sdk_sns::Client::new(e.aws.sdk_config());
+    let sqs = aws_sdk_sqs::Client::new(e.aws.sdk_config());
+    let topic = sns.create_topic().name("sosw_info").send().await.unwrap().topic_arn.unwrap();
+    let queue_url = sqs.create_queue().queue_name("alerts").send().await.unwrap().queue_url.unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&queue_arn).send().await.unwrap();
+
+    e.queue("worker", 2).await;
+    let ids = e.invoke("worker", 2).await;
+    e.clock.advance(1201.0);
+    let notifier = Arc::new(SnsNotifier { client: sns, topic });
+    let stats = e.scavenger(notifier).run().await;
+    assert_eq!(stats.total.dead, 2);
+    let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<String> = received.messages().iter().filter_map(|m| m.body().map(str::to_string)).collect();
+    assert_eq!(bodies.len(), 1, "one message for the run's dead tasks");
+    for id in &ids {
+        assert!(bodies[0].contains(id.as_str()), "{bodies:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unpublished_alert_leaves_the_dead_tasks_for_the_next_run() {
+    let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 1}})).await;
+    e.queue("worker", 1).await;
+    let id = e.invoke("worker", 1).await.remove(0);
+    e.clock.advance(1201.0);
+    let alerts = Arc::new(RecordingNotifier::default());
+    alerts.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stats = e.scavenger(alerts.clone()).run().await;
+    assert_eq!(stats.total.alert_failed, 1);
+    assert_eq!(stats.total.dead, 0);
+    assert!(e.tasks.get_task(&id).await.unwrap().is_some(), "not archived without its alert");
+    alerts.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(e.scavenger(alerts.clone()).run().await.total.dead, 1);
+    assert!(e.closed(&id).await.is_some());
+}
+
+#[tokio::test]
+async fn one_broken_labourer_or_task_does_not_stop_the_others() {
+    // `nofn` has no max_duration and no Lambda function: its retry delay is unknown.
+    let e = env(json!({"worker": {"max_duration": 60}, "nofn": {}})).await;
+    e.queue("worker", 2).await;
+    e.queue("nofn", 1).await;
+    let w = e.invoke("worker", 2).await;
+    let n = e.invoke("nofn", 1).await;
+    e.clock.advance(1201.0);
+    // A worker completes one of its tasks late, after the scavenger read it as expired: modelled
+    // by a stale read — the move is refused and the task left for the next run.
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let stale = e.tasks.expired_tasks(&l).await.unwrap();
+    e.tasks.mark_completed(&w[0], None, None).await.unwrap();
+    assert!(!e.tasks.move_to_retry(stale.iter().find(|t| t.task_id.0 == w[0]).unwrap(), 60).await.unwrap());
+
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert_eq!(stats.labourers["worker"].archived, 1, "the late completion is archived");
+    assert_eq!(stats.labourers["worker"].scheduled_for_retry, 1);
+    assert_eq!(stats.labourers["nofn"].errors, 1, "its task is left in place, counted");
+    assert!(e.tasks.get_task(&n[0]).await.unwrap().is_some(), "nothing deleted");
+}
+
+#[tokio::test]
+async fn max_duration_comes_from_the_lambda_configuration_when_not_configured() {
+    let e = env(json!({"fn1": {}})).await;
+    let iam = aws_sdk_iam::Client::new(e.aws.sdk_config());
+    let role = iam
+        .create_role()
+        .role_name("lambda")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .arn;
+    // A minimal zip (one empty file) is enough for moto.
+    let zip: &[u8] = &[
+        0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'a',
+        0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a',
+        0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 1, 0, 1, 0, 47, 0, 0, 0, 31, 0, 0, 0, 0, 0,
+    ];
+    aws_sdk_lambda::Client::new(e.aws.sdk_config())
+        .create_function()
+        .function_name("fn1")
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .role(role)
+        .handler("bootstrap")
+        .timeout(42)
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(zip)).build())
+        .send()
+        .await
+        .unwrap();
+    e.queue("fn1", 1).await;
+    let id = e.invoke("fn1", 1).await.remove(0);
+    e.clock.advance(1201.0);
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert_eq!(stats.labourers["fn1"].scheduled_for_retry, 1);
+    let l = e.tasks.register_labourer("fn1").unwrap();
+    let retry = e.tasks.get_retrying("fn1", &id).await.unwrap().unwrap();
+    assert_eq!(retry.item["desired_launch_time"], AttributeValue::N((l.start + 42).to_string()));
+}
