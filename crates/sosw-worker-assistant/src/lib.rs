@@ -1,0 +1,210 @@
+//! # sosw-worker-assistant
+//!
+//! The Worker Assistant essential: workers invoke it to mark their task completed or failed,
+//! with events exactly as Python sosw's `Worker` sends them:
+//!
+//! ```json
+//! {"action": "mark_task_as_completed", "task_id": "...", "stats": {...}, "result": {...}}
+//! ```
+//!
+//! `stats` and `result` may be objects or JSON strings of objects; they are stored flattened as
+//! `stat_<key>` / `result_<key>`. `mark_task_as_completed` sets `completed_at`,
+//! `mark_task_as_failed` increments `failed_attempts`. Unlike the original, an unknown task is an
+//! error and writes nothing (Python upserts a phantom row).
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sosw_core::config::{MetaHandlerConfig, TaskConfig};
+use sosw_core::{MetaHandler, TaskError, TaskManager};
+use std::sync::Arc;
+use thiserror::Error;
+use tracing::info;
+
+/// What a worker asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `mark_task_as_completed`
+    MarkCompleted,
+    /// `mark_task_as_failed`
+    MarkFailed,
+}
+
+impl Action {
+    /// The action's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MarkCompleted => "mark_task_as_completed",
+            Self::MarkFailed => "mark_task_as_failed",
+        }
+    }
+}
+
+/// Why an event was refused. Nothing is written for a refused event.
+#[derive(Debug, Error)]
+pub enum WorkerAssistantError {
+    /// The event is not a JSON object.
+    #[error("the event must be a JSON object, found {0}")]
+    NotAnObject(String),
+    /// No `action`.
+    #[error("missing required parameter `action` (mark_task_as_completed or mark_task_as_failed)")]
+    MissingAction,
+    /// An unknown `action`.
+    #[error("action `{0}` is not supported (mark_task_as_completed or mark_task_as_failed)")]
+    UnknownAction(String),
+    /// No `task_id`, or not a string.
+    #[error("missing required parameter `task_id` (a string) for action `{0}`")]
+    MissingTaskId(&'static str),
+    /// `stats` or `result` unusable.
+    #[error("`{field}` must be an object or a JSON string of an object: {reason}")]
+    BadReport {
+        /// `stats` or `result`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The task does not exist, or DynamoDB failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// A parsed worker event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The action.
+    pub action: Action,
+    /// The task.
+    pub task_id: String,
+    /// Stats to store as `stat_<key>`.
+    pub stats: Option<Map<String, Value>>,
+    /// Results to store as `result_<key>`.
+    pub result: Option<Map<String, Value>>,
+}
+
+fn report(event: &Map<String, Value>, field: &'static str) -> Result<Option<Map<String, Value>>, WorkerAssistantError> {
+    match event.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            Ok(other) => Err(WorkerAssistantError::BadReport { field, reason: format!("the JSON string holds {other}") }),
+            Err(e) => Err(WorkerAssistantError::BadReport { field, reason: format!("invalid JSON: {e}") }),
+        },
+        Some(other) => Err(WorkerAssistantError::BadReport { field, reason: format!("found {other}") }),
+    }
+}
+
+/// Parse and validate a worker event.
+pub fn parse(event: &Value) -> Result<Request, WorkerAssistantError> {
+    let Value::Object(event) = event else { return Err(WorkerAssistantError::NotAnObject(event.to_string())) };
+    let action = match event.get("action") {
+        Some(Value::String(a)) if a == "mark_task_as_completed" => Action::MarkCompleted,
+        Some(Value::String(a)) if a == "mark_task_as_failed" => Action::MarkFailed,
+        Some(Value::String(a)) => return Err(WorkerAssistantError::UnknownAction(a.clone())),
+        Some(other) => return Err(WorkerAssistantError::UnknownAction(other.to_string())),
+        None => return Err(WorkerAssistantError::MissingAction),
+    };
+    let task_id = match event.get("task_id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        _ => return Err(WorkerAssistantError::MissingTaskId(action.name())),
+    };
+    Ok(Request { action, task_id, stats: report(event, "stats")?, result: report(event, "result")? })
+}
+
+/// The Worker Assistant's config document (`sosw_worker_assistant_config`): like Python's, the
+/// tasks table is described by a top-level `dynamo_db_config`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerAssistantConfig {
+    /// The tasks table (`table_name`, `field_names`, ...).
+    #[serde(default)]
+    pub dynamo_db_config: Value,
+    /// Meta rows.
+    #[serde(default)]
+    pub meta_handler_config: MetaHandlerConfig,
+}
+
+impl WorkerAssistantConfig {
+    /// The TaskConfig for the tasks table.
+    pub fn task_config(&self) -> Result<TaskConfig, sosw_core::ConfigError> {
+        let dynamo = if self.dynamo_db_config.is_null() { json!({}) } else { self.dynamo_db_config.clone() };
+        TaskConfig::from_user(&json!({ "dynamo_db_config": dynamo }))
+    }
+}
+
+/// The Worker Assistant.
+#[derive(Debug)]
+pub struct WorkerAssistant {
+    tasks: TaskManager,
+    meta: Arc<MetaHandler>,
+}
+
+impl WorkerAssistant {
+    /// Over a TaskManager and a MetaHandler.
+    pub fn new(tasks: TaskManager, meta: Arc<MetaHandler>) -> Self {
+        Self { tasks, meta }
+    }
+
+    /// Handle one worker event.
+    pub async fn handle(&self, event: &Value) -> Result<Value, WorkerAssistantError> {
+        let req = parse(event)?;
+        match req.action {
+            Action::MarkCompleted => {
+                self.tasks.mark_completed(&req.task_id, req.stats.as_ref(), req.result.as_ref()).await?;
+                self.meta.post(&req.task_id, "marked_as_completed", &[]);
+            }
+            Action::MarkFailed => {
+                self.tasks.mark_failed(&req.task_id, req.stats.as_ref(), req.result.as_ref()).await?;
+                self.meta.post(&req.task_id, "marked_as_failed", &[]);
+            }
+        }
+        self.meta.flush().await;
+        info!(task_id = %req.task_id, action = req.action.name(), "worker report stored");
+        Ok(json!({"task_id": req.task_id, "action": req.action.name()}))
+    }
+}
+
+/// Everything a Worker Assistant needs, from the environment.
+pub async fn from_env(
+    sdk: &aws_config::SdkConfig,
+    function_name: &str,
+) -> Result<(WorkerAssistant, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    let clients = sosw_core::aws::Clients::new(sdk);
+    let config: WorkerAssistantConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
+        .load_essential(function_name, json!({}), None)
+        .await?;
+    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
+    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
+    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config()?, clock);
+    Ok((WorkerAssistant::new(tasks, meta.clone()), meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_worker_events_parse() {
+        let r = parse(&json!({"action": "mark_task_as_completed", "task_id": "t1", "stats": {"a": 1}, "result": "{\"b\": 2}"})).unwrap();
+        assert_eq!(r.action, Action::MarkCompleted);
+        assert_eq!(r.stats.unwrap()["a"], 1);
+        assert_eq!(r.result.unwrap()["b"], 2);
+        assert_eq!(parse(&json!({"action": "mark_task_as_failed", "task_id": "t"})).unwrap().action, Action::MarkFailed);
+    }
+
+    #[test]
+    fn bad_events_name_the_problem() {
+        let cases = [
+            (json!([1]), "must be a JSON object"),
+            (json!({"task_id": "t"}), "missing required parameter `action`"),
+            (json!({"action": "close", "task_id": "t"}), "action `close` is not supported"),
+            (json!({"action": "mark_task_as_completed"}), "missing required parameter `task_id`"),
+            (json!({"action": "mark_task_as_completed", "task_id": 5}), "missing required parameter `task_id`"),
+            (json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "{no"}), "`stats` must be an object"),
+            (json!({"action": "mark_task_as_completed", "task_id": "t", "result": [1]}), "`result` must be an object"),
+            (json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "[1]"}), "`stats` must be an object"),
+        ];
+        for (event, needle) in cases {
+            let err = parse(&event).unwrap_err().to_string();
+            assert!(err.contains(needle), "{event}: {err}");
+        }
+    }
+}
