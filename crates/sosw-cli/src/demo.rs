@@ -89,8 +89,12 @@ impl LambdaEmulator {
 
 impl Drop for LambdaEmulator {
     fn drop(&mut self) {
-        // The emulator runs each function as a child process: stop the whole group.
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.child.id())]).status();
+        // The emulator runs each function as a child process: stop its whole process group (and
+        // only that group: a pid of 0 or 1 here would signal far more than the emulator).
+        let pid = self.child.id();
+        if pid > 1 {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
