@@ -11,6 +11,10 @@ use std::path::PathBuf;
 pub enum Essential {
     /// The scheduler (the event is a job, or `{"file_name": ...}`).
     Scheduler,
+    /// One orchestrator run (the event is ignored, as EventBridge's).
+    Orchestrator,
+    /// One scavenger run (the event is ignored, as EventBridge's).
+    Scavenger,
 }
 
 /// Arguments of `sosw run`.
@@ -48,6 +52,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let (scheduler, _meta) = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom).await.map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             let request_id = sosw_core::TaskId::generate().0;
             serde_json::to_value(scheduler.handle(&event, &request_id, &NoDeadline).await?)?
+        }
+        Essential::Orchestrator => {
+            let (orchestrator, _meta) = sosw_orchestrator::from_env(&sdk, "sosw_orchestrator", custom)
+                .await
+                .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
+            serde_json::to_value(orchestrator.run().await)?
+        }
+        Essential::Scavenger => {
+            let (scavenger, _meta) = sosw_scavenger::from_env(&sdk, "sosw_scavenger", custom)
+                .await
+                .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
+            serde_json::to_value(scavenger.run().await)?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

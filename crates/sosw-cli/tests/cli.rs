@@ -161,3 +161,16 @@ async fn submit_rejects_a_bad_job_before_invoking_and_sends_a_good_one() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 task(s) for labourer `worker`"));
 }
+
+#[tokio::test]
+async fn run_orchestrator_and_scavenger_once_through_the_lambda_code_path() {
+    let (aws, tm, _) = deployed().await;
+    tm.create_tasks("worker", (0..6).map(task).collect(), true).await.unwrap();
+    // moto accepts Event invokes of any function name.
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "orchestrator"]))).unwrap();
+    assert_eq!(out["invoked"], 4, "max_simultaneous_invocations 4: {out}");
+    assert_eq!(tm.queue_length("worker").await.unwrap(), 2);
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "scavenger"]))).unwrap();
+    assert_eq!(out["total"]["archived"], 0, "{out}");
+    assert!(out["labourers"]["worker"].is_object());
+}
