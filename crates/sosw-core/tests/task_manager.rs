@@ -398,3 +398,35 @@ async fn counts_per_state_and_reviving_dead_tasks() {
     assert!(!back.item.contains_key("closed_at") && !back.item.contains_key("labourer_id_task_status"));
     assert_eq!(e.tm.closed_count("worker", false).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn archive_many_moves_batches_atomically_and_isolates_a_changed_task() {
+    let e = env().await;
+    e.tm.create_tasks("worker", (0..30).map(task).collect(), true).await.unwrap();
+    let l = e.tm.register_labourer("worker").unwrap();
+    let ts = e.tm.next_tasks(&l, 30).await.unwrap();
+    for t in &ts {
+        e.tm.claim(&l, t).await.unwrap();
+        e.tm.mark_completed(&t.task_id.0, None, None).await.unwrap();
+    }
+    let mut done = e.tm.completed_tasks(&l).await.unwrap();
+    assert_eq!(done.len(), 30);
+    // One task changes after it was read: its greenfield moves.
+    let changed = done[3].task_id.0.clone();
+    e.tm.dynamo()
+        .update_item()
+        .table_name("sosw_tasks")
+        .key("task_id", AttributeValue::S(changed.clone()))
+        .update_expression("SET greenfield = :g")
+        .expression_attribute_values(":g", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    done.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let results = e.tm.archive_many(&done).await;
+    let archived = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
+    assert_eq!((archived, refused), (29, 1));
+    assert!(e.tm.get_task(&changed).await.unwrap().is_some(), "the changed task stays in the queue");
+    assert_eq!(e.tm.closed_count("worker", true).await.unwrap(), 29);
+}

@@ -222,8 +222,8 @@ impl Scavenger {
         // 1. Archive completed tasks.
         match self.tasks.completed_tasks(labourer).await {
             Ok(done) => {
-                let results: Vec<_> = stream::iter(done.iter()).map(|t| async move { (t, self.tasks.archive(t).await) }).buffered(n).collect().await;
-                for (t, r) in results {
+                let results = self.archive_all(&done, n).await;
+                for (t, r) in done.iter().zip(results) {
                     let archived = matches!(r, Ok(true));
                     Self::count(&mut stats, r, t, |s| s.archived += 1);
                     if archived {
@@ -305,6 +305,16 @@ impl Scavenger {
         stats
     }
 
+    /// Archive tasks in transactions of several tasks each, a few transactions in flight.
+    async fn archive_all(&self, tasks: &[Task], in_flight: usize) -> Vec<Result<bool, sosw_core::TaskError>> {
+        let batches: Vec<Vec<Result<bool, sosw_core::TaskError>>> = stream::iter(tasks.chunks(sosw_core::task::manager::TRANSACTION_TASKS))
+            .map(|chunk| self.tasks.archive_many(chunk))
+            .buffered(in_flight)
+            .collect()
+            .await;
+        batches.into_iter().flatten().collect()
+    }
+
     async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
         let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
         for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
@@ -315,8 +325,9 @@ impl Scavenger {
             }
         }
         let n = self.config.max_in_flight.max(1);
-        let results: Vec<_> = stream::iter(dead.iter()).map(|t| async move { (*t, self.tasks.archive(t).await) }).buffered(n).collect().await;
-        for (t, r) in results {
+        let dead: Vec<Task> = dead.iter().map(|t| (*t).clone()).collect();
+        let results = self.archive_all(&dead, n).await;
+        for (t, r) in dead.iter().zip(results) {
             let archived = matches!(r, Ok(true));
             Self::count(stats, r, t, |s| s.dead += 1);
             if archived {

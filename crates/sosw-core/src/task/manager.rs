@@ -25,6 +25,9 @@ use tracing::{debug, instrument, warn};
 
 /// DynamoDB's limit of items per BatchWriteItem (moto does not enforce it; we do).
 pub const BATCH_WRITE_LIMIT: usize = 25;
+/// Tasks moved per TransactWriteItems (two items each). Real DynamoDB allows 100 items; moto caps
+/// transactions at 25, so 12 tasks keep both working.
+pub const TRANSACTION_TASKS: usize = 12;
 /// Attempts at writing unprocessed items of a batch before giving up.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
 
@@ -802,11 +805,44 @@ impl TaskManager {
 
     // ----- moving between tables -------------------------------------------------------------
 
-    /// Archive a task into `sosw_closed_tasks` with `labourer_id_task_status` =
-    /// `<labourer>_<1|0>` and `closed_at`, atomically with its removal from the queue, and only
-    /// if it is unchanged since it was read. Returns `false` when the task changed meanwhile.
-    #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
-    pub async fn archive(&self, task: &Task) -> Result<bool, TaskError> {
+    /// Archive many tasks with as few requests as possible: up to [`TRANSACTION_TASKS`] tasks per
+    /// TransactWriteItems, each task's move conditioned as in [`Self::archive`]. A batch refused
+    /// because one of its tasks changed is retried task by task, so the others still move.
+    /// Returns, per task in order, whether it was archived.
+    pub async fn archive_many(&self, tasks: &[Task]) -> Vec<Result<bool, TaskError>> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(TRANSACTION_TASKS) {
+            let mut request = self.dynamo.transact_write_items();
+            for task in chunk {
+                let (put, delete) = self.archive_items(task);
+                request = request
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .transact_items(TransactWriteItem::builder().delete(delete).build());
+            }
+            match request.send().await {
+                Ok(_) => out.extend(chunk.iter().map(|_| Ok(true))),
+                Err(e) if chunk.len() > 1 && is_conditional_check_failed(&e) => {
+                    for task in chunk {
+                        out.push(self.archive(task).await);
+                    }
+                }
+                Err(e) if is_conditional_check_failed(&e) => out.push(Ok(false)),
+                Err(e) => {
+                    let err = render_error(&e);
+                    out.extend(chunk.iter().map(|_| {
+                        Err(TaskError::Dynamo {
+                            operation: "TransactWriteItems(archive)",
+                            table: self.tasks_table().to_string(),
+                            message: err.clone(),
+                        })
+                    }));
+                }
+            }
+        }
+        out
+    }
+
+    fn archive_items(&self, task: &Task) -> (Put, Delete) {
         let mut closed = task.item.clone();
         let status = if task.completed_at.is_some() { 1 } else { 0 };
         closed.insert(
@@ -819,6 +855,15 @@ impl TaskManager {
             .set_item(Some(closed))
             .build()
             .expect("table and item are set");
+        (put, self.unchanged_delete(task))
+    }
+
+    /// Archive a task into `sosw_closed_tasks` with `labourer_id_task_status` =
+    /// `<labourer>_<1|0>` and `closed_at`, atomically with its removal from the queue, and only
+    /// if it is unchanged since it was read. Returns `false` when the task changed meanwhile.
+    #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
+    pub async fn archive(&self, task: &Task) -> Result<bool, TaskError> {
+        let (put, _) = self.archive_items(task);
         self.move_out_of_queue(task, put, "TransactWriteItems(archive)").await
     }
 
@@ -837,10 +882,11 @@ impl TaskManager {
         self.move_out_of_queue(task, put, "TransactWriteItems(retry)").await
     }
 
-    async fn move_out_of_queue(&self, task: &Task, put: Put, operation: &'static str) -> Result<bool, TaskError> {
-        let table = self.tasks_table();
-        let delete = Delete::builder()
-            .table_name(table)
+    /// Delete a task from the queue only if it is as it was read (same greenfield, same
+    /// completion state).
+    fn unchanged_delete(&self, task: &Task) -> Delete {
+        Delete::builder()
+            .table_name(self.tasks_table())
             .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
             .condition_expression(if task.completed_at.is_some() {
                 "#g = :g AND attribute_exists(#c)"
@@ -849,8 +895,14 @@ impl TaskManager {
             })
             .expression_attribute_names("#g", self.f("greenfield"))
             .expression_attribute_names("#c", self.f("completed_at"))
-            .expression_attribute_values(":g", n(task.greenfield));
-        let delete = delete.build().expect("table and key are set");
+            .expression_attribute_values(":g", n(task.greenfield))
+            .build()
+            .expect("table and key are set")
+    }
+
+    async fn move_out_of_queue(&self, task: &Task, put: Put, operation: &'static str) -> Result<bool, TaskError> {
+        let table = self.tasks_table();
+        let delete = self.unchanged_delete(task);
         let result = self
             .dynamo
             .transact_write_items()
