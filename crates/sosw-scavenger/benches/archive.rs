@@ -23,11 +23,15 @@ async fn main() {
     let tasks = TaskManager::new(dynamo.clone(), aws_sdk_lambda::Client::new(aws.sdk_config()), config.task_config.clone(), clock.clone());
     tasks.create_tasks("worker", (0..n).map(|i| json!({"payload": {"i": i}}).as_object().cloned().unwrap()).collect(), true).await.unwrap();
     let l = tasks.register_labourer("worker").unwrap();
-    for t in tasks.next_tasks(&l, n as usize).await.unwrap() {
+    let next = tasks.next_tasks(&l, n as usize).await.unwrap();
+    assert_eq!(next.len() as u64, n, "all queued");
+    for t in next {
         tasks.claim(&l, &t).await.unwrap();
         let stats = json!({"rows": 1}).as_object().cloned().unwrap();
         tasks.mark_completed(&t.task_id.0, Some(&stats), None).await.unwrap();
     }
+    let l = tasks.register_labourer("worker").unwrap();
+    println!("completed before the run: {}", tasks.completed_count(&l).await.unwrap());
     let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
     let scavenger = Scavenger::new(tasks, meta, Arc::new(RecordingNotifier::default()), config);
     aws.reset_counts();

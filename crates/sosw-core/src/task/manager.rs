@@ -72,7 +72,58 @@ where
         .unwrap_or(false)
 }
 
+/// How a TransactWriteItems call ended.
+enum TxOutcome {
+    Done,
+    /// A condition of one of its items failed (a row changed): nothing was written.
+    ConditionFailed,
+}
+
+/// What a transaction's cancellation means.
+fn cancellation_kind(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::http::Response>) -> Option<bool> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match err.as_service_error() {
+        // Some(true): a conflict with a concurrent transaction, worth retrying.
+        Some(E::TransactionCanceledException(c)) => {
+            let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+            if codes.contains(&"TransactionConflict") {
+                Some(true)
+            } else if codes.contains(&"ConditionalCheckFailed") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Some(E::TransactionInProgressException(_)) => Some(true),
+        _ => None,
+    }
+}
+
 impl TaskManager {
+    /// One TransactWriteItems, retried with backoff while it conflicts with concurrent ones.
+    async fn transact(&self, items: Vec<TransactWriteItem>, operation: &'static str, table: &str) -> Result<TxOutcome, TaskError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = self.dynamo.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match result {
+                Ok(_) => return Ok(TxOutcome::Done),
+                Err(e) => match cancellation_kind(&e) {
+                    Some(false) => return Ok(TxOutcome::ConditionFailed),
+                    // A server-side failure (HTTP 5xx) is retried like a conflict.
+                    None if attempt < 8 && e.raw_response().is_some_and(|r| r.status().is_server_error()) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
+                    }
+                    Some(true) if attempt < 8 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
+                    }
+                    _ => return Err(dynamo_err(operation, table, e)),
+                },
+            }
+        }
+    }
+
     /// A TaskManager over the given clients, config and clock.
     pub fn new(
         dynamo: aws_sdk_dynamodb::Client,
@@ -688,18 +739,8 @@ impl TaskManager {
             .expression_attribute_names("#t", self.f("task_id"))
             .build()
             .expect("table and key are set");
-        let result = self
-            .dynamo
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(dynamo_err("TransactWriteItems(revive_dead)", closed, e)),
-        }
+        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
+        Ok(matches!(self.transact(items, "TransactWriteItems(revive_dead)", closed).await?, TxOutcome::Done))
     }
 
     /// Tasks marked completed by workers (invoked, with `completed_at`).
@@ -812,28 +853,27 @@ impl TaskManager {
     pub async fn archive_many(&self, tasks: &[Task]) -> Vec<Result<bool, TaskError>> {
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(TRANSACTION_TASKS) {
-            let mut request = self.dynamo.transact_write_items();
+            let mut items = Vec::with_capacity(chunk.len() * 2);
             for task in chunk {
                 let (put, delete) = self.archive_items(task);
-                request = request
-                    .transact_items(TransactWriteItem::builder().put(put).build())
-                    .transact_items(TransactWriteItem::builder().delete(delete).build());
+                items.push(TransactWriteItem::builder().put(put).build());
+                items.push(TransactWriteItem::builder().delete(delete).build());
             }
-            match request.send().await {
-                Ok(_) => out.extend(chunk.iter().map(|_| Ok(true))),
-                Err(e) if chunk.len() > 1 && is_conditional_check_failed(&e) => {
+            match self.transact(items, "TransactWriteItems(archive)", self.tasks_table()).await {
+                Ok(TxOutcome::Done) => out.extend(chunk.iter().map(|_| Ok(true))),
+                Ok(TxOutcome::ConditionFailed) if chunk.len() > 1 => {
                     for task in chunk {
                         out.push(self.archive(task).await);
                     }
                 }
-                Err(e) if is_conditional_check_failed(&e) => out.push(Ok(false)),
+                Ok(TxOutcome::ConditionFailed) => out.push(Ok(false)),
                 Err(e) => {
-                    let err = render_error(&e);
+                    let message = e.to_string();
                     out.extend(chunk.iter().map(|_| {
                         Err(TaskError::Dynamo {
                             operation: "TransactWriteItems(archive)",
                             table: self.tasks_table().to_string(),
-                            message: err.clone(),
+                            message: message.clone(),
                         })
                     }));
                 }
@@ -903,20 +943,13 @@ impl TaskManager {
     async fn move_out_of_queue(&self, task: &Task, put: Put, operation: &'static str) -> Result<bool, TaskError> {
         let table = self.tasks_table();
         let delete = self.unchanged_delete(task);
-        let result = self
-            .dynamo
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => {
+        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
+        match self.transact(items, operation, table).await? {
+            TxOutcome::Done => Ok(true),
+            TxOutcome::ConditionFailed => {
                 warn!(task_id = %task.task_id, "task changed since it was read; left in place");
                 Ok(false)
             }
-            Err(e) => Err(dynamo_err(operation, table, e)),
         }
     }
 
@@ -975,18 +1008,8 @@ impl TaskManager {
             .expression_attribute_names("#t", self.f("task_id"))
             .build()
             .expect("table and key are set");
-        let result = self
-            .dynamo
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(dynamo_err("TransactWriteItems(return_to_queue)", retry_table, e)),
-        }
+        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
+        Ok(matches!(self.transact(items, "TransactWriteItems(return_to_queue)", retry_table).await?, TxOutcome::Done))
     }
 
     // ----- worker reports ----------------------------------------------------------------------
