@@ -10,7 +10,6 @@
 //! Exits non-zero if anything does not add up.
 
 use anyhow::{bail, Context as _};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
@@ -100,19 +99,6 @@ impl Drop for LambdaEmulator {
     }
 }
 
-async fn put_config(aws: &LocalAws, name: &str, doc: &Value) -> anyhow::Result<()> {
-    aws_sdk_dynamodb::Client::new(aws.sdk_config())
-        .put_item()
-        .table_name("config")
-        .item("env", AttributeValue::S("production".into()))
-        .item("config_name", AttributeValue::S(name.into()))
-        .item("config_value", AttributeValue::S(doc.to_string()))
-        .send()
-        .await
-        .with_context(|| format!("writing config `{name}`"))?;
-    Ok(())
-}
-
 async fn invoke(lambda: &aws_sdk_lambda::Client, function: &str, payload: &Value) -> anyhow::Result<Value> {
     let out = lambda
         .invoke()
@@ -176,13 +162,13 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         "duration": 5, "cooldown": 2, "max_duration": 3
     });
     let task_config = json!({"labourers": {WORKER: labourer}});
-    put_config(&aws, "sosw_essential_config", &json!({
+    aws.put_config("sosw_essential_config", &json!({
         "task_config": task_config,
         "job_schema_variants": {"default": {"chunkable_attrs": [["item", {}]]}}
     }))
-    .await?;
-    put_config(&aws, "sosw-scheduler_config", &json!({"queue_bucket": output("QueueBucketName"), "rows_to_process": 100})).await?;
-    put_config(&aws, "sosw-scavenger_config", &json!({"sns_config": {"recipient": output("DeadTaskTopicArn"), "subject": "sosw demo: dead task"}, "retry_tasks_limit": 200})).await?;
+    .await;
+    aws.put_config("sosw-scheduler_config", &json!({"queue_bucket": output("QueueBucketName"), "rows_to_process": 100})).await;
+    aws.put_config("sosw-scavenger_config", &json!({"sns_config": {"recipient": output("DeadTaskTopicArn"), "subject": "sosw demo: dead task"}, "retry_tasks_limit": 200})).await;
     eprintln!("==> labourer `{WORKER}` configured: max {} at once, 3 attempts", args.max_simultaneous);
 
     eprintln!("==> Lambda emulator: cargo lambda watch (first calls compile the functions)");

@@ -1,6 +1,5 @@
 //! The operator commands against the local AWS, through the real `sosw` binary.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use sosw_core::testing::LocalAws;
 use sosw_core::{SystemClock, TaskConfig, TaskManager};
@@ -31,17 +30,8 @@ async fn deployed() -> (LocalAws, TaskManager, String) {
     let essential: Value = serde_json::from_str(ESSENTIAL).unwrap();
     // As in Python sosw, an essential's defaults override `sosw_essential_config`, so settings
     // that have a default (queue_bucket) go in the essential's own document.
-    for (name, doc) in [("sosw_essential_config", essential.clone()), ("sosw_scheduler_config", json!({"queue_bucket": bucket}))] {
-        aws_sdk_dynamodb::Client::new(aws.sdk_config())
-            .put_item()
-            .table_name("config")
-            .item("env", AttributeValue::S("production".into()))
-            .item("config_name", AttributeValue::S(name.into()))
-            .item("config_value", AttributeValue::S(doc.to_string()))
-            .send()
-            .await
-            .unwrap();
-    }
+    aws.put_config("sosw_essential_config", &essential).await;
+    aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": bucket})).await;
     let cfg = TaskConfig::from_user(&essential["task_config"]).unwrap();
     let tm = TaskManager::new(
         aws_sdk_dynamodb::Client::new(aws.sdk_config()),

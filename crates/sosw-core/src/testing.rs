@@ -187,6 +187,20 @@ impl LocalAws {
         panic!("stack {name} did not complete");
     }
 
+    /// Write a config document to the `config` table (env `production`), as users do.
+    pub async fn put_config(&self, name: &str, doc: &serde_json::Value) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+            .put_item()
+            .table_name("config")
+            .item("env", AttributeValue::S("production".into()))
+            .item("config_name", AttributeValue::S(name.into()))
+            .item("config_value", AttributeValue::S(doc.to_string()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("write config `{name}`: {e:?}"));
+    }
+
     /// Create sosw's shared storage (tables with sosw's own names) from `cloudformation/sosw-storage.yaml`.
     pub async fn deploy_storage(&self) -> Vec<(String, String)> {
         self.create_stack("sosw-storage", "sosw-storage.yaml", &[]).await
@@ -227,4 +241,52 @@ impl Drop for LocalAws {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Lambda Invoke requests seen by [`recording_lambda`]: (path, `X-Amz-Invocation-Type`, body).
+pub type RecordedInvocations = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A loopback endpoint that records Lambda Invoke requests and answers 202, for tests that check
+/// the real request shape. Returns its URL (for `AWS_ENDPOINT_URL_LAMBDA` or an SDK endpoint).
+pub async fn recording_lambda() -> (String, RecordedInvocations) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    let seen: RecordedInvocations = Default::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let head = &text[..end];
+                    let header = |name: &str| {
+                        head.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    record.lock().expect("not poisoned").push((path, header("x-amz-invocation-type").unwrap_or_default(), body));
+                    let _ = sock.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
 }

@@ -205,53 +205,11 @@ async fn labourers_are_independent_and_an_invalid_task_is_skipped_unclaimed() {
     assert_eq!(json["labourers"]["a"]["invoked"], 2, "stats serialize per labourer");
 }
 
-/// A loopback HTTP endpoint that records Lambda Invoke requests and answers 202.
-async fn recording_lambda() -> (String, Arc<std::sync::Mutex<Vec<(String, String, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 { return; }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let head = &text[..end];
-                        let len: usize = head.lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                            let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
-                            let invocation_type = head.lines()
-                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-amz-invocation-type:").map(|v| v.trim().to_string()))
-                                .unwrap_or_default();
-                            record.lock().unwrap().push((path, invocation_type, body));
-                            let _ = sock.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
-                            buf.clear();
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
-}
-
 #[tokio::test]
 async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payload() {
     let e = env(json!({"worker": {"max_simultaneous_invocations": 5, "arn": "sosw_worker_fn"}})).await;
     e.queue("worker", 2).await;
-    let (endpoint, seen) = recording_lambda().await;
+    let (endpoint, seen) = sosw_core::testing::recording_lambda().await;
     let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config()).endpoint_url(endpoint).build();
     let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf)));
     let stats = e.orchestrator_with(invoker).run().await;
@@ -260,7 +218,7 @@ async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payl
     assert_eq!(seen.len(), 2);
     for (path, invocation_type, body) in &seen {
         assert_eq!(path, "/2015-03-31/functions/sosw_worker_fn/invocations");
-        assert_eq!(invocation_type, "event");
+        assert_eq!(invocation_type.to_ascii_lowercase(), "event");
         let v: Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["labourer_id"], "worker");
         assert!(v["task_id"].is_string());

@@ -103,51 +103,11 @@ async fn bad_events_are_refused_and_write_nothing() {
     assert_eq!(meta.count(), 0);
 }
 
-/// A loopback endpoint recording Lambda Invoke bodies, answering 202.
-async fn recording_lambda() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
-                    let head = &text[..end];
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
-                    record.lock().unwrap().push((path, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string()));
-                    let _ = sock.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
-                    buf.clear();
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), seen)
-}
-
 #[tokio::test]
 async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
     let (aws, tasks, wa) = env().await;
     let id = queued_task(&tasks).await;
-    let (lambda_endpoint, seen) = recording_lambda().await;
+    let (lambda_endpoint, seen) = sosw_core::testing::recording_lambda().await;
     let script = repo_root().join("crates/sosw-worker-assistant/tests/python/python_worker.py");
     let out = tokio::process::Command::new(venv_bin("python"))
         .arg(script)
@@ -162,7 +122,8 @@ async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
     let calls = seen.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "one call to the Worker Assistant");
     assert_eq!(calls[0].0, "/2015-03-31/functions/sosw_worker_assistant/invocations");
-    let event: Value = serde_json::from_str(&calls[0].1).unwrap();
+    assert_eq!(calls[0].1.to_ascii_lowercase(), "event", "Python workers report asynchronously");
+    let event: Value = serde_json::from_str(&calls[0].2).unwrap();
     assert_eq!(event["action"], "mark_task_as_completed");
     wa.handle(&event).await.unwrap();
     let t = tasks.get_task(&id).await.unwrap().unwrap();
