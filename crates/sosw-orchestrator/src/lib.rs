@@ -278,3 +278,33 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_lines_parse_and_carry_each_labourers_figures() {
+        let mut stats = RunStats::default();
+        stats.labourers.insert("a".into(), LabourerStats { health: 3, running: 2, invoked: 5, skipped: 1, ..Default::default() });
+        stats.labourers.insert("b".into(), LabourerStats { invocation_failed: 4, ..Default::default() });
+        let lines = emf_lines("sosw_orchestrator", &stats, 1_700_000_000_000);
+        assert_eq!(lines.len(), 2);
+        let a: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(a["labourer_id"], "a");
+        assert_eq!(a["function"], "sosw_orchestrator");
+        assert_eq!((a["invoked"].as_f64(), a["skipped"].as_f64(), a["running"].as_f64(), a["health"].as_f64()), (Some(5.0), Some(1.0), Some(2.0), Some(3.0)));
+        let names: Vec<&str> = a["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["invoked", "skipped", "invocation_failed", "running", "health"]);
+        let b: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(b["invocation_failed"], 4.0);
+    }
+
+    #[test]
+    fn coefficients_out_of_range_are_a_config_error() {
+        let mut doc = OrchestratorConfig::defaults();
+        sosw_core::config::merge(&mut doc, &json!({"invocation_number_coefficient": {"4": 2}}));
+        let cfg: OrchestratorConfig = sosw_core::config::from_value("t", doc).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("invocation_number_coefficient"));
+    }
+}

@@ -383,6 +383,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn emf_lines_parse_and_carry_the_runs_figures() {
+        let mut stats = RunStats::default();
+        stats.labourers.insert("w".into(), LabourerStats { archived: 7, scheduled_for_retry: 2, returned_to_queue: 1, dead: 3, ..Default::default() });
+        let lines = emf_lines("sosw_scavenger", &stats, 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!((v["archived"].as_f64(), v["retried"].as_f64(), v["returned_to_queue"].as_f64(), v["dead"].as_f64()), (Some(7.0), Some(2.0), Some(1.0), Some(3.0)));
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "sosw");
+    }
+
+    #[test]
     fn alerts_are_split_under_the_sns_limit() {
         let ids: Vec<String> = (0..1000).map(|i| format!("{i:032}")).collect();
         let messages = alert_messages(&ids, 4096);
