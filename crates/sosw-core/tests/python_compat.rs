@@ -1,10 +1,11 @@
 //! Wire compatibility with Python sosw 0.7.x (PyPI `sosw`, installed in .venv by scripts/setup):
 //! both implementations share one DynamoDB on moto and operate on each other's tasks.
 
+#[allow(dead_code)]
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::*;
+
 use serde_json::{json, Value};
 use sosw_core::testing::{repo_root, venv_bin, LocalAws};
 use sosw_core::{ClaimOutcome, Clock, SystemClock};

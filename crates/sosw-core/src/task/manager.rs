@@ -216,6 +216,30 @@ impl TaskManager {
         Ok(self.edge_greenfield(labourer_id, true).await?.unwrap_or(self.config.greenfield_task_step))
     }
 
+    /// Sum the `Count` of every page of a `Select::Count` query.
+    async fn paginated_count(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        table: &str,
+    ) -> Result<u64, TaskError> {
+        let mut total = 0u64;
+        let mut start_key = None;
+        loop {
+            let out = query
+                .clone()
+                .select(Select::Count)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query", table, e))?;
+            total += out.count() as u64;
+            start_key = out.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Number of tasks waiting in the labourer's queue.
     pub async fn queue_length(&self, labourer_id: &str) -> Result<u64, TaskError> {
         self.count(
@@ -235,35 +259,22 @@ impl TaskManager {
         filter: Option<&str>,
     ) -> Result<u64, TaskError> {
         let table = self.tasks_table();
-        let mut total = 0u64;
-        let mut start_key = None;
-        loop {
-            let mut q = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .index_name(self.greenfield_index())
-                .select(Select::Count)
-                .key_condition_expression(format!("#l = :l AND {range}"))
-                .expression_attribute_names("#l", self.f("labourer_id"))
-                .expression_attribute_names("#g", self.f("greenfield"))
-                .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()))
-                .set_exclusive_start_key(start_key);
-            for (k, v) in values {
-                q = q.expression_attribute_values(*k, v.clone());
-            }
-            if let Some(f) = filter {
-                q = q
-                    .filter_expression(f)
-                    .expression_attribute_names("#c", self.f("completed_at"));
-            }
-            let out = q.send().await.map_err(|e| dynamo_err("Query", table, e))?;
-            total += out.count() as u64;
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() {
-                return Ok(total);
-            }
+        let mut q = self
+            .dynamo
+            .query()
+            .table_name(table)
+            .index_name(self.greenfield_index())
+            .key_condition_expression(format!("#l = :l AND {range}"))
+            .expression_attribute_names("#l", self.f("labourer_id"))
+            .expression_attribute_names("#g", self.f("greenfield"))
+            .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()));
+        for (k, v) in values {
+            q = q.expression_attribute_values(*k, v.clone());
         }
+        if let Some(f) = filter {
+            q = q.filter_expression(f).expression_attribute_names("#c", self.f("completed_at"));
+        }
+        self.paginated_count(q, table).await
     }
 
     // ----- creating tasks --------------------------------------------------------------------
@@ -596,55 +607,29 @@ impl TaskManager {
     /// Number of tasks of the labourer waiting in the retry table.
     pub async fn retry_count(&self, labourer_id: &str) -> Result<u64, TaskError> {
         let table = &self.config.sosw_retry_tasks_table;
-        let mut total = 0u64;
-        let mut start_key = None;
-        loop {
-            let out = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .select(Select::Count)
-                .key_condition_expression("#l = :l")
-                .expression_attribute_names("#l", self.f("labourer_id"))
-                .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", table, e))?;
-            total += out.count() as u64;
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() {
-                return Ok(total);
-            }
-        }
+        let q = self
+            .dynamo
+            .query()
+            .table_name(table)
+            .key_condition_expression("#l = :l")
+            .expression_attribute_names("#l", self.f("labourer_id"))
+            .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()));
+        self.paginated_count(q, table).await
     }
 
     /// Number of closed tasks of the labourer, completed (`_1`) or dead (`_0`).
     pub async fn closed_count(&self, labourer_id: &str, completed: bool) -> Result<u64, TaskError> {
         let table = &self.config.sosw_closed_tasks_table;
         let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
-        let mut total = 0u64;
-        let mut start_key = None;
-        loop {
-            let out = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
-                .select(Select::Count)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", self.f("labourer_id_task_status"))
-                .expression_attribute_values(":s", AttributeValue::S(status.clone()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", table, e))?;
-            total += out.count() as u64;
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() {
-                return Ok(total);
-            }
-        }
+        let q = self
+            .dynamo
+            .query()
+            .table_name(table)
+            .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", self.f("labourer_id_task_status"))
+            .expression_attribute_values(":s", AttributeValue::S(status));
+        self.paginated_count(q, table).await
     }
 
     /// Dead tasks of a labourer closed at or after `since` (full rows from the archive).
