@@ -74,7 +74,7 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
     for attempt in 1..=3i64 {
         // Invoked (the retried task is at the front, before the older queued one).
         let invoked = e.invoke("worker", 1).await;
-        assert_eq!(invoked, [id.clone()], "attempt {attempt}: the failing task is first in the queue");
+        assert_eq!(invoked, std::slice::from_ref(&id), "attempt {attempt}: the failing task is first in the queue");
         // Nothing to do while it runs.
         assert_eq!(scavenger.run().await.total, Default::default());
         // It expires after duration + cooldown (900 + 300 s).
