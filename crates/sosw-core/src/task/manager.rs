@@ -251,18 +251,19 @@ impl TaskManager {
         .await
     }
 
-    async fn count(
+    /// A query on the greenfield index: `labourer_id = :l AND <range>`, with an optional filter
+    /// on `completed_at` (`#c`). Shared by the counts and the task listings.
+    fn greenfield_query(
         &self,
         labourer_id: &str,
         range: &str,
         values: &[(&str, AttributeValue)],
         filter: Option<&str>,
-    ) -> Result<u64, TaskError> {
-        let table = self.tasks_table();
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let mut q = self
             .dynamo
             .query()
-            .table_name(table)
+            .table_name(self.tasks_table())
             .index_name(self.greenfield_index())
             .key_condition_expression(format!("#l = :l AND {range}"))
             .expression_attribute_names("#l", self.f("labourer_id"))
@@ -274,7 +275,17 @@ impl TaskManager {
         if let Some(f) = filter {
             q = q.filter_expression(f).expression_attribute_names("#c", self.f("completed_at"));
         }
-        self.paginated_count(q, table).await
+        q
+    }
+
+    async fn count(
+        &self,
+        labourer_id: &str,
+        range: &str,
+        values: &[(&str, AttributeValue)],
+        filter: Option<&str>,
+    ) -> Result<u64, TaskError> {
+        self.paginated_count(self.greenfield_query(labourer_id, range, values, filter), self.tasks_table()).await
     }
 
     // ----- creating tasks --------------------------------------------------------------------
@@ -534,25 +545,11 @@ impl TaskManager {
         limit: Option<usize>,
     ) -> Result<Vec<Task>, TaskError> {
         let table = self.tasks_table();
+        let query = self.greenfield_query(labourer_id, range, values, filter);
         let mut tasks = Vec::new();
         let mut start_key = None;
         loop {
-            let mut q = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .index_name(self.greenfield_index())
-                .key_condition_expression(format!("#l = :l AND {range}"))
-                .expression_attribute_names("#l", self.f("labourer_id"))
-                .expression_attribute_names("#g", self.f("greenfield"))
-                .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()))
-                .set_exclusive_start_key(start_key);
-            for (k, v) in values {
-                q = q.expression_attribute_values(*k, v.clone());
-            }
-            if let Some(f) = filter {
-                q = q.filter_expression(f).expression_attribute_names("#c", self.f("completed_at"));
-            }
+            let mut q = query.clone().set_exclusive_start_key(start_key);
             if let Some(limit) = limit {
                 q = q.limit((limit - tasks.len()).min(i32::MAX as usize) as i32);
             }
