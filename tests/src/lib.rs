@@ -10,13 +10,20 @@ use std::process::Command;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
 }
 
 /// A program from the project's virtualenv; panics with the fix when it is missing.
 pub fn venv_tool(name: &str) -> PathBuf {
     let path = repo_root().join(".venv/bin").join(name);
-    assert!(path.exists(), "{} is missing: run `scripts/setup` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/setup` first",
+        path.display()
+    );
     path
 }
 
@@ -49,8 +56,15 @@ pub fn cfn_lint(paths: &[PathBuf]) -> LintOutcome {
         .current_dir(repo_root())
         .output()
         .expect("run cfn-lint");
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    LintOutcome { clean: out.status.success() && output.trim().is_empty(), output }
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    LintOutcome {
+        clean: out.status.success() && output.trim().is_empty(),
+        output,
+    }
 }
 
 /// A template from `cloudformation/` as JSON, short-form tags expanded (`!Ref x` becomes
@@ -61,8 +75,17 @@ pub fn template(name: &str) -> Value {
         if problems:\n    sys.exit('\\n'.join(str(p) for p in problems))\n\
         json.dump(template, sys.stdout)\n";
     let path = repo_root().join("cloudformation").join(name);
-    let out = Command::new(venv_tool("python")).args(["-c", DECODE]).arg(&path).output().expect("run python");
-    assert!(out.status.success(), "decoding {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(venv_tool("python"))
+        .args(["-c", DECODE])
+        .arg(&path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "decoding {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("the decoder prints JSON")
 }
 
@@ -72,7 +95,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -150,12 +177,21 @@ pub fn percent_decode(s: &str) -> String {
 /// document (`{'Version': '2012-10-17', ...}`), which is turned back into JSON here (sound for
 /// documents without quotes inside strings, as sosw's are).
 pub fn policy_document(raw: &str) -> Value {
-    let text = if raw.trim_start().starts_with('%') || raw.contains("%22") { percent_decode(raw) } else { raw.to_string() };
+    let text = if raw.trim_start().starts_with('%') || raw.contains("%22") {
+        percent_decode(raw)
+    } else {
+        raw.to_string()
+    };
     if let Ok(v) = serde_json::from_str(&text) {
         return v;
     }
-    let json = text.replace('\'', "\"").replace("True", "true").replace("False", "false").replace("None", "null");
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("policy document is neither JSON nor a Python repr ({e}): {raw}"))
+    let json = text
+        .replace('\'', "\"")
+        .replace("True", "true")
+        .replace("False", "false")
+        .replace("None", "null");
+    serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("policy document is neither JSON nor a Python repr ({e}): {raw}"))
 }
 
 /// One statement of a policy: its Sid, effect, actions and resources (single values as lists).
@@ -176,7 +212,10 @@ pub struct Statement {
 fn strings(v: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = match v {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().map(|i| i.as_str().expect("string item").to_string()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().expect("string item").to_string())
+            .collect(),
         None => Vec::new(),
         Some(other) => panic!("expected a string or a list of strings, found {other}"),
     };
@@ -219,7 +258,11 @@ mod tests {
         let check = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\n\
                      i = z.getinfo('bootstrap')\nassert z.read(i) == b'#!/bin/sh\\necho hi\\n'\n\
                      assert (i.external_attr >> 16) & 0o777 == 0o755\n";
-        let out = Command::new(venv_tool("python")).args(["-c", check]).arg(&path).output().expect("run python");
+        let out = Command::new(venv_tool("python"))
+            .args(["-c", check])
+            .arg(&path)
+            .output()
+            .expect("run python");
         let _ = std::fs::remove_file(&path);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }

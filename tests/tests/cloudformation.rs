@@ -32,19 +32,32 @@ const ESSENTIALS: [(&str, &str, &str); 4] = [
     ("sosw-orchestrator.yaml", "sosw-orchestrator", "sosw_orchestrator"),
     ("sosw-scheduler.yaml", "sosw-scheduler", "sosw_scheduler"),
     ("sosw-scavenger.yaml", "sosw-scavenger", "sosw_scavenger"),
-    ("sosw-worker-assistant.yaml", "sosw-worker-assistant", "sosw_worker_assistant"),
+    (
+        "sosw-worker-assistant.yaml",
+        "sosw-worker-assistant",
+        "sosw_worker_assistant",
+    ),
 ];
 
 #[test]
 fn every_template_passes_cfn_lint_without_warnings() {
     let all = templates();
-    let names: BTreeSet<String> =
-        all.iter().map(|p| p.file_name().expect("file name").to_string_lossy().into_owned()).collect();
+    let names: BTreeSet<String> = all
+        .iter()
+        .map(|p| p.file_name().expect("file name").to_string_lossy().into_owned())
+        .collect();
     for expected in std::iter::once("sosw-storage.yaml").chain(ESSENTIALS.iter().map(|e| e.0)) {
-        assert!(names.contains(expected), "cloudformation/{expected} is missing (found {names:?})");
+        assert!(
+            names.contains(expected),
+            "cloudformation/{expected} is missing (found {names:?})"
+        );
     }
     let lint = cfn_lint(&all);
-    assert!(lint.clean, "cfn-lint reported problems in cloudformation/*.yaml:\n{}", lint.output);
+    assert!(
+        lint.clean,
+        "cfn-lint reported problems in cloudformation/*.yaml:\n{}",
+        lint.output
+    );
 }
 
 /// What moto cannot apply is asserted on the template itself.
@@ -54,26 +67,51 @@ fn storage_template_declares_private_encrypted_bucket_and_pitr() {
     let r = &t["Resources"];
     let bucket = &r["QueueBucket"]["Properties"];
     assert_eq!(r["QueueBucket"]["Type"], "AWS::S3::Bucket");
-    for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
-        assert_eq!(bucket["PublicAccessBlockConfiguration"][flag], json!(true), "{flag}");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            bucket["PublicAccessBlockConfiguration"][flag],
+            json!(true),
+            "{flag}"
+        );
     }
-    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
-    assert!(["AES256", "aws:kms"].contains(&sse["SSEAlgorithm"].as_str().unwrap_or_default()), "{sse}");
-    assert_eq!(bucket["OwnershipControls"]["Rules"], json!([{"ObjectOwnership": "BucketOwnerEnforced"}]));
-    let rules = bucket["LifecycleConfiguration"]["Rules"].as_array().expect("lifecycle rules");
+    let sse =
+        &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert!(
+        ["AES256", "aws:kms"].contains(&sse["SSEAlgorithm"].as_str().unwrap_or_default()),
+        "{sse}"
+    );
+    assert_eq!(
+        bucket["OwnershipControls"]["Rules"],
+        json!([{"ObjectOwnership": "BucketOwnerEnforced"}])
+    );
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .expect("lifecycle rules");
     assert!(rules.iter().all(|rule| rule["Status"] == "Enabled"));
     assert!(
-        rules.iter().any(|rule| rule["Prefix"] == json!({"Fn::Sub": "${QueuePrefix}/"})
-            && rule["ExpirationInDays"] == json!({"Ref": "QueueObjectExpirationDays"})),
+        rules
+            .iter()
+            .any(|rule| rule["Prefix"] == json!({"Fn::Sub": "${QueuePrefix}/"})
+                && rule["ExpirationInDays"] == json!({"Ref": "QueueObjectExpirationDays"})),
         "no rule expiring stale queue files under the queue prefix: {rules:?}"
     );
     assert!(
-        rules.iter().any(|rule| rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_number()),
+        rules
+            .iter()
+            .any(|rule| rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].is_number()),
         "no rule aborting incomplete multipart uploads: {rules:?}"
     );
     let policy = &r["QueueBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"], "Deny");
-    assert_eq!(policy["Condition"], json!({"Bool": {"aws:SecureTransport": false}}));
+    assert_eq!(
+        policy["Condition"],
+        json!({"Bool": {"aws:SecureTransport": false}})
+    );
 
     let tables: Vec<&str> = r
         .as_object()
@@ -103,11 +141,23 @@ fn function_templates_declare_arm64_json_logs_and_no_async_retries_for_schedules
         assert_eq!(f["Architectures"], json!([{"Ref": "Architecture"}]), "{file}");
         assert_eq!(f["Runtime"], "provided.al2023", "{file}");
         assert_eq!(f["Handler"], "bootstrap", "{file}");
-        assert_eq!(f["FunctionName"], json!({"Fn::Sub": format!("${{NamePrefix}}{function}")}), "{file}");
-        assert_eq!(f["LoggingConfig"]["LogGroup"], json!({"Ref": "LogGroup"}), "{file}");
+        assert_eq!(
+            f["FunctionName"],
+            json!({"Fn::Sub": format!("${{NamePrefix}}{function}")}),
+            "{file}"
+        );
+        assert_eq!(
+            f["LoggingConfig"]["LogGroup"],
+            json!({"Ref": "LogGroup"}),
+            "{file}"
+        );
         assert_eq!(f["LoggingConfig"]["LogFormat"], "JSON", "{file}");
         let scheduled = t["Resources"].get("ScheduleRule").is_some();
-        assert_eq!(scheduled, matches!(function, "sosw_orchestrator" | "sosw_scavenger"), "{file}");
+        assert_eq!(
+            scheduled,
+            matches!(function, "sosw_orchestrator" | "sosw_scavenger"),
+            "{file}"
+        );
         if scheduled {
             let retry = &t["Resources"]["AsyncInvokeConfig"]["Properties"];
             assert_eq!(retry["MaximumRetryAttempts"], json!(0), "{file}");
@@ -130,7 +180,10 @@ struct Deployment {
 
 impl Deployment {
     fn table(&self, name: &str) -> String {
-        format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}{name}", self.table_prefix)
+        format!(
+            "arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}{name}",
+            self.table_prefix
+        )
     }
     fn index(&self, table: &str, index: &str) -> String {
         format!("{}/index/{index}", self.table(table))
@@ -163,38 +216,80 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
         "Logs",
         (
             vec!["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function}")],
+            vec![format!(
+                "arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function}"
+            )],
         ),
     );
-    e.insert("ReadConfig", (vec!["dynamodb:GetItem", "dynamodb:Query"], vec![d.table("config")]));
-    e.insert("WriteMeta", (vec!["dynamodb:BatchWriteItem", "dynamodb:PutItem"], vec![d.table("sosw_tasks_meta")]));
-    let greenfield = || (vec!["dynamodb:Query"], vec![d.index("sosw_tasks", "sosw_tasks_greenfield")]);
+    e.insert(
+        "ReadConfig",
+        (
+            vec!["dynamodb:GetItem", "dynamodb:Query"],
+            vec![d.table("config")],
+        ),
+    );
+    e.insert(
+        "WriteMeta",
+        (
+            vec!["dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+            vec![d.table("sosw_tasks_meta")],
+        ),
+    );
+    let greenfield = || {
+        (
+            vec!["dynamodb:Query"],
+            vec![d.index("sosw_tasks", "sosw_tasks_greenfield")],
+        )
+    };
     match essential {
         "sosw_orchestrator" => {
             e.insert(
                 "TaskQueue",
-                (vec!["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![d.table("sosw_tasks")]),
+                (
+                    vec!["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                    vec![d.table("sosw_tasks")],
+                ),
             );
             e.insert("TaskQueueGreenfieldIndex", greenfield());
             e.insert(
                 "ClosedTasksIndex",
-                (vec!["dynamodb:Query"], vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")]),
+                (
+                    vec!["dynamodb:Query"],
+                    vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")],
+                ),
             );
-            e.insert("Workers", (vec!["lambda:GetFunctionConfiguration", "lambda:InvokeFunction"], d.workers()));
-            e.insert("HealthMetrics", (vec!["cloudwatch:GetMetricStatistics"], vec!["*".to_string()]));
+            e.insert(
+                "Workers",
+                (
+                    vec!["lambda:GetFunctionConfiguration", "lambda:InvokeFunction"],
+                    d.workers(),
+                ),
+            );
+            e.insert(
+                "HealthMetrics",
+                (vec!["cloudwatch:GetMetricStatistics"], vec!["*".to_string()]),
+            );
         }
         "sosw_scheduler" => {
             e.insert(
                 "TaskQueue",
                 (
-                    vec!["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable", "dynamodb:PutItem"],
+                    vec![
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:BatchWriteItem",
+                        "dynamodb:DescribeTable",
+                        "dynamodb:PutItem",
+                    ],
                     vec![d.table("sosw_tasks")],
                 ),
             );
             e.insert("TaskQueueGreenfieldIndex", greenfield());
             e.insert(
                 "ExistingTasks",
-                (vec!["dynamodb:BatchGetItem"], vec![d.table("sosw_closed_tasks"), d.table("sosw_retry_tasks")]),
+                (
+                    vec!["dynamodb:BatchGetItem"],
+                    vec![d.table("sosw_closed_tasks"), d.table("sosw_retry_tasks")],
+                ),
             );
             e.insert(
                 "QueueFiles",
@@ -203,8 +298,17 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
                     vec![format!("arn:aws:s3:::{bucket}/{}/*", d.queue_prefix)],
                 ),
             );
-            e.insert("QueueBucketList", (vec!["s3:ListBucket"], vec![format!("arn:aws:s3:::{bucket}")]));
-            e.insert("InvokeSibling", (vec!["lambda:InvokeFunction"], vec![Deployment::function_arn(&function)]));
+            e.insert(
+                "QueueBucketList",
+                (vec!["s3:ListBucket"], vec![format!("arn:aws:s3:::{bucket}")]),
+            );
+            e.insert(
+                "InvokeSibling",
+                (
+                    vec!["lambda:InvokeFunction"],
+                    vec![Deployment::function_arn(&function)],
+                ),
+            );
         }
         "sosw_scavenger" => {
             e.insert(
@@ -224,28 +328,48 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
             e.insert("TaskQueueGreenfieldIndex", greenfield());
             e.insert(
                 "ClosedTasks",
-                (vec!["dynamodb:ConditionCheckItem", "dynamodb:PutItem"], vec![d.table("sosw_closed_tasks")]),
+                (
+                    vec!["dynamodb:ConditionCheckItem", "dynamodb:PutItem"],
+                    vec![d.table("sosw_closed_tasks")],
+                ),
             );
             e.insert(
                 "ClosedTasksIndex",
-                (vec!["dynamodb:Query"], vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")]),
+                (
+                    vec!["dynamodb:Query"],
+                    vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")],
+                ),
             );
             e.insert(
                 "RetryTasks",
                 (
-                    vec!["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"],
+                    vec![
+                        "dynamodb:ConditionCheckItem",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:Query",
+                    ],
                     vec![d.table("sosw_retry_tasks")],
                 ),
             );
             e.insert(
                 "RetryTasksGreenfieldIndex",
-                (vec!["dynamodb:Query"], vec![d.index("sosw_retry_tasks", "labourer_id_greenfield")]),
+                (
+                    vec!["dynamodb:Query"],
+                    vec![d.index("sosw_retry_tasks", "labourer_id_greenfield")],
+                ),
             );
             e.insert("DeadTaskAlerts", (vec!["sns:Publish"], vec![topic.to_string()]));
             e.insert("Workers", (vec!["lambda:GetFunctionConfiguration"], d.workers()));
         }
         "sosw_worker_assistant" => {
-            e.insert("TaskQueue", (vec!["dynamodb:GetItem", "dynamodb:UpdateItem"], vec![d.table("sosw_tasks")]));
+            e.insert(
+                "TaskQueue",
+                (
+                    vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                    vec![d.table("sosw_tasks")],
+                ),
+            );
         }
         other => panic!("unknown essential {other}"),
     }
@@ -257,9 +381,17 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
 fn assert_least_privilege(essential: &str, statements: &[Statement]) {
     for s in statements {
         assert_eq!(s.effect, "Allow", "{essential} {}", s.sid);
-        assert!(s.condition.is_none(), "{essential} {}: unexpected condition", s.sid);
+        assert!(
+            s.condition.is_none(),
+            "{essential} {}: unexpected condition",
+            s.sid
+        );
         for action in &s.actions {
-            assert!(!action.contains('*'), "{essential} {}: wildcard action {action}", s.sid);
+            assert!(
+                !action.contains('*'),
+                "{essential} {}: wildcard action {action}",
+                s.sid
+            );
         }
         for resource in &s.resources {
             if resource == "*" {
@@ -272,11 +404,23 @@ fn assert_least_privilege(essential: &str, statements: &[Statement]) {
                 continue;
             }
             let head: Vec<&str> = resource.splitn(6, ':').take(5).collect();
-            assert!(resource.starts_with("arn:aws:"), "{essential} {}: {resource}", s.sid);
-            assert!(head.iter().all(|part| !part.contains('*')), "{essential} {}: wildcard in {resource}", s.sid);
+            assert!(
+                resource.starts_with("arn:aws:"),
+                "{essential} {}: {resource}",
+                s.sid
+            );
+            assert!(
+                head.iter().all(|part| !part.contains('*')),
+                "{essential} {}: wildcard in {resource}",
+                s.sid
+            );
             if resource.starts_with("arn:aws:dynamodb:") {
                 let path = resource.splitn(6, ':').nth(5).unwrap_or_default();
-                assert!(path.starts_with("table/") && !path.contains('*'), "{essential} {}: {resource}", s.sid);
+                assert!(
+                    path.starts_with("table/") && !path.contains('*'),
+                    "{essential} {}: {resource}",
+                    s.sid
+                );
             }
         }
     }
@@ -285,14 +429,28 @@ fn assert_least_privilege(essential: &str, statements: &[Statement]) {
 fn key_schema(t: &TableDescription) -> Vec<(String, &'static str)> {
     t.key_schema()
         .iter()
-        .map(|k| (k.attribute_name().to_string(), if *k.key_type() == KeyType::Hash { "HASH" } else { "RANGE" }))
+        .map(|k| {
+            (
+                k.attribute_name().to_string(),
+                if *k.key_type() == KeyType::Hash {
+                    "HASH"
+                } else {
+                    "RANGE"
+                },
+            )
+        })
         .collect()
 }
 
 fn attribute_types(t: &TableDescription) -> HashMap<String, String> {
     t.attribute_definitions()
         .iter()
-        .map(|a| (a.attribute_name().to_string(), a.attribute_type().as_str().to_string()))
+        .map(|a| {
+            (
+                a.attribute_name().to_string(),
+                a.attribute_type().as_str().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -309,7 +467,13 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     let describe = |name: &str| {
         let ddb = ddb.clone();
         let name = format!("{}{name}", d.table_prefix);
-        async move { ddb.describe_table().table_name(&name).send().await.map(|o| o.table.expect("table")) }
+        async move {
+            ddb.describe_table()
+                .table_name(&name)
+                .send()
+                .await
+                .map(|o| o.table.expect("table"))
+        }
     };
 
     let tasks = describe("sosw_tasks").await?;
@@ -318,12 +482,26 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     assert_eq!(gsi.len(), 1);
     assert_eq!(gsi[0].index_name(), Some("sosw_tasks_greenfield"));
     assert_eq!(
-        gsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        gsi[0]
+            .key_schema()
+            .iter()
+            .map(|k| k.attribute_name())
+            .collect::<Vec<_>>(),
         ["labourer_id", "greenfield"]
     );
-    assert_eq!(gsi[0].projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    assert_eq!(
+        gsi[0].projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::All)
+    );
     let types = attribute_types(&tasks);
-    assert_eq!((types["task_id"].as_str(), types["labourer_id"].as_str(), types["greenfield"].as_str()), ("S", "S", "N"));
+    assert_eq!(
+        (
+            types["task_id"].as_str(),
+            types["labourer_id"].as_str(),
+            types["greenfield"].as_str()
+        ),
+        ("S", "S", "N")
+    );
 
     let closed = describe("sosw_closed_tasks").await?;
     assert_eq!(key_schema(&closed), hr("task_id", None));
@@ -331,7 +509,11 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     assert_eq!(gsi.len(), 1);
     assert_eq!(gsi[0].index_name(), Some("labourer_task_status_with_time"));
     assert_eq!(
-        gsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        gsi[0]
+            .key_schema()
+            .iter()
+            .map(|k| k.attribute_name())
+            .collect::<Vec<_>>(),
         ["labourer_id_task_status", "closed_at"]
     );
     let projection = gsi[0].projection().expect("projection");
@@ -348,10 +530,17 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     assert_eq!(lsi.len(), 1);
     assert_eq!(lsi[0].index_name(), Some("labourer_id_greenfield"));
     assert_eq!(
-        lsi[0].key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(),
+        lsi[0]
+            .key_schema()
+            .iter()
+            .map(|k| k.attribute_name())
+            .collect::<Vec<_>>(),
         ["labourer_id", "desired_launch_time"]
     );
-    assert_eq!(lsi[0].projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    assert_eq!(
+        lsi[0].projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::All)
+    );
     assert_eq!(attribute_types(&retry)["desired_launch_time"], "N");
 
     let meta = describe("sosw_tasks_meta").await?;
@@ -361,8 +550,16 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     let config = describe("config").await?;
     assert_eq!(key_schema(&config), hr("env", Some("config_name")));
     for table in [&tasks, &closed, &retry, &meta, &config] {
-        let mode = table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str().to_string());
-        assert_eq!(mode.as_deref(), Some("PAY_PER_REQUEST"), "{:?}", table.table_name());
+        let mode = table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str().to_string());
+        assert_eq!(
+            mode.as_deref(),
+            Some("PAY_PER_REQUEST"),
+            "{:?}",
+            table.table_name()
+        );
     }
     Ok(())
 }
@@ -373,8 +570,11 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
     let s3 = aws_sdk_s3::Client::new(aws.sdk_config());
 
     // Storage first; its exports feed the function stacks.
-    let storage: HashMap<String, String> =
-        aws.create_stack(d.storage_stack, "sosw-storage.yaml", &d.storage_params).await.into_iter().collect();
+    let storage: HashMap<String, String> = aws
+        .create_stack(d.storage_stack, "sosw-storage.yaml", &d.storage_params)
+        .await
+        .into_iter()
+        .collect();
     verify_tables(&aws, &d).await?;
 
     let bucket = storage["QueueBucketName"].clone();
@@ -384,16 +584,27 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
     assert_eq!(storage["QueueBucketArn"], format!("arn:aws:s3:::{bucket}"));
     assert_eq!(storage["QueuePrefix"], d.queue_prefix);
     let encryption = s3.get_bucket_encryption().bucket(&bucket).send().await?;
-    let rule = &encryption.server_side_encryption_configuration().expect("encryption").rules()[0];
-    let algorithm = rule.apply_server_side_encryption_by_default().map(|r| r.sse_algorithm().as_str().to_string());
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .expect("encryption")
+        .rules()[0];
+    let algorithm = rule
+        .apply_server_side_encryption_by_default()
+        .map(|r| r.sse_algorithm().as_str().to_string());
     assert_eq!(algorithm.as_deref(), Some("AES256"));
 
     let topic = storage["DeadTaskTopicArn"].clone();
-    assert_eq!(topic, format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}sosw_info", d.table_prefix));
+    assert_eq!(
+        topic,
+        format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}sosw_info", d.table_prefix)
+    );
     let sns = aws_sdk_sns::Client::new(aws.sdk_config());
     let attrs = sns.get_topic_attributes().topic_arn(&topic).send().await?;
     let attrs = attrs.attributes().expect("topic attributes");
-    assert_eq!(attrs.get("KmsMasterKeyId").map(String::as_str), Some("alias/aws/sns"));
+    assert_eq!(
+        attrs.get("KmsMasterKeyId").map(String::as_str),
+        Some("alias/aws/sns")
+    );
 
     // The code the function stacks point at: a stand-in zip per essential.
     s3.create_bucket()
@@ -422,7 +633,10 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
 
     for (file, package, essential) in ESSENTIALS {
         let stack = d.stack(package);
-        let mut params = vec![("CodeS3Bucket", CODE_BUCKET), ("StorageStackName", d.storage_stack)];
+        let mut params = vec![
+            ("CodeS3Bucket", CODE_BUCKET),
+            ("StorageStackName", d.storage_stack),
+        ];
         if !d.function_prefix.is_empty() {
             params.push(("NamePrefix", d.function_prefix));
         }
@@ -430,14 +644,22 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         if let (true, Some(workers)) = (scheduled, d.workers) {
             params.push(("WorkerFunctions", workers));
         }
-        let outputs: HashMap<String, String> = aws.create_stack(&stack, file, &params).await.into_iter().collect();
+        let outputs: HashMap<String, String> = aws
+            .create_stack(&stack, file, &params)
+            .await
+            .into_iter()
+            .collect();
         let name = d.function(essential);
         assert_eq!(outputs["FunctionName"], name, "{stack}");
         assert_eq!(outputs["FunctionArn"], Deployment::function_arn(&name), "{stack}");
         assert_eq!(outputs["LogGroupName"], format!("/aws/lambda/{name}"), "{stack}");
 
         // The function.
-        let f = lambda.get_function_configuration().function_name(&name).send().await?;
+        let f = lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await?;
         assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"), "{name}");
         assert_eq!(f.handler(), Some("bootstrap"), "{name}");
         assert_eq!(f.role(), Some(outputs["RoleArn"].as_str()), "{name}");
@@ -446,7 +668,11 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
             "sosw_scheduler" => (512, 900),
             _ => (128, 30),
         };
-        assert_eq!((f.memory_size(), f.timeout()), (Some(memory), Some(timeout)), "{name}");
+        assert_eq!(
+            (f.memory_size(), f.timeout()),
+            (Some(memory), Some(timeout)),
+            "{name}"
+        );
         let env: BTreeMap<String, String> = f
             .environment()
             .and_then(|e| e.variables())
@@ -463,7 +689,11 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         assert_eq!(env, expected_env, "{name}");
 
         // Its log group.
-        let groups = logs.describe_log_groups().log_group_name_prefix(format!("/aws/lambda/{name}")).send().await?;
+        let groups = logs
+            .describe_log_groups()
+            .log_group_name_prefix(format!("/aws/lambda/{name}"))
+            .send()
+            .await?;
         let group = groups
             .log_groups()
             .iter()
@@ -487,20 +717,37 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
             let policy: Value = serde_json::from_str(policy.policy().expect("resource policy"))?;
             let statements = policy["Statement"].as_array().expect("statements");
             assert_eq!(statements.len(), 1, "{policy}");
-            assert_eq!(statements[0]["Principal"], json!({"Service": "events.amazonaws.com"}));
+            assert_eq!(
+                statements[0]["Principal"],
+                json!({"Service": "events.amazonaws.com"})
+            );
             assert_eq!(statements[0]["Action"], "lambda:InvokeFunction");
-            assert_eq!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"], json!(outputs["ScheduleRuleArn"]));
+            assert_eq!(
+                statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"],
+                json!(outputs["ScheduleRuleArn"])
+            );
         } else {
             assert!(rule.is_err(), "{name} must not run on a schedule");
             assert!(!outputs.contains_key("ScheduleRuleArn"));
         }
 
         // Its role: exactly the specified permissions.
-        let role_name = outputs["RoleArn"].rsplit('/').next().expect("role name").to_string();
+        let role_name = outputs["RoleArn"]
+            .rsplit('/')
+            .next()
+            .expect("role name")
+            .to_string();
         let names = iam.list_role_policies().role_name(&role_name).send().await?;
         assert_eq!(names.policy_names().len(), 1, "{name}: one inline policy");
-        let attached = iam.list_attached_role_policies().role_name(&role_name).send().await?;
-        assert!(attached.attached_policies().is_empty(), "{name}: no managed policies");
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(&role_name)
+            .send()
+            .await?;
+        assert!(
+            attached.attached_policies().is_empty(),
+            "{name}: no managed policies"
+        );
         let doc = iam
             .get_role_policy()
             .role_name(&role_name)
@@ -514,21 +761,28 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
             .map(|s| {
                 // Real CloudFormation's !GetAtt LogGroup.Arn ends in ":*"; moto's does not.
                 let resources = if s.sid == "Logs" {
-                    s.resources.iter().map(|r| r.trim_end_matches(":*").to_string()).collect()
+                    s.resources
+                        .iter()
+                        .map(|r| r.trim_end_matches(":*").to_string())
+                        .collect()
                 } else {
                     s.resources
                 };
                 (s.sid, (s.actions, resources))
             })
             .collect();
-        let expected: BTreeMap<String, (Vec<String>, Vec<String>)> = expected_policy(&d, essential, &bucket, &topic)
-            .into_iter()
-            .map(|(sid, (mut actions, mut resources))| {
-                actions.sort();
-                resources.sort();
-                (sid.to_string(), (actions.into_iter().map(String::from).collect(), resources))
-            })
-            .collect();
+        let expected: BTreeMap<String, (Vec<String>, Vec<String>)> =
+            expected_policy(&d, essential, &bucket, &topic)
+                .into_iter()
+                .map(|(sid, (mut actions, mut resources))| {
+                    actions.sort();
+                    resources.sort();
+                    (
+                        sid.to_string(),
+                        (actions.into_iter().map(String::from).collect(), resources),
+                    )
+                })
+                .collect();
         assert_eq!(found, expected, "IAM policy of {name}");
     }
 
@@ -553,16 +807,26 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         "DeadTaskTopicName",
     ] {
         let export = format!("{}-{suffix}", d.storage_stack);
-        assert!(exported.contains(export.as_str()), "missing export {export}: {exported:?}");
+        assert!(
+            exported.contains(export.as_str()),
+            "missing export {export}: {exported:?}"
+        );
     }
     for (_, package, _) in ESSENTIALS {
         for suffix in ["FunctionName", "FunctionArn"] {
             let export = format!("{}-{suffix}", d.stack(package));
-            assert!(exported.contains(export.as_str()), "missing export {export}: {exported:?}");
+            assert!(
+                exported.contains(export.as_str()),
+                "missing export {export}: {exported:?}"
+            );
         }
     }
     let rules = events.list_rules().send().await?;
-    assert_eq!(rules.rules().len(), 2, "one schedule each for the orchestrator and the scavenger");
+    assert_eq!(
+        rules.rules().len(),
+        2,
+        "one schedule each for the orchestrator and the scavenger"
+    );
     Ok(())
 }
 

@@ -12,24 +12,63 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
     // The Lambda binaries, built once here so the emulator only has to start them.
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "--bins", "-p", "sosw-cli", "-p", "sosw-scheduler", "-p", "sosw-orchestrator",
-               "-p", "sosw-scavenger", "-p", "sosw-worker-assistant", "-p", "sosw-example-worker"])
+        .args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "sosw-cli",
+            "-p",
+            "sosw-scheduler",
+            "-p",
+            "sosw-orchestrator",
+            "-p",
+            "sosw-scavenger",
+            "-p",
+            "sosw-worker-assistant",
+            "-p",
+            "sosw-example-worker",
+        ])
         .status()
         .expect("cargo build");
     assert!(status.success(), "building the essentials failed");
     let out = Command::new(root.join("target/debug/sosw"))
         .current_dir(&root)
-        .args(["demo", "--tasks", "40", "--fail-rate", "0.15", "--timeout-rate", "0.05", "--interval", "1", "--plain", "--deadline", "600"])
+        .args([
+            "demo",
+            "--tasks",
+            "40",
+            "--fail-rate",
+            "0.15",
+            "--timeout-rate",
+            "0.05",
+            "--interval",
+            "1",
+            "--plain",
+            "--deadline",
+            "600",
+        ])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run sosw demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sosw demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let summary = stdout.lines().find(|l| l.starts_with("summary:")).expect("a summary line");
+    assert!(
+        out.status.success(),
+        "sosw demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .expect("a summary line");
     assert!(summary.contains("scheduled 40"), "{summary}");
     assert!(stdout.contains("every task accounted for"), "{stdout}");
     // With a 15% failure share some tasks must have died after their retries.
-    let dead: u64 = summary.split("dead ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap();
+    let dead: u64 = summary
+        .split("dead ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap();
     assert!(dead > 0 && dead < 40, "{summary}");
 }

@@ -25,7 +25,9 @@ pub fn date_list(period: &str, today: NaiveDate) -> Result<Vec<String>, JobError
     let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
     let too_long = |n: i64| {
         if n > MAX_PERIOD_DAYS {
-            Err(JobError::UnsupportedPeriod(format!("{period} (longer than {MAX_PERIOD_DAYS} days)")))
+            Err(JobError::UnsupportedPeriod(format!(
+                "{period} (longer than {MAX_PERIOD_DAYS} days)"
+            )))
         } else {
             Ok(n)
         }
@@ -65,19 +67,26 @@ pub fn date_list(period: &str, today: NaiveDate) -> Result<Vec<String>, JobError
 pub fn chunk_dates(mut job: Object, today: NaiveDate) -> Result<Vec<Object>, JobError> {
     let period = job.shift_remove("period");
     let isolate = job.shift_remove("isolate_days");
-    let Some(period) = period.filter(truthy) else { return Ok(vec![job]) };
+    let Some(period) = period.filter(truthy) else {
+        return Ok(vec![job]);
+    };
     let Value::String(period) = period else {
         return Err(JobError::UnsupportedPeriod(period.to_string()));
     };
     let dates = date_list(&period, today)?;
     let with_dates = |list: Vec<String>| {
         let mut task = job.clone();
-        task.insert("date_list".into(), Value::Array(list.into_iter().map(Value::String).collect()));
+        task.insert(
+            "date_list".into(),
+            Value::Array(list.into_iter().map(Value::String).collect()),
+        );
         task
     };
     if isolate.as_ref().is_some_and(truthy) {
         if dates.is_empty() {
-            return Err(JobError::UnsupportedPeriod(format!("{period} (no dates to isolate)")));
+            return Err(JobError::UnsupportedPeriod(format!(
+                "{period} (no dates to isolate)"
+            )));
         }
         Ok(dates.into_iter().map(|d| with_dates(vec![d])).collect())
     } else {
@@ -98,12 +107,26 @@ mod tests {
         let today = d("2019-04-30"); // a Tuesday
         assert_eq!(date_list("today", today).unwrap(), ["2019-04-30"]);
         assert_eq!(date_list("yesterday", today).unwrap(), ["2019-04-29"]);
-        assert_eq!(date_list("last_3_days", today).unwrap(), ["2019-04-27", "2019-04-28", "2019-04-29"]);
+        assert_eq!(
+            date_list("last_3_days", today).unwrap(),
+            ["2019-04-27", "2019-04-28", "2019-04-29"]
+        );
         assert_eq!(date_list("2_days_back", today).unwrap(), ["2019-04-28"]);
-        assert_eq!(date_list("previous_2_days", today).unwrap(), ["2019-04-26", "2019-04-27"]);
+        assert_eq!(
+            date_list("previous_2_days", today).unwrap(),
+            ["2019-04-26", "2019-04-27"]
+        );
         assert_eq!(
             date_list("last_week", today).unwrap(),
-            ["2019-04-21", "2019-04-22", "2019-04-23", "2019-04-24", "2019-04-25", "2019-04-26", "2019-04-27"]
+            [
+                "2019-04-21",
+                "2019-04-22",
+                "2019-04-23",
+                "2019-04-24",
+                "2019-04-25",
+                "2019-04-26",
+                "2019-04-27"
+            ]
         );
         assert!(date_list("last_0_days", today).unwrap().is_empty());
     }
@@ -119,24 +142,36 @@ mod tests {
     fn unsupported_periods_are_rejected() {
         let today = d("2019-04-30");
         for p in ["tomorrow", "last_x_days", "days_back", "", "last_99999999_days"] {
-            assert!(matches!(date_list(p, today), Err(JobError::UnsupportedPeriod(_))), "{p}");
+            assert!(
+                matches!(date_list(p, today), Err(JobError::UnsupportedPeriod(_))),
+                "{p}"
+            );
         }
     }
 
     #[test]
     fn isolate_days_gives_one_task_per_date() {
-        let job: Object = serde_json::from_str(r#"{"a": 1, "period": "last_2_days", "isolate_days": true}"#).unwrap();
+        let job: Object =
+            serde_json::from_str(r#"{"a": 1, "period": "last_2_days", "isolate_days": true}"#).unwrap();
         let tasks = chunk_dates(job, d("2019-04-30")).unwrap();
-        assert_eq!(serde_json::to_string(&tasks).unwrap(),
-            r#"[{"a":1,"date_list":["2019-04-28"]},{"a":1,"date_list":["2019-04-29"]}]"#);
+        assert_eq!(
+            serde_json::to_string(&tasks).unwrap(),
+            r#"[{"a":1,"date_list":["2019-04-28"]},{"a":1,"date_list":["2019-04-29"]}]"#
+        );
     }
 
     #[test]
     fn without_isolation_one_task_holds_all_dates_and_flags_are_removed() {
         let job: Object = serde_json::from_str(r#"{"period": "last_2_days", "a": 1}"#).unwrap();
         let tasks = chunk_dates(job, d("2019-04-30")).unwrap();
-        assert_eq!(serde_json::to_string(&tasks).unwrap(), r#"[{"a":1,"date_list":["2019-04-28","2019-04-29"]}]"#);
+        assert_eq!(
+            serde_json::to_string(&tasks).unwrap(),
+            r#"[{"a":1,"date_list":["2019-04-28","2019-04-29"]}]"#
+        );
         let job: Object = serde_json::from_str(r#"{"isolate_days": true, "a": 1}"#).unwrap();
-        assert_eq!(serde_json::to_string(&chunk_dates(job, d("2019-04-30")).unwrap()).unwrap(), r#"[{"a":1}]"#);
+        assert_eq!(
+            serde_json::to_string(&chunk_dates(job, d("2019-04-30")).unwrap()).unwrap(),
+            r#"[{"a":1}]"#
+        );
     }
 }

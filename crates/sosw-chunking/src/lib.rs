@@ -31,7 +31,9 @@ pub enum JobError {
     #[error("malformed job: {0}")]
     Malformed(String),
     /// `lambda_name` is missing or not a string.
-    #[error("job is missing required parameter `lambda_name` (a string: the labourer's function name or ARN)")]
+    #[error(
+        "job is missing required parameter `lambda_name` (a string: the labourer's function name or ARN)"
+    )]
     MissingLambdaName,
     /// `lambda_name` names no configured labourer.
     #[error("unknown labourer `{0}`: it is not in `task_config.labourers` of the scheduler's config")]
@@ -64,7 +66,11 @@ pub fn plural(attr: &str) -> String {
 /// (Python iterates a `set` of these, in an order that varies between processes.)
 fn single_or_plural(attr: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(3);
-    for a in [attr.to_string(), attr.trim_end_matches('s').to_string(), format!("{attr}s")] {
+    for a in [
+        attr.to_string(),
+        attr.trim_end_matches('s').to_string(),
+        format!("{attr}s"),
+    ] {
         if !out.contains(&a) {
             out.push(a);
         }
@@ -134,10 +140,14 @@ pub fn parse_job(event: &Value) -> Result<Object, JobError> {
             Value::Object(m) => Ok(m.clone()),
             Value::String(s) => match serde_json::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => Ok(m),
-                Ok(other) => Err(JobError::Malformed(format!("expected a JSON object, found {other}"))),
+                Ok(other) => Err(JobError::Malformed(format!(
+                    "expected a JSON object, found {other}"
+                ))),
                 Err(e) => Err(JobError::Malformed(format!("invalid JSON: {e}"))),
             },
-            other => Err(JobError::Malformed(format!("expected a JSON object, found {other}"))),
+            other => Err(JobError::Malformed(format!(
+                "expected a JSON object, found {other}"
+            ))),
         }
     }
     let event = load(event)?;
@@ -169,7 +179,11 @@ impl SchedulerRules {
         let labourers = match doc.pointer("/task_config/labourers") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(m)) => m.keys().cloned().collect(),
-            Some(_) => return Err(JobError::Config("`task_config.labourers` must be an object".into())),
+            Some(_) => {
+                return Err(JobError::Config(
+                    "`task_config.labourers` must be an object".into(),
+                ))
+            }
         };
         let mut variants = Map::new();
         variants.insert("default".into(), serde_json::json!({"chunkable_attrs": []}));
@@ -191,7 +205,10 @@ impl SchedulerRules {
 
     /// The chunkable attribute names of a schema variant, in order.
     pub fn chunkable_attrs(&self, schema: &str) -> Result<Vec<String>, JobError> {
-        let variant = self.variants.get(schema).ok_or_else(|| JobError::UnknownSchema(schema.into()))?;
+        let variant = self
+            .variants
+            .get(schema)
+            .ok_or_else(|| JobError::UnknownSchema(schema.into()))?;
         let attrs = match variant.get("chunkable_attrs") {
             None | Some(Value::Null) => return Ok(Vec::new()),
             Some(Value::Array(a)) => a,
@@ -306,7 +323,9 @@ impl Chunker {
                 }
             }
         }
-        let Some(next) = self.next_attr(attr) else { return Ok(false) };
+        let Some(next) = self.next_attr(attr) else {
+            return Ok(false);
+        };
         let root_isolate: Object = data
             .iter()
             .filter(|(k, _)| k.starts_with("isolate_") || is_max_per_batch(k))
@@ -337,7 +356,10 @@ impl Chunker {
 
     /// Python's `validate_list_of_vals`.
     fn validate_vals(attr: &str, data: &Value) -> Result<Vec<Value>, JobError> {
-        let bad = |reason: &str| JobError::Unchunkable { attr: attr.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| JobError::Unchunkable {
+            attr: attr.to_string(),
+            reason: reason.to_string(),
+        };
         match data {
             Value::Array(a) => {
                 if a.iter().all(is_flat) {
@@ -352,7 +374,9 @@ impl Chunker {
                 } else if m.len() == 1 {
                     Ok(vec![data.clone()])
                 } else {
-                    Err(bad("an object of values must have all values null (its keys are the values)"))
+                    Err(bad(
+                        "an object of values must have all values null (its keys are the values)",
+                    ))
                 }
             }
             _ => Err(bad("expected a list of values or an object with null values")),
@@ -361,7 +385,9 @@ impl Chunker {
 
     fn batch_size(attr: &str, job: &Object, skeleton: &Object) -> Result<i64, JobError> {
         let key = format!("max_{}_per_batch", plural(attr));
-        let Some(v) = job.get(&key).or_else(|| skeleton.get(&key)) else { return Ok(MAX_BATCH) };
+        let Some(v) = job.get(&key).or_else(|| skeleton.get(&key)) else {
+            return Ok(MAX_BATCH);
+        };
         let n = match v {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
             Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -370,12 +396,20 @@ impl Chunker {
         };
         match n {
             Some(n) if n > 0 => Ok(n),
-            _ => Err(JobError::Unchunkable { attr: key, reason: format!("must be a positive integer, found {v}") }),
+            _ => Err(JobError::Unchunkable {
+                attr: key,
+                reason: format!("must be a positive integer, found {v}"),
+            }),
         }
     }
 
     /// Python's `chunk_job`, recursively.
-    fn chunk_job(&self, job: &Object, skeleton: &Object, attr: Option<&str>) -> Result<Vec<Object>, JobError> {
+    fn chunk_job(
+        &self,
+        job: &Object,
+        skeleton: &Object,
+        attr: Option<&str>,
+    ) -> Result<Vec<Object>, JobError> {
         let Some(attr) = attr.or(self.attrs.first().map(String::as_str)) else {
             return Ok(vec![merged(job, skeleton)]);
         };
@@ -400,7 +434,11 @@ impl Chunker {
                 return Ok(data);
             };
             let current = list_from(job, key);
-            let job_skeleton: Object = job.iter().filter(|(k, _)| *k != key).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let job_skeleton: Object = job
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let task_skeleton = merged(skeleton, &job_skeleton);
             if current.iter().all(Value::is_object) {
                 for val in &current {
@@ -427,7 +465,9 @@ impl Chunker {
                             other => {
                                 return Err(JobError::Unchunkable {
                                     attr: key.clone(),
-                                    reason: format!("value of `{name}` must be an object or null, found {other}"),
+                                    reason: format!(
+                                        "value of `{name}` must be an object or null, found {other}"
+                                    ),
                                 })
                             }
                         }
@@ -466,8 +506,13 @@ impl Chunker {
 
 /// `max_<...>_per_batch` at the start of a key, as Python's `re.match('max_[\w]*_per_batch', k)`.
 fn is_max_per_batch(k: &str) -> bool {
-    let Some(rest) = k.strip_prefix("max_") else { return false };
-    let word_len = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').count();
+    let Some(rest) = k.strip_prefix("max_") else {
+        return false;
+    };
+    let word_len = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .count();
     let word: String = rest.chars().take(word_len).collect();
     // `\w*` backtracks: any `_per_batch` inside the word-run at or after position 0.
     word.match_indices("_per_batch").next().is_some()

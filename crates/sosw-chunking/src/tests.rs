@@ -22,14 +22,28 @@ fn plan(attrs: &[&str], job: Value) -> Result<Vec<Value>, JobError> {
 
 #[test]
 fn a_job_without_chunking_becomes_one_task_with_labourer_id_first() {
-    let rows = plan(&["section"], json!({"lambda_name": "worker", "a": 1, "sections": ["x", "y"]})).unwrap();
-    assert_eq!(rows, [json!({"labourer_id": "worker", "a": 1, "sections": ["x", "y"]})]);
-    assert_eq!(serde_json::to_string(&rows[0]).unwrap(), r#"{"labourer_id":"worker","a":1,"sections":["x","y"]}"#);
+    let rows = plan(
+        &["section"],
+        json!({"lambda_name": "worker", "a": 1, "sections": ["x", "y"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        [json!({"labourer_id": "worker", "a": 1, "sections": ["x", "y"]})]
+    );
+    assert_eq!(
+        serde_json::to_string(&rows[0]).unwrap(),
+        r#"{"labourer_id":"worker","a":1,"sections":["x","y"]}"#
+    );
 }
 
 #[test]
 fn isolate_flag_gives_one_task_per_value_with_labourer_id_last() {
-    let rows = plan(&["section"], json!({"lambda_name": "worker", "sections": ["x", "y"], "isolate_sections": true})).unwrap();
+    let rows = plan(
+        &["section"],
+        json!({"lambda_name": "worker", "sections": ["x", "y"], "isolate_sections": true}),
+    )
+    .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
         serde_json::to_string(&rows[0]).unwrap(),
@@ -39,14 +53,22 @@ fn isolate_flag_gives_one_task_per_value_with_labourer_id_last() {
 
 #[test]
 fn max_per_batch_groups_values() {
-    let rows = plan(&["store"], json!({"lambda_name": "worker", "stores": [1, 2, 3, 4, 5], "max_stores_per_batch": 2})).unwrap();
+    let rows = plan(
+        &["store"],
+        json!({"lambda_name": "worker", "stores": [1, 2, 3, 4, 5], "max_stores_per_batch": 2}),
+    )
+    .unwrap();
     let stores: Vec<&Value> = rows.iter().map(|r| &r["stores"]).collect();
     assert_eq!(stores, [&json!([1, 2]), &json!([3, 4]), &json!([5])]);
 }
 
 #[test]
 fn dict_with_null_values_is_a_list_of_its_keys() {
-    let rows = plan(&["store"], json!({"lambda_name": "worker", "stores": {"a": null, "b": null}, "isolate_stores": true})).unwrap();
+    let rows = plan(
+        &["store"],
+        json!({"lambda_name": "worker", "stores": {"a": null, "b": null}, "isolate_stores": true}),
+    )
+    .unwrap();
     let stores: Vec<&Value> = rows.iter().map(|r| &r["stores"]).collect();
     assert_eq!(stores, [&json!(["a"]), &json!(["b"])]);
 }
@@ -58,16 +80,24 @@ fn nested_sub_jobs_chunk_recursively_with_isolation_at_a_lower_level() {
         "s2": {"stores": ["c"]}
     }});
     let rows = plan(&["section", "store"], job).unwrap();
-    let pairs: Vec<(Value, Value)> = rows.iter().map(|r| (r["sections"].clone(), r["stores"].clone())).collect();
+    let pairs: Vec<(Value, Value)> = rows
+        .iter()
+        .map(|r| (r["sections"].clone(), r["stores"].clone()))
+        .collect();
     assert_eq!(
         pairs,
-        [(json!(["s1"]), json!(["a"])), (json!(["s1"]), json!(["b"])), (json!(["s2"]), json!(["c"]))]
+        [
+            (json!(["s1"]), json!(["a"])),
+            (json!(["s1"]), json!(["b"])),
+            (json!(["s2"]), json!(["c"]))
+        ]
     );
 }
 
 #[test]
 fn isolate_flag_at_root_applies_to_nested_levels() {
-    let job = json!({"lambda_name": "worker", "isolate_stores": true, "sections": {"s1": {"stores": ["a", "b"]}}});
+    let job =
+        json!({"lambda_name": "worker", "isolate_stores": true, "sections": {"s1": {"stores": ["a", "b"]}}});
     assert_eq!(plan(&["section", "store"], job).unwrap().len(), 2);
 }
 
@@ -98,10 +128,20 @@ fn job_wrapped_in_job_key_as_object_or_string() {
 
 #[test]
 fn lambda_arn_is_trimmed_to_the_function_name() {
-    assert_eq!(trim_arn_to_name("arn:aws:lambda:us-west-2:123456789012:function:worker"), "worker");
-    assert_eq!(trim_arn_to_name("arn:aws:lambda:us-west-2:123456789012:function:worker:prod"), "worker");
+    assert_eq!(
+        trim_arn_to_name("arn:aws:lambda:us-west-2:123456789012:function:worker"),
+        "worker"
+    );
+    assert_eq!(
+        trim_arn_to_name("arn:aws:lambda:us-west-2:123456789012:function:worker:prod"),
+        "worker"
+    );
     assert_eq!(trim_arn_to_name("worker"), "worker");
-    let rows = plan(&[], json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker"})).unwrap();
+    let rows = plan(
+        &[],
+        json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker"}),
+    )
+    .unwrap();
     assert_eq!(rows[0]["labourer_id"], "worker");
 }
 
@@ -119,10 +159,22 @@ fn rejections_name_the_problem() {
         (json!({"a": 1}), "lambda_name"),
         (json!({"lambda_name": 5}), "lambda_name"),
         (json!({"lambda_name": "nobody"}), "unknown labourer `nobody`"),
-        (json!({"lambda_name": "worker", "job_schema_name": "nope"}), "unknown job schema `nope`"),
-        (json!({"lambda_name": "worker", "period": "fortnight", "stores": ["a"], "isolate_stores": true}), "unsupported period `fortnight`"),
-        (json!({"lambda_name": "worker", "stores": [{"x": [1]}, "b"], "isolate_stores": true}), "cannot chunk `stores`"),
-        (json!({"lambda_name": "worker", "stores": ["a"], "isolate_stores": true, "max_stores_per_batch": "x"}), "max_stores_per_batch"),
+        (
+            json!({"lambda_name": "worker", "job_schema_name": "nope"}),
+            "unknown job schema `nope`",
+        ),
+        (
+            json!({"lambda_name": "worker", "period": "fortnight", "stores": ["a"], "isolate_stores": true}),
+            "unsupported period `fortnight`",
+        ),
+        (
+            json!({"lambda_name": "worker", "stores": [{"x": [1]}, "b"], "isolate_stores": true}),
+            "cannot chunk `stores`",
+        ),
+        (
+            json!({"lambda_name": "worker", "stores": ["a"], "isolate_stores": true, "max_stores_per_batch": "x"}),
+            "max_stores_per_batch",
+        ),
         (json!({"job": "{broken"}), "invalid JSON"),
         (json!([1, 2]), "expected a JSON object"),
     ];
@@ -135,13 +187,19 @@ fn rejections_name_the_problem() {
 #[test]
 fn flat_values_at_a_level_with_nested_attrs_are_rejected_not_crashed() {
     // Python raises AttributeError here ('str' object has no attribute 'items').
-    let err = plan(&["section", "store"], json!({"lambda_name": "worker", "sections": ["a", "b"]})).unwrap_err();
+    let err = plan(
+        &["section", "store"],
+        json!({"lambda_name": "worker", "sections": ["a", "b"]}),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("must be objects"), "{err}");
 }
 
 #[test]
 fn config_with_plural_attr_names_is_rejected() {
-    let err = SchedulerRules::from_config(&config(&["stores"])).unwrap_err().to_string();
+    let err = SchedulerRules::from_config(&config(&["stores"]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("singular"), "{err}");
 }
 

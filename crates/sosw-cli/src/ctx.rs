@@ -24,7 +24,9 @@ pub fn custom_layer(path: &Option<PathBuf>) -> anyhow::Result<Option<Value>> {
         None => Ok(None),
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", p.display()))?))
+            Ok(Some(
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", p.display()))?,
+            ))
         }
     }
 }
@@ -42,10 +44,20 @@ impl Ctx {
             .load_essential(essential, defaults, custom)
             .await
             .map_err(|e| hint(anyhow!(e)))?;
-        let task_config: TaskConfig = from_value(&format!("{essential}_config"), document["task_config"].clone())?;
+        let task_config: TaskConfig =
+            from_value(&format!("{essential}_config"), document["task_config"].clone())?;
         task_config.validate()?;
-        let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), task_config, Arc::new(SystemClock));
-        Ok(Self { clients, tasks, document })
+        let tasks = TaskManager::new(
+            clients.dynamodb.clone(),
+            clients.lambda.clone(),
+            task_config,
+            Arc::new(SystemClock),
+        );
+        Ok(Self {
+            clients,
+            tasks,
+            document,
+        })
     }
 
     /// The registered labourer `id`, or an error listing the configured ones.
@@ -66,7 +78,10 @@ pub fn hint(err: anyhow::Error) -> anyhow::Error {
         Some("a table is missing: deploy cloudformation/sosw-storage.yaml (docs/deploy.md), or check AWS_REGION and AWS_ENDPOINT_URL")
     } else if text.contains("credentials") || text.contains("Credentials") {
         Some("no usable AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    } else if text.contains("dispatch failure") || text.contains("Connection refused") || text.contains("connection") {
+    } else if text.contains("dispatch failure")
+        || text.contains("Connection refused")
+        || text.contains("connection")
+    {
         Some("AWS could not be reached: check AWS_ENDPOINT_URL / AWS_REGION and the network")
     } else if text.contains("Function not found") || text.contains("ResourceNotFoundException") {
         Some("the Lambda function does not exist: deploy its stack or pass --function")

@@ -60,21 +60,33 @@ impl LambdaEmulator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = std::fs::File::create(repo_root().join("target/sosw-demo-lambdas.log"))?;
         let mut cmd = Command::new(venv_bin("cargo-lambda"));
-        cmd.args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string(), "--concurrency", "48"])
-            .current_dir(repo_root())
-            .envs(aws.env())
-            .env("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{port}"))
-            .env("SOSW_CONFIG_SOURCE", "dynamo")
-            .env("SOSW_WORKER_ASSISTANT_LAMBDA", "sosw-worker-assistant")
-            .env("SOSW_EXAMPLE_FAIL_RATE", args.fail_rate.to_string())
-            .env("SOSW_EXAMPLE_TIMEOUT_RATE", args.timeout_rate.to_string())
-            .env("SOSW_EXAMPLE_TIMEOUT_SECS", "12")
-            .env("RUST_LOG", "warn")
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        cmd.args([
+            "lambda",
+            "watch",
+            "--ignore-changes",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--concurrency",
+            "48",
+        ])
+        .current_dir(repo_root())
+        .envs(aws.env())
+        .env("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{port}"))
+        .env("SOSW_CONFIG_SOURCE", "dynamo")
+        .env("SOSW_WORKER_ASSISTANT_LAMBDA", "sosw-worker-assistant")
+        .env("SOSW_EXAMPLE_FAIL_RATE", args.fail_rate.to_string())
+        .env("SOSW_EXAMPLE_TIMEOUT_RATE", args.timeout_rate.to_string())
+        .env("SOSW_EXAMPLE_TIMEOUT_SECS", "12")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().context("starting `cargo lambda watch` (run scripts/setup)")?;
+        let child = cmd
+            .spawn()
+            .context("starting `cargo lambda watch` (run scripts/setup)")?;
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if started.elapsed() > Duration::from_secs(60) {
@@ -92,7 +104,10 @@ impl Drop for LambdaEmulator {
         // only that group: a pid of 0 or 1 here would signal far more than the emulator).
         let pid = self.child.id();
         if pid > 1 {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -136,7 +151,9 @@ impl Tally {
 }
 
 async fn tally(tasks: &TaskManager) -> anyhow::Result<Tally> {
-    let l = tasks.register_labourer(WORKER).expect("the demo labourer is configured");
+    let l = tasks
+        .register_labourer(WORKER)
+        .expect("the demo labourer is configured");
     Ok(Tally {
         queued: tasks.queue_length(WORKER).await?,
         running: tasks.running_count(&l).await?,
@@ -154,7 +171,13 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     eprintln!("==> local AWS: moto on loopback, stacks from cloudformation/");
     let aws = LocalAws::start().await;
     let outputs = aws.deploy_storage().await;
-    let output = |k: &str| outputs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let output = |k: &str| {
+        outputs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let labourer = json!({
         "max_simultaneous_invocations": args.max_simultaneous,
         "max_attempts": 3,
@@ -162,14 +185,24 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         "duration": 5, "cooldown": 2, "max_duration": 3
     });
     let task_config = json!({"labourers": {WORKER: labourer}});
-    aws.put_config("sosw_essential_config", &json!({
-        "task_config": task_config,
-        "job_schema_variants": {"default": {"chunkable_attrs": [["item", {}]]}}
-    }))
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({
+            "task_config": task_config,
+            "job_schema_variants": {"default": {"chunkable_attrs": [["item", {}]]}}
+        }),
+    )
     .await;
-    aws.put_config("sosw-scheduler_config", &json!({"queue_bucket": output("QueueBucketName"), "rows_to_process": 100})).await;
+    aws.put_config(
+        "sosw-scheduler_config",
+        &json!({"queue_bucket": output("QueueBucketName"), "rows_to_process": 100}),
+    )
+    .await;
     aws.put_config("sosw-scavenger_config", &json!({"sns_config": {"recipient": output("DeadTaskTopicArn"), "subject": "sosw demo: dead task"}, "retry_tasks_limit": 200})).await;
-    eprintln!("==> labourer `{WORKER}` configured: max {} at once, 3 attempts", args.max_simultaneous);
+    eprintln!(
+        "==> labourer `{WORKER}` configured: max {} at once, 3 attempts",
+        args.max_simultaneous
+    );
 
     eprintln!("==> Lambda emulator: cargo lambda watch (first calls compile the functions)");
     let emulator = LambdaEmulator::start(&aws, args)?;
@@ -198,14 +231,28 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         scheduled_count = tally(&tasks).await?.queued;
     }
-    eprintln!("==> {} tasks queued; orchestrator and scavenger every {} s", scheduled_count.max(tally(&tasks).await?.queued), args.interval);
+    eprintln!(
+        "==> {} tasks queued; orchestrator and scavenger every {} s",
+        scheduled_count.max(tally(&tasks).await?.queued),
+        args.interval
+    );
     let total = args.tasks as u64;
     let deadline = Instant::now() + Duration::from_secs(args.deadline);
     let mut round = 0;
     let result = loop {
         round += 1;
-        invoke(&lambda, "sosw-orchestrator", &json!({"source": "sosw demo", "round": round})).await?;
-        invoke(&lambda, "sosw-scavenger", &json!({"source": "sosw demo", "round": round})).await?;
+        invoke(
+            &lambda,
+            "sosw-orchestrator",
+            &json!({"source": "sosw demo", "round": round}),
+        )
+        .await?;
+        invoke(
+            &lambda,
+            "sosw-scavenger",
+            &json!({"source": "sosw demo", "round": round}),
+        )
+        .await?;
         let t = tally(&tasks).await?;
         let line = format!(
             "queued {:>4}  running {:>3}  expired {:>3}  completed {:>3}  retrying {:>3}  archived {:>4}  dead {:>3}",
@@ -238,10 +285,22 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
 /// Run `sosw demo`.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (t, scheduled) = lifecycle(args).await?;
-    println!("summary: scheduled {scheduled}, archived completed {}, dead {}, in flight {}", t.archived, t.dead, t.in_flight());
+    println!(
+        "summary: scheduled {scheduled}, archived completed {}, dead {}, in flight {}",
+        t.archived,
+        t.dead,
+        t.in_flight()
+    );
     if t.archived + t.dead != scheduled || t.in_flight() != 0 {
-        bail!("the books do not balance: completed {} + dead {} != scheduled {scheduled}", t.archived, t.dead);
+        bail!(
+            "the books do not balance: completed {} + dead {} != scheduled {scheduled}",
+            t.archived,
+            t.dead
+        );
     }
-    println!("every task accounted for: {} + {} = {scheduled}", t.archived, t.dead);
+    println!(
+        "every task accounted for: {} + {} = {scheduled}",
+        t.archived, t.dead
+    );
     Ok(())
 }

@@ -27,7 +27,11 @@ mod submit;
 mod task;
 
 #[derive(Parser)]
-#[command(name = "sosw", version, about = "sosw-rs: the Serverless Orchestrator of Serverless Workers")]
+#[command(
+    name = "sosw",
+    version,
+    about = "sosw-rs: the Serverless Orchestrator of Serverless Workers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

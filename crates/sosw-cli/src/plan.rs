@@ -22,7 +22,8 @@ pub struct PlanArgs {
 fn read(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading the job from standard input")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the job from standard input")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))

@@ -25,7 +25,11 @@ pub fn parse_since(s: &str) -> anyhow::Result<i64> {
         return Ok(n);
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp());
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp());
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
@@ -36,7 +40,11 @@ pub fn parse_since(s: &str) -> anyhow::Result<i64> {
 /// Revive dead tasks; returns how many went back to the queue.
 pub async fn revive(ctx: &Ctx, labourer: &str, since: i64) -> anyhow::Result<usize> {
     let l = ctx.labourer(labourer)?;
-    let dead = ctx.tasks.dead_tasks(&l.id, since).await.map_err(|e| hint(e.into()))?;
+    let dead = ctx
+        .tasks
+        .dead_tasks(&l.id, since)
+        .await
+        .map_err(|e| hint(e.into()))?;
     let mut greenfield = ctx.tasks.oldest_greenfield(&l.id).await?;
     let mut revived = 0;
     for t in &dead {
@@ -53,6 +61,9 @@ pub async fn run(args: &RetryDeadArgs) -> anyhow::Result<()> {
     let ctx = Ctx::load("sosw_scavenger", crate::ctx::custom_layer(&args.config)?).await?;
     let since = args.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
     let n = revive(&ctx, &args.labourer, since).await?;
-    println!("{n} dead task(s) of `{}` put back at the front of the queue", args.labourer);
+    println!(
+        "{n} dead task(s) of `{}` put back at the front of the queue",
+        args.labourer
+    );
     Ok(())
 }

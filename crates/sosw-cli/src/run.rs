@@ -41,15 +41,19 @@ impl sosw_scheduler::TimeLeft for NoDeadline {
 /// Run `sosw run`.
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let event: Value = match &args.event {
-        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("{} is not valid JSON", p.display()))?,
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not valid JSON", p.display()))?,
         None => Value::Object(Default::default()),
     };
     let custom = crate::ctx::custom_layer(&args.config)?;
     let sdk = sosw_core::aws::load_sdk_config().await;
     let out = match args.essential {
         Essential::Scheduler => {
-            let (scheduler, _meta) = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom).await.map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
+            let (scheduler, _meta) = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom)
+                .await
+                .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             let request_id = sosw_core::TaskId::generate().0;
             serde_json::to_value(scheduler.handle(&event, &request_id, &NoDeadline).await?)?
         }

@@ -35,8 +35,9 @@ pub struct LabourerStatus {
 
 /// Compute the status of every configured labourer.
 pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
-    let coefficients: BTreeMap<u8, f64> = serde_json::from_value(ctx.document["invocation_number_coefficient"].clone())
-        .unwrap_or_else(|_| default_invocation_coefficients());
+    let coefficients: BTreeMap<u8, f64> =
+        serde_json::from_value(ctx.document["invocation_number_coefficient"].clone())
+            .unwrap_or_else(|_| default_invocation_coefficients());
     let ecology = EcologyManager::new(
         Arc::new(CloudWatchMetrics(ctx.clients.cloudwatch.clone())),
         ctx.tasks.config().ecology_config.clone(),
@@ -70,11 +71,20 @@ pub fn table(rows: &[LabourerStatus]) -> String {
     for r in rows {
         s.push_str(&format!(
             "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>12}\n",
-            r.labourer_id, r.health, r.queued, r.running, r.expired, r.completed_not_archived, r.retrying, r.would_invoke
+            r.labourer_id,
+            r.health,
+            r.queued,
+            r.running,
+            r.expired,
+            r.completed_not_archived,
+            r.retrying,
+            r.would_invoke
         ));
     }
     if rows.is_empty() {
-        s.push_str("(no labourers configured: add them to `task_config.labourers` in sosw_essential_config)\n");
+        s.push_str(
+            "(no labourers configured: add them to `task_config.labourers` in sosw_essential_config)\n",
+        );
     }
     s
 }

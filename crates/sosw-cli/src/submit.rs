@@ -31,20 +31,31 @@ pub struct SubmitArgs {
 
 /// Archived (completed, dead) counts of a labourer.
 pub async fn archived(ctx: &Ctx, labourer: &str) -> anyhow::Result<(u64, u64)> {
-    Ok((ctx.tasks.closed_count(labourer, true).await?, ctx.tasks.closed_count(labourer, false).await?))
+    Ok((
+        ctx.tasks.closed_count(labourer, true).await?,
+        ctx.tasks.closed_count(labourer, false).await?,
+    ))
 }
 
 /// Run `sosw submit`.
 pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let custom = crate::ctx::custom_layer(&args.config)?;
     let ctx = Ctx::load("sosw_scheduler", custom.clone()).await?;
-    let text = std::fs::read_to_string(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
-    let job: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", args.job.display()))?;
+    let text =
+        std::fs::read_to_string(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
+    let job: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", args.job.display()))?;
     // Plan locally first: a rejected job fails here, naming the problem, before anything is sent.
     let mut doc = sosw_scheduler::SchedulerConfig::defaults();
     sosw_core::config::merge(&mut doc, &ctx.document);
-    let rows = sosw_chunking::plan_event(&doc, &job, chrono::Utc::now().date_naive()).context("job rejected")?;
-    let labourer = rows.first().and_then(|r| r.get("labourer_id")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let rows =
+        sosw_chunking::plan_event(&doc, &job, chrono::Utc::now().date_naive()).context("job rejected")?;
+    let labourer = rows
+        .first()
+        .and_then(|r| r.get("labourer_id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let before = archived(&ctx, &labourer).await.map_err(hint)?;
     ctx.clients
         .lambda
@@ -56,7 +67,11 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| hint(anyhow::anyhow!(sosw_core::error::render_error(&e))))
         .with_context(|| format!("invoking the scheduler `{}`", args.function))?;
-    eprintln!("submitted to `{}`: {} task(s) for labourer `{labourer}`", args.function, rows.len());
+    eprintln!(
+        "submitted to `{}`: {} task(s) for labourer `{labourer}`",
+        args.function,
+        rows.len()
+    );
     if !args.wait {
         return Ok(());
     }
@@ -73,7 +88,11 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             eprintln!();
-            anyhow::bail!("gave up after {} s: {} of {total} tasks archived", args.timeout, done + dead);
+            anyhow::bail!(
+                "gave up after {} s: {} of {total} tasks archived",
+                args.timeout,
+                done + dead
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

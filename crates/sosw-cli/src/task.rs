@@ -32,23 +32,42 @@ pub async fn locate(ctx: &Ctx, task_id: &str) -> anyhow::Result<Option<(String, 
             },
             None => "in the queue of an unconfigured labourer",
         };
-        return Ok(Some((t.config().dynamo_db_config.table_name.clone(), state.into(), Value::Object(item_to_json(&task.item)))));
+        return Ok(Some((
+            t.config().dynamo_db_config.table_name.clone(),
+            state.into(),
+            Value::Object(item_to_json(&task.item)),
+        )));
     }
     for id in t.config().labourers.keys() {
         if let Some(task) = t.get_retrying(id, task_id).await? {
-            return Ok(Some((t.config().sosw_retry_tasks_table.clone(), "waiting for a retry".into(), Value::Object(item_to_json(&task.item)))));
+            return Ok(Some((
+                t.config().sosw_retry_tasks_table.clone(),
+                "waiting for a retry".into(),
+                Value::Object(item_to_json(&task.item)),
+            )));
         }
     }
     if let Some(task) = t.get_from(&t.config().sosw_closed_tasks_table, task_id).await? {
-        let state = if task.completed_at.is_some() { "closed: completed" } else { "closed: dead" };
-        return Ok(Some((t.config().sosw_closed_tasks_table.clone(), state.into(), Value::Object(item_to_json(&task.item)))));
+        let state = if task.completed_at.is_some() {
+            "closed: completed"
+        } else {
+            "closed: dead"
+        };
+        return Ok(Some((
+            t.config().sosw_closed_tasks_table.clone(),
+            state.into(),
+            Value::Object(item_to_json(&task.item)),
+        )));
     }
     Ok(None)
 }
 
 /// Meta rows of a task, oldest first (empty if the meta table is missing).
 pub async fn history(ctx: &Ctx, task_id: &str) -> Vec<Value> {
-    let table = ctx.document["meta_handler_config"]["dynamo_db_config"]["table_name"].as_str().unwrap_or("sosw_tasks_meta").to_string();
+    let table = ctx.document["meta_handler_config"]["dynamo_db_config"]["table_name"]
+        .as_str()
+        .unwrap_or("sosw_tasks_meta")
+        .to_string();
     match ctx
         .clients
         .dynamodb
@@ -59,7 +78,11 @@ pub async fn history(ctx: &Ctx, task_id: &str) -> Vec<Value> {
         .send()
         .await
     {
-        Ok(out) => out.items().iter().map(|i| Value::Object(item_to_json(i))).collect(),
+        Ok(out) => out
+            .items()
+            .iter()
+            .map(|i| Value::Object(item_to_json(i)))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -7,16 +7,28 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 fn sosw(aws: &LocalAws, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sosw")).args(args).envs(aws.env()).output().expect("run sosw")
+    Command::new(env!("CARGO_BIN_EXE_sosw"))
+        .args(args)
+        .envs(aws.env())
+        .output()
+        .expect("run sosw")
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "sosw failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sosw failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 fn stderr(o: &Output) -> String {
-    assert!(!o.status.success(), "sosw should have failed: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "sosw should have failed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
@@ -26,12 +38,18 @@ const ESSENTIAL: &str = r#"{"task_config": {"labourers": {"worker": {"max_simult
 async fn deployed() -> (LocalAws, TaskManager, String) {
     let aws = LocalAws::start().await;
     let outputs = aws.deploy_storage().await;
-    let bucket = outputs.iter().find(|(k, _)| k == "QueueBucketName").unwrap().1.clone();
+    let bucket = outputs
+        .iter()
+        .find(|(k, _)| k == "QueueBucketName")
+        .unwrap()
+        .1
+        .clone();
     let essential: Value = serde_json::from_str(ESSENTIAL).unwrap();
     // As in Python sosw, an essential's defaults override `sosw_essential_config`, so settings
     // that have a default (queue_bucket) go in the essential's own document.
     aws.put_config("sosw_essential_config", &essential).await;
-    aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": bucket})).await;
+    aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": bucket}))
+        .await;
     let cfg = TaskConfig::from_user(&essential["task_config"]).unwrap();
     let tm = TaskManager::new(
         aws_sdk_dynamodb::Client::new(aws.sdk_config()),
@@ -49,7 +67,9 @@ fn task(i: usize) -> serde_json::Map<String, Value> {
 #[tokio::test]
 async fn status_counts_tasks_per_state_and_what_would_be_invoked() {
     let (aws, tm, _) = deployed().await;
-    tm.create_tasks("worker", (0..6).map(task).collect(), true).await.unwrap();
+    tm.create_tasks("worker", (0..6).map(task).collect(), true)
+        .await
+        .unwrap();
     let l = tm.register_labourer("worker").unwrap();
     for t in tm.next_tasks(&l, 3).await.unwrap() {
         tm.claim(&l, &t).await.unwrap();
@@ -71,7 +91,10 @@ async fn status_without_tables_names_the_problem_and_the_fix() {
     let aws = LocalAws::start().await;
     let err = stderr(&sosw(&aws, &["status"]));
     assert!(err.contains("config"), "{err}");
-    assert!(err.contains("hint: a table is missing: deploy cloudformation/sosw-storage.yaml"), "{err}");
+    assert!(
+        err.contains("hint: a table is missing: deploy cloudformation/sosw-storage.yaml"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -95,21 +118,32 @@ async fn task_shows_where_a_task_is_and_its_history() {
     assert_eq!(out["state"], "closed: completed");
 
     let err = stderr(&sosw(&aws, &["task", "no-such-task"]));
-    assert!(err.contains("task `no-such-task` is in none of sosw's tables"), "{err}");
+    assert!(
+        err.contains("task `no-such-task` is in none of sosw's tables"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn retry_dead_puts_dead_tasks_back_at_the_front_of_the_queue() {
     let (aws, tm, _) = deployed().await;
-    tm.create_tasks("worker", (0..3).map(task).collect(), true).await.unwrap();
+    tm.create_tasks("worker", (0..3).map(task).collect(), true)
+        .await
+        .unwrap();
     let l = tm.register_labourer("worker").unwrap();
     let first = tm.next_tasks(&l, 1).await.unwrap().remove(0);
     tm.claim(&l, &first).await.unwrap();
     let claimed = tm.get_task(&first.task_id.0).await.unwrap().unwrap();
-    assert!(tm.archive(&claimed).await.unwrap(), "closed as dead (not completed)");
+    assert!(
+        tm.archive(&claimed).await.unwrap(),
+        "closed as dead (not completed)"
+    );
     assert_eq!(tm.closed_count("worker", false).await.unwrap(), 1);
 
-    let out = stdout(&sosw(&aws, &["retry-dead", "--labourer", "worker", "--since", "2020-01-01"]));
+    let out = stdout(&sosw(
+        &aws,
+        &["retry-dead", "--labourer", "worker", "--since", "2020-01-01"],
+    ));
     assert!(out.contains("1 dead task(s)"), "{out}");
     let l = tm.register_labourer("worker").unwrap();
     let next = tm.next_tasks(&l, 3).await.unwrap();
@@ -119,7 +153,10 @@ async fn retry_dead_puts_dead_tasks_back_at_the_front_of_the_queue() {
 
     let err = stderr(&sosw(&aws, &["retry-dead", "--labourer", "ghost"]));
     assert!(err.contains("unknown labourer `ghost`"), "{err}");
-    let err = stderr(&sosw(&aws, &["retry-dead", "--labourer", "worker", "--since", "last tuesday"]));
+    let err = stderr(&sosw(
+        &aws,
+        &["retry-dead", "--labourer", "worker", "--since", "last tuesday"],
+    ));
     assert!(err.contains("--since `last tuesday`"), "{err}");
 }
 
@@ -129,8 +166,16 @@ async fn run_scheduler_schedules_a_job_through_the_lambda_code_path() {
     let dir = std::env::temp_dir().join(format!("sosw_cli_run_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let job = dir.join("job.json");
-    std::fs::write(&job, r#"{"lambda_name": "worker", "words": ["a", "b", "c"], "isolate_words": true}"#).unwrap();
-    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "scheduler", "--event", job.to_str().unwrap()]))).unwrap();
+    std::fs::write(
+        &job,
+        r#"{"lambda_name": "worker", "words": ["a", "b", "c"], "isolate_words": true}"#,
+    )
+    .unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(
+        &aws,
+        &["run", "scheduler", "--event", job.to_str().unwrap()],
+    )))
+    .unwrap();
     assert_eq!(out["tasks_created"], 3);
     assert_eq!(tm.queue_length("worker").await.unwrap(), 3);
 }
@@ -145,7 +190,11 @@ async fn submit_rejects_a_bad_job_before_invoking_and_sends_a_good_one() {
     let err = stderr(&sosw(&aws, &["submit", bad.to_str().unwrap()]));
     assert!(err.contains("unknown labourer `ghost`"), "{err}");
     let good = dir.join("good.json");
-    std::fs::write(&good, r#"{"lambda_name": "worker", "words": ["a", "b"], "isolate_words": true}"#).unwrap();
+    std::fs::write(
+        &good,
+        r#"{"lambda_name": "worker", "words": ["a", "b"], "isolate_words": true}"#,
+    )
+    .unwrap();
     // moto accepts Event invokes (it does not run the function).
     let o = sosw(&aws, &["submit", good.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -155,7 +204,9 @@ async fn submit_rejects_a_bad_job_before_invoking_and_sends_a_good_one() {
 #[tokio::test]
 async fn run_orchestrator_and_scavenger_once_through_the_lambda_code_path() {
     let (aws, tm, _) = deployed().await;
-    tm.create_tasks("worker", (0..6).map(task).collect(), true).await.unwrap();
+    tm.create_tasks("worker", (0..6).map(task).collect(), true)
+        .await
+        .unwrap();
     // moto accepts Event invokes of any function name.
     let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "orchestrator"]))).unwrap();
     assert_eq!(out["invoked"], 4, "max_simultaneous_invocations 4: {out}");

@@ -83,7 +83,11 @@ fn attr_values(rng: &mut Rng, attrs: &[&str], level: usize) -> Value {
         _ => {
             let mut subs = serde_json::Map::new();
             for i in 0..n {
-                let sub = if rng.chance(25) { Value::Null } else { Value::Object(sub_job(rng, attrs, level + 1)) };
+                let sub = if rng.chance(25) {
+                    Value::Null
+                } else {
+                    Value::Object(sub_job(rng, attrs, level + 1))
+                };
                 subs.insert(format!("{}{i}", attrs[level]), sub);
             }
             Value::Object(subs)
@@ -126,8 +130,15 @@ fn generated_case(rng: &mut Rng) -> Case {
     }
     if rng.chance(35) {
         let period = *rng.pick(&[
-            "today", "yesterday", "last_3_days", "2_days_back", "previous_2_days", "last_week", "last_1_days",
-            "fortnight", "last_0_days",
+            "today",
+            "yesterday",
+            "last_3_days",
+            "2_days_back",
+            "previous_2_days",
+            "last_week",
+            "last_1_days",
+            "fortnight",
+            "last_0_days",
         ]);
         job.insert("period".into(), json!(period));
         if rng.chance(60) {
@@ -135,7 +146,10 @@ fn generated_case(rng: &mut Rng) -> Case {
         }
     }
     if rng.chance(10) {
-        job.insert("job_schema_name".into(), json!(*rng.pick(&["dates_only", "by_store", "missing"])));
+        job.insert(
+            "job_schema_name".into(),
+            json!(*rng.pick(&["dates_only", "by_store", "missing"])),
+        );
     }
     for (k, v) in sub_job(rng, attrs, 0) {
         job.insert(k, v);
@@ -150,44 +164,122 @@ fn generated_case(rng: &mut Rng) -> Case {
         1 => json!({ "job": job.to_string() }),
         _ => job,
     };
-    Case { config: config_with(attrs), event }
+    Case {
+        config: config_with(attrs),
+        event,
+    }
 }
 
 fn fixed_cases() -> Vec<Case> {
     let two = config_with(&["section", "store"]);
     let one = config_with(&["store"]);
     let none = config_with(&[]);
-    let c = |config: &Value, event: Value| Case { config: config.clone(), event };
+    let c = |config: &Value, event: Value| Case {
+        config: config.clone(),
+        event,
+    };
     vec![
         c(&none, json!({"lambda_name": "worker", "a": 1})),
-        c(&one, json!({"lambda_name": "worker", "stores": ["a", "b"], "x": [1, 2]})),
-        c(&one, json!({"lambda_name": "worker", "stores": ["a", "b"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "stores": ["a", "b", "c"], "max_stores_per_batch": 2})),
-        c(&one, json!({"lambda_name": "worker", "stores": {"a": null, "b": null}, "isolate_stores": true})),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": ["a", "b"], "x": [1, 2]}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": ["a", "b"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": ["a", "b", "c"], "max_stores_per_batch": 2}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": {"a": null, "b": null}, "isolate_stores": true}),
+        ),
         c(&one, json!({"lambda_name": "worker", "store": "a"})),
-        c(&one, json!({"lambda_name": "worker", "store": ["a", "b"], "isolate_sections": true})),
-        c(&two, json!({"lambda_name": "worker", "sections": {"s1": {"stores": ["a", "b"], "isolate_stores": true}, "s2": {"stores": ["c"]}}})),
-        c(&two, json!({"lambda_name": "worker", "isolate_stores": true, "sections": {"s1": {"stores": ["a", "b"], "note": 1}}})),
-        c(&two, json!({"lambda_name": "worker", "isolate_sections": true, "sections": {"s1": {"stores": ["a"], "note": 1}, "s2": null}})),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "store": ["a", "b"], "isolate_sections": true}),
+        ),
+        c(
+            &two,
+            json!({"lambda_name": "worker", "sections": {"s1": {"stores": ["a", "b"], "isolate_stores": true}, "s2": {"stores": ["c"]}}}),
+        ),
+        c(
+            &two,
+            json!({"lambda_name": "worker", "isolate_stores": true, "sections": {"s1": {"stores": ["a", "b"], "note": 1}}}),
+        ),
+        c(
+            &two,
+            json!({"lambda_name": "worker", "isolate_sections": true, "sections": {"s1": {"stores": ["a"], "note": 1}, "s2": null}}),
+        ),
         c(&two, json!({"lambda_name": "worker", "sections": ["a", "b"]})),
-        c(&two, json!({"lambda_name": "worker", "sections": ["a", "b"], "isolate_sections": true})),
-        c(&one, json!({"lambda_name": "worker", "period": "last_3_days", "isolate_days": true, "stores": ["a"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "period": "last_week", "stores": ["a"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "period": "previous_2_days", "isolate_days": true, "stores": ["a"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "period": "today", "stores": ["a"]})),
-        c(&one, json!({"lambda_name": "worker", "period": "nextweek", "stores": ["a"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "date_list": ["x"], "period": "yesterday", "stores": ["a"], "isolate_stores": true})),
-        c(&one, json!({"job": {"lambda_name": "worker", "stores": ["a"], "isolate_stores": true}})),
-        c(&one, json!({"job": "{\"lambda_name\": \"worker\", \"stores\": [\"a\"], \"isolate_stores\": true}"})),
-        c(&one, json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "n": 1.5})),
+        c(
+            &two,
+            json!({"lambda_name": "worker", "sections": ["a", "b"], "isolate_sections": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "period": "last_3_days", "isolate_days": true, "stores": ["a"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "period": "last_week", "stores": ["a"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "period": "previous_2_days", "isolate_days": true, "stores": ["a"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "period": "today", "stores": ["a"]}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "period": "nextweek", "stores": ["a"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "date_list": ["x"], "period": "yesterday", "stores": ["a"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"job": {"lambda_name": "worker", "stores": ["a"], "isolate_stores": true}}),
+        ),
+        c(
+            &one,
+            json!({"job": "{\"lambda_name\": \"worker\", \"stores\": [\"a\"], \"isolate_stores\": true}"}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "n": 1.5}),
+        ),
         c(&one, json!({"lambda_name": "nobody"})),
         c(&one, json!({"stores": ["a"]})),
-        c(&one, json!({"lambda_name": "worker", "job_schema_name": "missing"})),
-        c(&one, json!({"lambda_name": "worker", "job_schema_name": "by_store", "stores": ["a", "b"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "stores": [{"a": 1}, "b"], "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "stores": ["a"], "isolate_stores": true, "max_stores_per_batch": "x"})),
-        c(&one, json!({"lambda_name": "worker", "stores": {"a": 1, "b": 2}, "isolate_stores": true})),
-        c(&one, json!({"lambda_name": "worker", "labourer_id": "sneaky", "k": "日本"})),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "job_schema_name": "missing"}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "job_schema_name": "by_store", "stores": ["a", "b"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": [{"a": 1}, "b"], "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": ["a"], "isolate_stores": true, "max_stores_per_batch": "x"}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "stores": {"a": 1, "b": 2}, "isolate_stores": true}),
+        ),
+        c(
+            &one,
+            json!({"lambda_name": "worker", "labourer_id": "sneaky", "k": "日本"}),
+        ),
         c(&one, json!("{\"lambda_name\": \"worker\"}")),
         c(&one, json!("not json")),
     ]
@@ -224,7 +316,13 @@ fn python_outcomes(cases: &[Case]) -> Vec<Outcome> {
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             match v.get("rows") {
-                Some(rows) => Outcome::Rows(rows.as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect()),
+                Some(rows) => Outcome::Rows(
+                    rows.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_string())
+                        .collect(),
+                ),
                 None => Outcome::Rejected(v["error"].as_str().unwrap_or_default().to_string()),
             }
         })
@@ -250,10 +348,19 @@ fn ours(case: &Case, dir: &std::path::Path, n: usize) -> Outcome {
         .output()
         .unwrap();
     if out.status.success() {
-        Outcome::Rows(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect())
+        Outcome::Rows(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        )
     } else {
         let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(err.starts_with("sosw: job rejected:") || err.starts_with("sosw:"), "{err}");
+        assert!(
+            err.starts_with("sosw: job rejected:") || err.starts_with("sosw:"),
+            "{err}"
+        );
         Outcome::Rejected(err)
     }
 }
@@ -271,8 +378,13 @@ fn known_python_crash(case: &Case, python_error: &str) -> bool {
         },
         _ => return false,
     };
-    let variant = job.get("job_schema_name").and_then(Value::as_str).unwrap_or("default");
-    case.config["job_schema_variants"][variant]["chunkable_attrs"].as_array().is_some_and(|a| a.is_empty())
+    let variant = job
+        .get("job_schema_name")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    case.config["job_schema_variants"][variant]["chunkable_attrs"]
+        .as_array()
+        .is_some_and(|a| a.is_empty())
 }
 
 fn compare(cases: &[Case]) -> (usize, usize) {
@@ -285,15 +397,32 @@ fn compare(cases: &[Case]) -> (usize, usize) {
         match (ours(case, &dir, n), expected) {
             (Outcome::Rows(a), Outcome::Rows(b)) if a == *b => accepted += 1,
             (Outcome::Rejected(_), Outcome::Rejected(_)) => rejected += 1,
-            (Outcome::Rows(a), Outcome::Rows(b)) => failures.push(format!("case {n} {}: rows differ\n ours:   {a:?}\n python: {b:?}", case.event)),
+            (Outcome::Rows(a), Outcome::Rows(b)) => failures.push(format!(
+                "case {n} {}: rows differ\n ours:   {a:?}\n python: {b:?}",
+                case.event
+            )),
             (Outcome::Rows(_), Outcome::Rejected(e)) if known_python_crash(case, e) => known += 1,
-            (Outcome::Rows(a), Outcome::Rejected(e)) => failures.push(format!("case {n} {}: python rejected ({e}), ours gave {a:?}", case.event)),
-            (Outcome::Rejected(e), Outcome::Rows(b)) => failures.push(format!("case {n} {}: ours rejected ({e}), python gave {b:?}", case.event)),
+            (Outcome::Rows(a), Outcome::Rejected(e)) => failures.push(format!(
+                "case {n} {}: python rejected ({e}), ours gave {a:?}",
+                case.event
+            )),
+            (Outcome::Rejected(e), Outcome::Rows(b)) => failures.push(format!(
+                "case {n} {}: ours rejected ({e}), python gave {b:?}",
+                case.event
+            )),
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{known} jobs on a schema without chunkable attrs: Python crashes (IndexError), ours queues them");
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    println!(
+        "{known} jobs on a schema without chunkable attrs: Python crashes (IndexError), ours queues them"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     (accepted, rejected)
 }
 
@@ -310,5 +439,8 @@ fn generated_jobs_chunk_exactly_as_python_sosw() {
     let cases: Vec<Case> = (0..1000).map(|_| generated_case(&mut rng)).collect();
     let (accepted, rejected) = compare(&cases);
     println!("generated jobs: {accepted} identical, {rejected} rejected by both");
-    assert!(accepted > 500, "the generator should mostly produce valid jobs: {accepted}");
+    assert!(
+        accepted > 500,
+        "the generator should mostly produce valid jobs: {accepted}"
+    );
 }

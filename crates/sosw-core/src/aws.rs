@@ -3,7 +3,9 @@
 
 /// Load the shared SDK configuration from the environment.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
 }
 
 /// The clients the essentials use. Cheap to clone.
@@ -26,7 +28,9 @@ impl Clients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         // Path-style S3 addressing when an endpoint override points at a local emulator.
         let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+            .force_path_style(
+                sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some(),
+            )
             .build();
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),

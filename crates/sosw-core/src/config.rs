@@ -110,8 +110,13 @@ impl Default for DynamoDbConfig {
         Self {
             table_name: "sosw_tasks".into(),
             index_greenfield: "sosw_tasks_greenfield".into(),
-            row_mapper: row_mapper.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            required_fields: ["task_id", "labourer_id", "created_at", "greenfield"].map(String::from).to_vec(),
+            row_mapper: row_mapper
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            required_fields: ["task_id", "labourer_id", "created_at", "greenfield"]
+                .map(String::from)
+                .to_vec(),
             field_names: BTreeMap::from([("task_id".to_string(), "task_id".to_string())]),
             extra: Map::new(),
         }
@@ -222,7 +227,10 @@ impl Default for EcologyConfig {
         else {
             unreachable!()
         };
-        Self { default_metric_values: defaults, extra: Map::new() }
+        Self {
+            default_metric_values: defaults,
+            extra: Map::new(),
+        }
     }
 }
 
@@ -296,7 +304,9 @@ impl TaskConfig {
     /// Semantic checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.greenfield_task_step <= 0 {
-            return Err(ConfigError::Invalid("task_config.greenfield_task_step must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "task_config.greenfield_task_step must be positive".into(),
+            ));
         }
         if self.greenfield_invocation_delta <= 0 {
             return Err(ConfigError::Invalid(
@@ -357,7 +367,10 @@ pub struct MetaHandlerConfig {
 
 impl Default for MetaHandlerConfig {
     fn default() -> Self {
-        Self { write_meta_to_ddb: true, dynamo_db_config: MetaTableConfig::default() }
+        Self {
+            write_meta_to_ddb: true,
+            dynamo_db_config: MetaTableConfig::default(),
+        }
     }
 }
 
@@ -374,7 +387,10 @@ pub struct MetaTableConfig {
 
 impl Default for MetaTableConfig {
     fn default() -> Self {
-        Self { table_name: "sosw_tasks_meta".into(), extra: Map::new() }
+        Self {
+            table_name: "sosw_tasks_meta".into(),
+            extra: Map::new(),
+        }
     }
 }
 
@@ -388,7 +404,10 @@ mod tests {
         assert_eq!(c.dynamo_db_config.table_name, "sosw_tasks");
         assert_eq!(c.dynamo_db_config.index_greenfield, "sosw_tasks_greenfield");
         assert_eq!(c.sosw_closed_tasks_table, "sosw_closed_tasks");
-        assert_eq!(c.sosw_closed_tasks_labourer_status_index, "labourer_task_status_with_time");
+        assert_eq!(
+            c.sosw_closed_tasks_labourer_status_index,
+            "labourer_task_status_with_time"
+        );
         assert_eq!(c.sosw_retry_tasks_table, "sosw_retry_tasks");
         assert_eq!(c.sosw_retry_tasks_greenfield_index, "labourer_id_greenfield");
         assert_eq!(c.greenfield_invocation_delta, 31_557_600);
@@ -398,7 +417,10 @@ mod tests {
         assert_eq!(c.max_simultaneous_invocations, 1);
         assert_eq!(c.dynamo_db_config.row_mapper["payload"], "S");
         assert_eq!(c.ecology_config.default_metric_values["Period"], 60);
-        assert_eq!(c.ecology_config.default_metric_values["MetricAggregationTimeSlice"], 300);
+        assert_eq!(
+            c.ecology_config.default_metric_values["MetricAggregationTimeSlice"],
+            300
+        );
     }
 
     #[test]
@@ -448,10 +470,16 @@ mod tests {
 
     #[test]
     fn python_operator_names_are_accepted() {
-        for (name, op) in [("le", ComparisonOperator::Le), ("lt", ComparisonOperator::Lt),
-                           ("ge", ComparisonOperator::Ge), ("gt", ComparisonOperator::Gt),
-                           ("eq", ComparisonOperator::Eq), ("ne", ComparisonOperator::Ne),
-                           (">", ComparisonOperator::Gt), ("!=", ComparisonOperator::Ne)] {
+        for (name, op) in [
+            ("le", ComparisonOperator::Le),
+            ("lt", ComparisonOperator::Lt),
+            ("ge", ComparisonOperator::Ge),
+            ("gt", ComparisonOperator::Gt),
+            ("eq", ComparisonOperator::Eq),
+            ("ne", ComparisonOperator::Ne),
+            (">", ComparisonOperator::Gt),
+            ("!=", ComparisonOperator::Ne),
+        ] {
             let parsed: ComparisonOperator = serde_json::from_value(json!(name)).unwrap();
             assert_eq!(parsed, op);
         }
@@ -470,22 +498,27 @@ mod tests {
 
     #[test]
     fn wrong_shape_names_the_key_and_expectation() {
-        let err = TaskConfig::from_user(&json!({"labourers": {"w": {"max_simultaneous_invocations": "ten"}}}))
-            .unwrap_err()
-            .to_string();
+        let err =
+            TaskConfig::from_user(&json!({"labourers": {"w": {"max_simultaneous_invocations": "ten"}}}))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("labourers.w.max_simultaneous_invocations"), "{err}");
         assert!(err.contains("expected u32"), "{err}");
 
-        let err = TaskConfig::from_user(&json!({"greenfield_task_step": [1]})).unwrap_err().to_string();
+        let err = TaskConfig::from_user(&json!({"greenfield_task_step": [1]}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("greenfield_task_step"), "{err}");
 
-        let err = TaskConfig::from_user(&json!({"max_attempts_w": "x"})).unwrap_err().to_string();
+        let err = TaskConfig::from_user(&json!({"max_attempts_w": "x"}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_attempts_w"), "{err}");
 
         let err = TaskConfig::from_user(&json!({"labourers": {"w": {"health_metrics": {"m": {
             "details": {}, "feelings": {"3": 1}, "feeling_comparison_operator": "~"}}}}}))
-            .unwrap_err()
-            .to_string();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("feeling_comparison_operator"), "{err}");
     }
 
@@ -493,7 +526,10 @@ mod tests {
     fn merge_is_recursive_for_maps_and_replaces_lists() {
         let mut base = json!({"a": {"x": 1, "y": 2}, "l": [1, 2], "s": "keep"});
         merge(&mut base, &json!({"a": {"y": 3, "z": 4}, "l": [9]}));
-        assert_eq!(base, json!({"a": {"x": 1, "y": 3, "z": 4}, "l": [9], "s": "keep"}));
+        assert_eq!(
+            base,
+            json!({"a": {"x": 1, "y": 3, "z": 4}, "l": [9], "s": "keep"})
+        );
     }
 
     #[test]
@@ -503,7 +539,16 @@ mod tests {
             v: u32,
             w: u32,
         }
-        let c: C = assemble("t", &[json!({"v": 1, "w": 1}), json!({"v": 2}), Value::Null, json!({"w": 3})]).unwrap();
+        let c: C = assemble(
+            "t",
+            &[
+                json!({"v": 1, "w": 1}),
+                json!({"v": 2}),
+                Value::Null,
+                json!({"w": 3}),
+            ],
+        )
+        .unwrap();
         assert_eq!((c.v, c.w), (2, 3));
         let err = assemble::<C>("t", &[json!([1])]).err().unwrap().to_string();
         assert!(err.contains("expected a JSON object"), "{err}");
@@ -511,7 +556,8 @@ mod tests {
 
     #[test]
     fn field_names_remap_attributes() {
-        let c = TaskConfig::from_user(&json!({"dynamo_db_config": {"field_names": {"greenfield": "gf"}}})).unwrap();
+        let c = TaskConfig::from_user(&json!({"dynamo_db_config": {"field_names": {"greenfield": "gf"}}}))
+            .unwrap();
         assert_eq!(c.field("greenfield"), "gf");
         assert_eq!(c.field("task_id"), "task_id");
     }

@@ -44,7 +44,9 @@ impl ConfigSource {
                 table: std::env::var("SOSW_CONFIG_TABLE").unwrap_or_else(|_| "config".into()),
                 env: std::env::var("SOSW_ENV").unwrap_or_else(|_| "production".into()),
             }),
-            "ssm" => Ok(Self::Ssm { client: aws_sdk_ssm::Client::new(sdk) }),
+            "ssm" => Ok(Self::Ssm {
+                client: aws_sdk_ssm::Client::new(sdk),
+            }),
             "none" => Ok(Self::None),
             other => Err(ConfigError::Invalid(format!(
                 "SOSW_CONFIG_SOURCE must be `dynamo`, `ssm` or `none`, not `{other}`"
@@ -125,6 +127,9 @@ impl ConfigSource {
         let essential = self.get("sosw_essential_config").await?.unwrap_or(Value::Null);
         let own_name = format!("{function_name}_config");
         let own = self.get(&own_name).await?.unwrap_or(Value::Null);
-        assemble(&own_name, &[essential, defaults, own, custom.unwrap_or(Value::Null)])
+        assemble(
+            &own_name,
+            &[essential, defaults, own, custom.unwrap_or(Value::Null)],
+        )
     }
 }

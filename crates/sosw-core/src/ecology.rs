@@ -61,7 +61,9 @@ pub fn health_for_value(value: f64, metric: &HealthMetric) -> EcoStatus {
 /// The default `invocation_number_coefficient` of the orchestrator: share of
 /// `max_simultaneous_invocations` invoked at each health.
 pub fn default_invocation_coefficients() -> std::collections::BTreeMap<u8, f64> {
-    [(0, 0.0), (1, 0.0), (2, 0.5), (3, 0.75), (4, 1.0)].into_iter().collect()
+    [(0, 0.0), (1, 0.0), (2, 0.5), (3, 0.75), (4, 1.0)]
+        .into_iter()
+        .collect()
 }
 
 /// How many tasks to invoke now: `floor(max × coefficient[health]) − running`, never below 0.
@@ -80,7 +82,11 @@ pub fn desired_invocations(
 pub trait MetricSource: Send + Sync + std::fmt::Debug {
     /// The aggregated value of the metric over its time slice ending at `now`, `None` without
     /// datapoints. `details` already has the defaults filled in.
-    fn fetch<'a>(&'a self, details: &'a Map<String, Value>, now: f64) -> BoxFuture<'a, Result<Option<f64>, EcologyError>>;
+    fn fetch<'a>(
+        &'a self,
+        details: &'a Map<String, Value>,
+        now: f64,
+    ) -> BoxFuture<'a, Result<Option<f64>, EcologyError>>;
 }
 
 /// CloudWatch GetMetricStatistics.
@@ -97,13 +103,26 @@ fn metric_name(details: &Map<String, Value>) -> String {
 }
 
 impl MetricSource for CloudWatchMetrics {
-    fn fetch<'a>(&'a self, details: &'a Map<String, Value>, now: f64) -> BoxFuture<'a, Result<Option<f64>, EcologyError>> {
+    fn fetch<'a>(
+        &'a self,
+        details: &'a Map<String, Value>,
+        now: f64,
+    ) -> BoxFuture<'a, Result<Option<f64>, EcologyError>> {
         Box::pin(async move {
             let name = metric_name(details);
-            let bad = |reason: &str| EcologyError::BadMetric { metric: name.clone(), reason: reason.into() };
-            let namespace = details.get("Namespace").and_then(Value::as_str).ok_or_else(|| bad("`Namespace` is required"))?;
+            let bad = |reason: &str| EcologyError::BadMetric {
+                metric: name.clone(),
+                reason: reason.into(),
+            };
+            let namespace = details
+                .get("Namespace")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("`Namespace` is required"))?;
             let statistic = statistic_of(details).map_err(|r| bad(&r))?;
-            let period = details.get("Period").and_then(Value::as_i64).ok_or_else(|| bad("`Period` must be an integer"))?;
+            let period = details
+                .get("Period")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| bad("`Period` must be an integer"))?;
             let slice = details
                 .get("MetricAggregationTimeSlice")
                 .and_then(Value::as_f64)
@@ -117,8 +136,16 @@ impl MetricSource for CloudWatchMetrics {
                 .statistics(Statistic::from(statistic.as_str()))
                 .start_time(aws_smithy_types::DateTime::from_secs_f64(now - slice))
                 .end_time(aws_smithy_types::DateTime::from_secs_f64(now));
-            for d in details.get("Dimensions").and_then(Value::as_array).into_iter().flatten() {
-                let (Some(dn), Some(dv)) = (d.get("Name").and_then(Value::as_str), d.get("Value").and_then(Value::as_str)) else {
+            for d in details
+                .get("Dimensions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let (Some(dn), Some(dv)) = (
+                    d.get("Name").and_then(Value::as_str),
+                    d.get("Value").and_then(Value::as_str),
+                ) else {
                     return Err(bad("each of `Dimensions` needs string `Name` and `Value`"));
                 };
                 req = req.dimensions(Dimension::builder().name(dn).value(dv).build());
@@ -126,7 +153,10 @@ impl MetricSource for CloudWatchMetrics {
             if let Some(unit) = details.get("Unit").and_then(Value::as_str) {
                 req = req.unit(StandardUnit::from(unit));
             }
-            let out = req.send().await.map_err(|e| EcologyError::CloudWatch { metric: name.clone(), message: render_error(&e) })?;
+            let out = req.send().await.map_err(|e| EcologyError::CloudWatch {
+                metric: name.clone(),
+                message: render_error(&e),
+            })?;
             let values: Vec<f64> = out
                 .datapoints()
                 .iter()
@@ -144,14 +174,19 @@ impl MetricSource for CloudWatchMetrics {
 }
 
 fn statistic_of(details: &Map<String, Value>) -> Result<String, String> {
-    let stats = details.get("Statistics").and_then(Value::as_array).ok_or("`Statistics` must be a list")?;
+    let stats = details
+        .get("Statistics")
+        .and_then(Value::as_array)
+        .ok_or("`Statistics` must be a list")?;
     if stats.len() != 1 {
         return Err("exactly one statistic is supported in `Statistics`".into());
     }
     let s = stats[0].as_str().ok_or("`Statistics` must hold strings")?;
     match s {
         "Average" | "Maximum" | "Minimum" | "Sum" | "SampleCount" => Ok(s.to_string()),
-        other => Err(format!("unsupported statistic `{other}` (Average, Maximum, Minimum, Sum, SampleCount)")),
+        other => Err(format!(
+            "unsupported statistic `{other}` (Average, Maximum, Minimum, Sum, SampleCount)"
+        )),
     }
 }
 
@@ -182,7 +217,13 @@ pub struct EcologyManager {
 impl EcologyManager {
     /// An ecology over a metric source.
     pub fn new(source: Arc<dyn MetricSource>, config: EcologyConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { source, config, clock, metrics: Default::default(), running: Default::default() }
+        Self {
+            source,
+            config,
+            clock,
+            metrics: Default::default(),
+            running: Default::default(),
+        }
     }
 
     /// Forget cached metrics and running counts (call at the start of each run).
@@ -235,7 +276,12 @@ impl EcologyManager {
             return Ok(*n);
         }
         let n = tasks.running_count(labourer).await?;
-        Ok(*self.running.lock().expect("not poisoned").entry(labourer.id.clone()).or_insert(n))
+        Ok(*self
+            .running
+            .lock()
+            .expect("not poisoned")
+            .entry(labourer.id.clone())
+            .or_insert(n))
     }
 
     /// Add to the cached running count after invoking tasks (no-op until it was counted).
@@ -252,7 +298,10 @@ fn canonical(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{:?}:{}", k, canonical(&m[*k]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{:?}:{}", k, canonical(&m[*k])))
+                .collect();
             format!("{{{}}}", parts.join(","))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -267,7 +316,10 @@ mod tests {
     use serde_json::json;
 
     fn metric(op: &str, feelings: Value) -> HealthMetric {
-        serde_json::from_value(json!({"details": {}, "feelings": feelings, "feeling_comparison_operator": op})).unwrap()
+        serde_json::from_value(
+            json!({"details": {}, "feelings": feelings, "feeling_comparison_operator": op}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -322,11 +374,17 @@ mod tests {
         let d = |v: Value| v.as_object().cloned().unwrap();
         assert!(statistic_of(&d(json!({"Statistics": ["Average", "Maximum"]}))).is_err());
         assert!(statistic_of(&d(json!({"Statistics": ["p99"]}))).is_err());
-        assert_eq!(statistic_of(&d(json!({"Statistics": ["Maximum"]}))).unwrap(), "Maximum");
+        assert_eq!(
+            statistic_of(&d(json!({"Statistics": ["Maximum"]}))).unwrap(),
+            "Maximum"
+        );
     }
 
     #[test]
     fn canonical_ignores_key_order() {
-        assert_eq!(canonical(&json!({"a": 1, "b": [1, {"y": 1, "x": 2}]})), canonical(&json!({"b": [1, {"x": 2, "y": 1}], "a": 1})));
+        assert_eq!(
+            canonical(&json!({"a": 1, "b": [1, {"y": 1, "x": 2}]})),
+            canonical(&json!({"b": [1, {"x": 2, "y": 1}], "a": 1}))
+        );
     }
 }

@@ -6,7 +6,10 @@ use serde_json::{json, Map, Value};
 
 /// The EMF line for one labourer's figures of a run.
 pub fn line(function: &str, labourer_id: &str, metrics: &[(&str, f64)], timestamp_ms: i64) -> String {
-    let definitions: Vec<Value> = metrics.iter().map(|(name, _)| json!({"Name": name, "Unit": "Count"})).collect();
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .collect();
     let mut doc = Map::new();
     doc.insert(
         "_aws".into(),
@@ -33,7 +36,12 @@ mod tests {
 
     #[test]
     fn an_emf_line_declares_and_carries_each_metric() {
-        let text = line("sosw_orchestrator", "worker", &[("invoked", 5.0), ("skipped", 1.0)], 1_700_000_000_000);
+        let text = line(
+            "sosw_orchestrator",
+            "worker",
+            &[("invoked", 5.0), ("skipped", 1.0)],
+            1_700_000_000_000,
+        );
         let v: Value = serde_json::from_str(&text).unwrap();
         let decl = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(decl["Namespace"], "sosw");

@@ -104,14 +104,27 @@ impl MetaHandler {
                 .iter()
                 .map(|item| {
                     WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(item.clone())).build().expect("item set"))
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item.clone()))
+                                .build()
+                                .expect("item set"),
+                        )
                         .build()
                 })
                 .collect();
             for attempt in 0..5u32 {
-                match client.batch_write_item().request_items(&self.table, pending.clone()).send().await {
+                match client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                {
                     Ok(out) => {
-                        let left = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                        let left = out
+                            .unprocessed_items
+                            .and_then(|mut m| m.remove(&self.table))
+                            .unwrap_or_default();
                         written += pending.len() - left.len();
                         pending = left;
                         if pending.is_empty() {
@@ -139,7 +152,10 @@ fn unique_keys(mut rows: Vec<Item>) -> Vec<Item> {
     let mut seen = HashSet::new();
     for row in &mut rows {
         loop {
-            let key = (format!("{:?}", row.get("task_id")), format!("{:?}", row.get("created_at")));
+            let key = (
+                format!("{:?}", row.get("task_id")),
+                format!("{:?}", row.get("created_at")),
+            );
             if seen.insert(key) {
                 break;
             }

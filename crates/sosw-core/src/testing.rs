@@ -10,13 +10,20 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root exists")
 }
 
 /// A program in the project's virtualenv; panics with a hint when it is missing.
 pub fn venv_bin(name: &str) -> PathBuf {
     let path = repo_root().join(".venv/bin").join(name);
-    assert!(path.exists(), "{} is missing: run `scripts/setup` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/setup` first",
+        path.display()
+    );
     path
 }
 
@@ -44,7 +51,11 @@ pub struct RequestCounts {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A raw HTTP/1.0 request to a loopback port; returns (status, body).
@@ -58,8 +69,15 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -84,8 +102,19 @@ impl LocalAws {
                     let endpoint = format!("http://127.0.0.1:{port}");
                     let sdk = sdk_config_for(&endpoint).await;
                     // No Docker here: moto must not try to run Lambda code in containers.
-                    let _ = http(port, "POST", "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#);
-                    return Self { endpoint, port, sdk, child, counter: None };
+                    let _ = http(
+                        port,
+                        "POST",
+                        "/moto-api/config",
+                        r#"{"lambda":{"use_docker":false}}"#,
+                    );
+                    return Self {
+                        endpoint,
+                        port,
+                        sdk,
+                        child,
+                        counter: None,
+                    };
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -102,11 +131,20 @@ impl LocalAws {
         let counter = std::env::var_os("SOSW_REQUEST_COUNTER")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("../shared/tools/aws-request-counter"));
-        assert!(counter.exists(), "{} is missing (set SOSW_REQUEST_COUNTER)", counter.display());
+        assert!(
+            counter.exists(),
+            "{} is missing (set SOSW_REQUEST_COUNTER)",
+            counter.display()
+        );
         let port = free_port();
         let child = Command::new(venv_bin("python"))
             .arg(&counter)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &aws.endpoint])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                &aws.endpoint,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -135,7 +173,11 @@ impl LocalAws {
             items_returned: v["items_returned"].as_u64().unwrap_or(0),
             by_op: v["by_op"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -159,7 +201,12 @@ impl LocalAws {
 
     /// Create a CloudFormation stack from a template in `cloudformation/`, wait for it, and
     /// return its outputs.
-    pub async fn create_stack(&self, name: &str, template: &str, params: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub async fn create_stack(
+        &self,
+        name: &str,
+        template: &str,
+        params: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         use aws_sdk_cloudformation::types::{Parameter, StackStatus};
         let body = std::fs::read_to_string(repo_root().join("cloudformation").join(template))
             .unwrap_or_else(|e| panic!("read cloudformation/{template}: {e}"));
@@ -168,19 +215,33 @@ impl LocalAws {
         for (k, v) in params {
             req = req.parameters(Parameter::builder().parameter_key(*k).parameter_value(*v).build());
         }
-        req.send().await.unwrap_or_else(|e| panic!("create stack {name}: {e:?}"));
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("create stack {name}: {e:?}"));
         for _ in 0..100 {
-            let out = cf.describe_stacks().stack_name(name).send().await.expect("describe stack");
+            let out = cf
+                .describe_stacks()
+                .stack_name(name)
+                .send()
+                .await
+                .expect("describe stack");
             let stack = &out.stacks()[0];
             match stack.stack_status() {
                 Some(StackStatus::CreateComplete) => {
                     return stack
                         .outputs()
                         .iter()
-                        .map(|o| (o.output_key().unwrap_or_default().to_string(), o.output_value().unwrap_or_default().to_string()))
+                        .map(|o| {
+                            (
+                                o.output_key().unwrap_or_default().to_string(),
+                                o.output_value().unwrap_or_default().to_string(),
+                            )
+                        })
                         .collect()
                 }
-                Some(StackStatus::CreateInProgress) | None => tokio::time::sleep(Duration::from_millis(100)).await,
+                Some(StackStatus::CreateInProgress) | None => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Some(other) => panic!("stack {name} failed: {other:?} {:?}", stack.stack_status_reason()),
             }
         }
@@ -211,7 +272,13 @@ impl LocalAws {
 pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-west-2"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "sosw-tests"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sosw-tests",
+        ))
         .endpoint_url(endpoint)
         .load()
         .await
@@ -250,7 +317,9 @@ pub type RecordedInvocations = std::sync::Arc<std::sync::Mutex<Vec<(String, Stri
 /// the real request shape. Returns its URL (for `AWS_ENDPOINT_URL_LAMBDA` or an SDK endpoint).
 pub async fn recording_lambda() -> (String, RecordedInvocations) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let seen: RecordedInvocations = Default::default();
     let record = seen.clone();
@@ -267,7 +336,9 @@ pub async fn recording_lambda() -> (String, RecordedInvocations) {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let head = &text[..end];
                     let header = |name: &str| {
                         head.lines().find_map(|l| {
@@ -281,8 +352,14 @@ pub async fn recording_lambda() -> (String, RecordedInvocations) {
                     }
                     let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
                     let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    record.lock().expect("not poisoned").push((path, header("x-amz-invocation-type").unwrap_or_default(), body));
-                    let _ = sock.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
+                    record.lock().expect("not poisoned").push((
+                        path,
+                        header("x-amz-invocation-type").unwrap_or_default(),
+                        body,
+                    ));
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                        .await;
                     buf.clear();
                 }
             });

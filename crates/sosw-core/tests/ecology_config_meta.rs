@@ -22,10 +22,17 @@ async fn put_metric(aws: &sosw_core::testing::LocalAws, name: &str, db: &str, va
             .metric_data(
                 MetricDatum::builder()
                     .metric_name(name)
-                    .dimensions(Dimension::builder().name("DBInstanceIdentifier").value(db).build())
+                    .dimensions(
+                        Dimension::builder()
+                            .name("DBInstanceIdentifier")
+                            .value(db)
+                            .build(),
+                    )
                     .value(*v)
                     // A few seconds back: CloudWatch (and moto) exclude the current second.
-                    .timestamp(aws_smithy_types::DateTime::from_secs_f64(SystemClock.now_f() - 5.0))
+                    .timestamp(aws_smithy_types::DateTime::from_secs_f64(
+                        SystemClock.now_f() - 5.0,
+                    ))
                     .build(),
             )
             .send()
@@ -69,7 +76,9 @@ async fn cloudwatch_metrics_drive_labourer_health() {
     .unwrap();
     let clock: Arc<dyn sosw_core::Clock> = Arc::new(SystemClock);
     let eco = EcologyManager::new(
-        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+            aws.sdk_config(),
+        ))),
         cfg.ecology_config.clone(),
         clock.clone(),
     );
@@ -83,7 +92,15 @@ async fn cloudwatch_metrics_drive_labourer_health() {
     };
     // calm: mean 15 <= 25 -> 4; busy: mean 70 > 50 -> 0 (worst of its metrics);
     // mid: 70 < 75 -> 2; none: no metrics -> 4.
-    assert_eq!(health, [EcoStatus::HIGH, EcoStatus::BAD, EcoStatus::MODERATE, EcoStatus::HIGH]);
+    assert_eq!(
+        health,
+        [
+            EcoStatus::HIGH,
+            EcoStatus::BAD,
+            EcoStatus::MODERATE,
+            EcoStatus::HIGH
+        ]
+    );
 
     // Values are cached per run: new datapoints are not seen until reset().
     put_metric(&aws, "CPUUtilization", "calm-db", &[100.0, 100.0, 100.0, 100.0]).await;
@@ -99,7 +116,9 @@ async fn a_metric_without_datapoints_counts_as_bad() {
         "w": {"health_metrics": {"cpu": metric_config("no-such-db", "<=", json!({"4": 25}))}}}}))
     .unwrap();
     let eco = EcologyManager::new(
-        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+            aws.sdk_config(),
+        ))),
         cfg.ecology_config.clone(),
         Arc::new(SystemClock),
     );
@@ -110,19 +129,27 @@ async fn a_metric_without_datapoints_counts_as_bad() {
 #[tokio::test]
 async fn running_task_counts_are_cached_per_run() {
     let e = env().await;
-    e.tm.create_tasks("worker", (0..3).map(task).collect(), true).await.unwrap();
+    e.tm.create_tasks("worker", (0..3).map(task).collect(), true)
+        .await
+        .unwrap();
     let l = e.tm.register_labourer("worker").unwrap();
     for t in e.tm.next_tasks(&l, 2).await.unwrap() {
         e.tm.claim(&l, &t).await.unwrap();
     }
     let eco = EcologyManager::new(
-        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(e.aws.sdk_config()))),
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+            e.aws.sdk_config(),
+        ))),
         Default::default(),
         Arc::new(e.clock.clone()),
     );
     assert_eq!(eco.running_tasks(&l, &e.tm).await.unwrap(), 2);
     eco.add_running_tasks("worker", 1);
-    assert_eq!(eco.running_tasks(&l, &e.tm).await.unwrap(), 3, "cached and incremented, not re-queried");
+    assert_eq!(
+        eco.running_tasks(&l, &e.tm).await.unwrap(),
+        3,
+        "cached and incremented, not re-queried"
+    );
     eco.reset().await;
     assert_eq!(eco.running_tasks(&l, &e.tm).await.unwrap(), 2);
 }
@@ -151,7 +178,12 @@ async fn essential_config_is_assembled_from_the_config_table_in_python_order() {
     let aws = sosw_core::testing::LocalAws::start().await;
     aws.deploy_storage().await;
     put_config(&aws, "sosw_essential_config", r#"{"task_config": {"labourers": {"w": {"max_simultaneous_invocations": 3}}}, "from": "essential", "tags": ["e"]}"#).await;
-    put_config(&aws, "sosw_orchestrator_config", r#"{"task_config": {"max_attempts": 5}, "from": "function"}"#).await;
+    put_config(
+        &aws,
+        "sosw_orchestrator_config",
+        r#"{"task_config": {"max_attempts": 5}, "from": "function"}"#,
+    )
+    .await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(aws.sdk_config()),
         table: "config".into(),
@@ -159,26 +191,48 @@ async fn essential_config_is_assembled_from_the_config_table_in_python_order() {
     };
     let defaults = json!({"task_config": sosw_core::config::default_task_config(), "tags": ["default"], "from": "defaults"});
     let cfg: EssentialCfg = source
-        .load_essential("sosw_orchestrator", defaults.clone(), Some(json!({"tags": ["custom"]})))
+        .load_essential(
+            "sosw_orchestrator",
+            defaults.clone(),
+            Some(json!({"tags": ["custom"]})),
+        )
         .await
         .unwrap();
-    assert_eq!(cfg.task_config.labourers["w"].max_simultaneous_invocations, Some(3));
+    assert_eq!(
+        cfg.task_config.labourers["w"].max_simultaneous_invocations,
+        Some(3)
+    );
     assert_eq!(cfg.task_config.max_attempts, 5);
-    assert_eq!(cfg.task_config.greenfield_task_step, 1000, "defaults fill the rest");
+    assert_eq!(
+        cfg.task_config.greenfield_task_step, 1000,
+        "defaults fill the rest"
+    );
     assert_eq!(cfg.from, "function");
     assert_eq!(cfg.tags, ["custom"], "a later list replaces an earlier one");
 
     // A config of the wrong shape names the key.
-    put_config(&aws, "sosw_scavenger_config", r#"{"task_config": {"max_attempts": "many"}}"#).await;
+    put_config(
+        &aws,
+        "sosw_scavenger_config",
+        r#"{"task_config": {"max_attempts": "many"}}"#,
+    )
+    .await;
     let err = source
         .load_essential::<EssentialCfg>("sosw_scavenger", defaults.clone(), None)
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sosw_scavenger_config") && err.contains("task_config.max_attempts"), "{err}");
+    assert!(
+        err.contains("sosw_scavenger_config") && err.contains("task_config.max_attempts"),
+        "{err}"
+    );
 
     put_config(&aws, "sosw_scheduler_config", "{not json").await;
-    let err = source.load_essential::<EssentialCfg>("sosw_scheduler", defaults, None).await.unwrap_err().to_string();
+    let err = source
+        .load_essential::<EssentialCfg>("sosw_scheduler", defaults, None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not valid JSON"), "{err}");
 }
 
@@ -190,7 +244,11 @@ async fn a_missing_config_table_is_a_clear_error() {
         table: "config".into(),
         env: "production".into(),
     };
-    let err = source.get("sosw_orchestrator_config").await.unwrap_err().to_string();
+    let err = source
+        .get("sosw_orchestrator_config")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("DynamoDB table `config`"), "{err}");
     assert!(err.contains("ResourceNotFound"), "{err}");
 }
@@ -223,7 +281,11 @@ async fn meta_rows_are_batched_and_a_missing_table_never_fails() {
     assert_eq!(meta.flush().await, 0);
 
     aws.deploy_storage().await;
-    meta.set_context(MetaContext { author: "sosw_orchestrator".into(), invocation_id: "req-1".into(), log_stream_name: "ls".into() });
+    meta.set_context(MetaContext {
+        author: "sosw_orchestrator".into(),
+        invocation_id: "req-1".into(),
+        log_stream_name: "ls".into(),
+    });
     for i in 0..30 {
         meta.post(&format!("t{i}"), "invoked", &[("labourer_id", json!("w"))]);
     }
@@ -231,7 +293,11 @@ async fn meta_rows_are_batched_and_a_missing_table_never_fails() {
     assert_eq!(meta.flush().await, 31);
     let rows = dynamo.scan().table_name("sosw_tasks_meta").send().await.unwrap();
     assert_eq!(rows.count(), 31);
-    let row = rows.items().iter().find(|r| r["task_id"].as_s().unwrap() == "t5").unwrap();
+    let row = rows
+        .items()
+        .iter()
+        .find(|r| r["task_id"].as_s().unwrap() == "t5")
+        .unwrap();
     assert_eq!(row["action"], AttributeValue::S("invoked".into()));
     assert_eq!(row["author"], AttributeValue::S("sosw_orchestrator".into()));
     assert_eq!(row["invocation_id"], AttributeValue::S("req-1".into()));

@@ -20,7 +20,11 @@ fn python(aws: &LocalAws, args: &[&str]) -> Value {
         .env("AWS_LAMBDA_FUNCTION_NAME", "sosw_compat_test")
         .output()
         .expect("run python");
-    assert!(out.status.success(), "python sosw failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python sosw failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
@@ -54,7 +58,8 @@ fn rust_types(item: &sosw_core::task::Item) -> BTreeMap<String, String> {
 async fn env_real_time() -> (LocalAws, sosw_core::TaskManager) {
     let aws = LocalAws::start().await;
     aws.deploy_storage().await;
-    let cfg = sosw_core::TaskConfig::from_user(&json!({"labourers": {"worker": {"max_duration": 600}}})).unwrap();
+    let cfg =
+        sosw_core::TaskConfig::from_user(&json!({"labourers": {"worker": {"max_duration": 600}}})).unwrap();
     let tm = sosw_core::TaskManager::new(
         aws_sdk_dynamodb::Client::new(aws.sdk_config()),
         aws_sdk_lambda::Client::new(aws.sdk_config()),
@@ -75,7 +80,10 @@ async fn a_task_created_by_python_sosw_is_read_claimed_and_archived_by_ours() {
     assert_eq!(next.len(), 1);
     let t = &next[0];
     assert_eq!(t.task_id.0, task_id);
-    assert_eq!(t.greenfield, 2000, "Python starts an empty queue at 1000 + step, as we do");
+    assert_eq!(
+        t.greenfield, 2000,
+        "Python starts an empty queue at 1000 + step, as we do"
+    );
     assert_eq!(t.attempts, 0);
     let payload: Value = serde_json::from_str(&tm.invocation_payload(t).unwrap()).unwrap();
     assert_eq!(payload["region"], "eu");
@@ -91,26 +99,50 @@ async fn a_task_created_by_python_sosw_is_read_claimed_and_archived_by_ours() {
     let closed = tm.closed_tasks("worker", true, 10).await.unwrap();
     assert_eq!(closed[0].task_id.0, task_id);
     assert_eq!(closed[0].attempts, 1);
-    assert!(python(&aws, &["get", &task_id]).as_object().unwrap().is_empty(), "gone from Python's view of the queue");
+    assert!(
+        python(&aws, &["get", &task_id]).as_object().unwrap().is_empty(),
+        "gone from Python's view of the queue"
+    );
 }
 
 #[tokio::test]
 async fn a_task_created_by_ours_is_read_by_python_sosw_with_identical_attributes_and_types() {
     let (aws, tm) = env_real_time().await;
     // One task from each implementation, same payload, same queue.
-    let py = python(&aws, &["create", "worker", r#"{"region": "eu", "n": 1.5, "name": "é"}"#]);
+    let py = python(
+        &aws,
+        &["create", "worker", r#"{"region": "eu", "n": 1.5, "name": "é"}"#],
+    );
     let ours = tm
-        .create_task("worker", json!({"payload": {"region": "eu", "n": 1.5, "name": "é"}}).as_object().cloned().unwrap(), true)
+        .create_task(
+            "worker",
+            json!({"payload": {"region": "eu", "n": 1.5, "name": "é"}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            true,
+        )
         .await
         .unwrap();
     let our_id = ours["task_id"].as_s().unwrap().clone();
 
     let py_raw = python(&aws, &["raw", py["task_id"].as_str().unwrap()]);
     let our_raw = python(&aws, &["raw", &our_id]);
-    assert_eq!(python_types(&our_raw), python_types(&py_raw), "same attributes with the same DynamoDB types");
-    assert_eq!(our_raw["payload"], py_raw["payload"], "payload bytes identical to Python's json.dumps");
+    assert_eq!(
+        python_types(&our_raw),
+        python_types(&py_raw),
+        "same attributes with the same DynamoDB types"
+    );
+    assert_eq!(
+        our_raw["payload"], py_raw["payload"],
+        "payload bytes identical to Python's json.dumps"
+    );
     assert_eq!(our_raw["attempts"], json!({"N": "0"}));
-    assert_eq!(our_raw["greenfield"], json!({"N": "3000"}), "ours continues Python's queue");
+    assert_eq!(
+        our_raw["greenfield"],
+        json!({"N": "3000"}),
+        "ours continues Python's queue"
+    );
     assert_eq!(rust_types(&ours), python_types(&our_raw));
     assert!(our_id.len() == 32 && py["task_id"].as_str().unwrap().len() == 32);
 
@@ -119,12 +151,20 @@ async fn a_task_created_by_ours_is_read_by_python_sosw_with_identical_attributes
     assert_eq!(via_python["labourer_id"], "worker");
     assert_eq!(via_python["greenfield"], 3000);
     assert_eq!(via_python["attempts"], 0);
-    assert_eq!(via_python["payload"], json!({"region": "eu", "n": 1.5, "name": "é"}));
+    assert_eq!(
+        via_python["payload"],
+        json!({"region": "eu", "n": 1.5, "name": "é"})
+    );
     let created_at = via_python["created_at"].as_f64().unwrap();
     assert!((created_at - SystemClock.now()).abs() < 120.0);
 
     // And Python's queue order puts its own task first, then ours.
     let next = python(&aws, &["next", "worker", "5"]);
-    let ids: Vec<&str> = next.as_array().unwrap().iter().map(|t| t["task_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = next
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [py["task_id"].as_str().unwrap(), our_id.as_str()]);
 }

@@ -12,7 +12,10 @@ use sosw_worker::{run, Report};
 use std::time::Duration;
 
 fn rate(name: &str) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A stable number in [0, 1) for a task id and a salt.
@@ -29,18 +32,28 @@ async fn work(event: Value) -> Result<Report, String> {
     let task_id = event["task_id"].as_str().unwrap_or("").to_string();
     let items: Vec<String> = event["items"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     if share(&task_id, 1) < rate("SOSW_EXAMPLE_FAIL_RATE") {
         tracing::warn!(task_id = %task_id, "failing on purpose (SOSW_EXAMPLE_FAIL_RATE)");
         return Err(format!("task {task_id}: simulated failure"));
     }
     if share(&task_id, 2) < rate("SOSW_EXAMPLE_TIMEOUT_RATE") {
-        let secs = std::env::var("SOSW_EXAMPLE_TIMEOUT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+        let secs = std::env::var("SOSW_EXAMPLE_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(12);
         tracing::warn!(task_id = %task_id, secs, "running late on purpose (SOSW_EXAMPLE_TIMEOUT_RATE)");
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
-    let checksum = items.iter().flat_map(|s| s.bytes()).fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let checksum = items
+        .iter()
+        .flat_map(|s| s.bytes())
+        .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
     tracing::info!(task_id = %task_id, items = items.len(), checksum, attempts = %event["attempts"], "processed items");
     Ok(Report::default()
         .stat("items", items.len())

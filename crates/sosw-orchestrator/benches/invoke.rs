@@ -15,7 +15,12 @@ use std::time::Instant;
 
 fn print_counts(label: &str, aws: &LocalAws, per: u64) {
     let c = aws.counts();
-    println!("  {label}: {} AWS requests ({:.3} per task), {} DynamoDB items returned", c.requests, c.requests as f64 / per.max(1) as f64, c.items_returned);
+    println!(
+        "  {label}: {} AWS requests ({:.3} per task), {} DynamoDB items returned",
+        c.requests,
+        c.requests as f64 / per.max(1) as f64,
+        c.items_returned
+    );
     for (op, n) in &c.by_op {
         println!("    {op:<34} {n:>6}");
     }
@@ -27,21 +32,41 @@ async fn main() {
         let aws = LocalAws::start_counted().await;
         aws.deploy_storage().await;
         let mut doc = OrchestratorConfig::defaults();
-        sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": {"worker": {"max_simultaneous_invocations": n + 10}}}, "max_in_flight": 64}));
+        sosw_core::config::merge(
+            &mut doc,
+            &json!({"task_config": {"labourers": {"worker": {"max_simultaneous_invocations": n + 10}}}, "max_in_flight": 64}),
+        );
         let config: OrchestratorConfig = sosw_core::config::from_value("bench", doc).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
-        let tasks = TaskManager::new(dynamo.clone(), aws_sdk_lambda::Client::new(aws.sdk_config()), config.task_config.clone(), clock.clone());
+        let tasks = TaskManager::new(
+            dynamo.clone(),
+            aws_sdk_lambda::Client::new(aws.sdk_config()),
+            config.task_config.clone(),
+            clock.clone(),
+        );
         tasks
-            .create_tasks("worker", (0..n).map(|i| json!({"payload": {"i": i}}).as_object().cloned().unwrap()).collect(), true)
+            .create_tasks(
+                "worker",
+                (0..n)
+                    .map(|i| json!({"payload": {"i": i}}).as_object().cloned().unwrap())
+                    .collect(),
+                true,
+            )
             .await
             .unwrap();
         let ecology = EcologyManager::new(
-            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                aws.sdk_config(),
+            ))),
             config.task_config.ecology_config.clone(),
             clock.clone(),
         );
-        let meta = Arc::new(MetaHandler::new(dynamo.clone(), &MetaHandlerConfig::default(), clock.clone()));
+        let meta = Arc::new(MetaHandler::new(
+            dynamo.clone(),
+            &MetaHandlerConfig::default(),
+            clock.clone(),
+        ));
         let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::new(aws.sdk_config())));
         let orchestrator = Orchestrator::new(tasks.clone(), ecology, meta, invoker, config);
         aws.reset_counts();
@@ -49,7 +74,11 @@ async fn main() {
         let stats = orchestrator.run().await;
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(stats.invoked, n);
-        println!("orchestrate {n} queued tasks: {} invoked in {secs:.2} s, {:.0} invocations/s", stats.invoked, stats.invoked as f64 / secs);
+        println!(
+            "orchestrate {n} queued tasks: {} invoked in {secs:.2} s, {:.0} invocations/s",
+            stats.invoked,
+            stats.invoked as f64 / secs
+        );
         print_counts("requests", &aws, n);
 
         if n == 5_000 {

@@ -54,9 +54,15 @@ impl OrchestratorConfig {
     pub fn validate(&self) -> Result<(), sosw_core::ConfigError> {
         self.task_config.validate()?;
         if self.max_in_flight == 0 {
-            return Err(sosw_core::ConfigError::Invalid("max_in_flight must be at least 1".into()));
+            return Err(sosw_core::ConfigError::Invalid(
+                "max_in_flight must be at least 1".into(),
+            ));
         }
-        if let Some(bad) = self.invocation_number_coefficient.iter().find(|(k, v)| **k > 4 || !(0.0..=1.0).contains(*v)) {
+        if let Some(bad) = self
+            .invocation_number_coefficient
+            .iter()
+            .find(|(k, v)| **k > 4 || !(0.0..=1.0).contains(*v))
+        {
             return Err(sosw_core::ConfigError::Invalid(format!(
                 "invocation_number_coefficient: {bad:?} (keys 0..=4, values 0..=1)"
             )));
@@ -127,14 +133,21 @@ impl Orchestrator {
         invoker: Arc<dyn Invoker>,
         config: OrchestratorConfig,
     ) -> Self {
-        Self { tasks, ecology, meta, invoker, config }
+        Self {
+            tasks,
+            ecology,
+            meta,
+            invoker,
+            config,
+        }
     }
 
     /// One run over every labourer.
     pub async fn run(&self) -> RunStats {
         self.ecology.reset().await;
         let labourers = self.tasks.register_labourers();
-        let per_labourer = futures::future::join_all(labourers.iter().map(|l| self.invoke_for_labourer(l))).await;
+        let per_labourer =
+            futures::future::join_all(labourers.iter().map(|l| self.invoke_for_labourer(l))).await;
         let mut stats = RunStats::default();
         for (l, s) in labourers.iter().zip(per_labourer) {
             stats.invoked += s.invoked;
@@ -200,7 +213,8 @@ impl Orchestrator {
                 Outcome::Invalid => stats.invalid_tasks_skipped += 1,
             }
         }
-        self.ecology.add_running_tasks(&labourer.id, stats.invoked + stats.invocation_failed);
+        self.ecology
+            .add_running_tasks(&labourer.id, stats.invoked + stats.invocation_failed);
         stats
     }
 
@@ -222,7 +236,8 @@ impl Orchestrator {
         }
         match self.invoker.invoke_event(&labourer.arn, payload).await {
             Ok(()) => {
-                self.meta.post(&task.task_id.0, "invoked", &[("labourer_id", json!(labourer.id))]);
+                self.meta
+                    .post(&task.task_id.0, "invoked", &[("labourer_id", json!(labourer.id))]);
                 Outcome::Invoked
             }
             Err(e) => {
@@ -246,15 +261,27 @@ pub async fn from_env(
         .await?;
     config.validate()?;
     let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
-    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
+    let meta = Arc::new(MetaHandler::new(
+        clients.dynamodb.clone(),
+        &config.meta_handler_config,
+        clock.clone(),
+    ));
     let ecology = EcologyManager::new(
         Arc::new(sosw_core::ecology::CloudWatchMetrics(clients.cloudwatch.clone())),
         config.task_config.ecology_config.clone(),
         clock.clone(),
     );
-    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config.clone(), clock);
+    let tasks = TaskManager::new(
+        clients.dynamodb.clone(),
+        clients.lambda.clone(),
+        config.task_config.clone(),
+        clock,
+    );
     let invoker = Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone()));
-    Ok((Orchestrator::new(tasks, ecology, meta.clone(), invoker, config), meta))
+    Ok((
+        Orchestrator::new(tasks, ecology, meta.clone(), invoker, config),
+        meta,
+    ))
 }
 
 /// EMF lines for a run (one per labourer).
@@ -286,16 +313,47 @@ mod tests {
     #[test]
     fn emf_lines_parse_and_carry_each_labourers_figures() {
         let mut stats = RunStats::default();
-        stats.labourers.insert("a".into(), LabourerStats { health: 3, running: 2, invoked: 5, skipped: 1, ..Default::default() });
-        stats.labourers.insert("b".into(), LabourerStats { invocation_failed: 4, ..Default::default() });
+        stats.labourers.insert(
+            "a".into(),
+            LabourerStats {
+                health: 3,
+                running: 2,
+                invoked: 5,
+                skipped: 1,
+                ..Default::default()
+            },
+        );
+        stats.labourers.insert(
+            "b".into(),
+            LabourerStats {
+                invocation_failed: 4,
+                ..Default::default()
+            },
+        );
         let lines = emf_lines("sosw_orchestrator", &stats, 1_700_000_000_000);
         assert_eq!(lines.len(), 2);
         let a: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(a["labourer_id"], "a");
         assert_eq!(a["function"], "sosw_orchestrator");
-        assert_eq!((a["invoked"].as_f64(), a["skipped"].as_f64(), a["running"].as_f64(), a["health"].as_f64()), (Some(5.0), Some(1.0), Some(2.0), Some(3.0)));
-        let names: Vec<&str> = a["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["invoked", "skipped", "invocation_failed", "running", "health"]);
+        assert_eq!(
+            (
+                a["invoked"].as_f64(),
+                a["skipped"].as_f64(),
+                a["running"].as_f64(),
+                a["health"].as_f64()
+            ),
+            (Some(5.0), Some(1.0), Some(2.0), Some(3.0))
+        );
+        let names: Vec<&str> = a["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["invoked", "skipped", "invocation_failed", "running", "health"]
+        );
         let b: Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(b["invocation_failed"], 4.0);
     }
@@ -305,6 +363,10 @@ mod tests {
         let mut doc = OrchestratorConfig::defaults();
         sosw_core::config::merge(&mut doc, &json!({"invocation_number_coefficient": {"4": 2}}));
         let cfg: OrchestratorConfig = sosw_core::config::from_value("t", doc).unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("invocation_number_coefficient"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("invocation_number_coefficient"));
     }
 }

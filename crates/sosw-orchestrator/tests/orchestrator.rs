@@ -34,13 +34,21 @@ async fn env(labourers: Value) -> Env {
         config.task_config.clone(),
         clock.clone(),
     );
-    Env { aws, tasks, invoker: Arc::new(RecordingInvoker::default()), config, clock }
+    Env {
+        aws,
+        tasks,
+        invoker: Arc::new(RecordingInvoker::default()),
+        config,
+        clock,
+    }
 }
 
 impl Env {
     fn orchestrator_with(&self, invoker: Arc<dyn Invoker>) -> Orchestrator {
         let ecology = EcologyManager::new(
-            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(self.aws.sdk_config()))),
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                self.aws.sdk_config(),
+            ))),
             self.config.task_config.ecology_config.clone(),
             self.clock.clone(),
         );
@@ -57,15 +65,32 @@ impl Env {
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
         let items = self
             .tasks
-            .create_tasks(labourer, (0..n).map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap()).collect(), true)
+            .create_tasks(
+                labourer,
+                (0..n)
+                    .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
+                    .collect(),
+                true,
+            )
             .await
             .unwrap();
-        items.iter().map(|i| i["task_id"].as_s().unwrap().clone()).collect()
+        items
+            .iter()
+            .map(|i| i["task_id"].as_s().unwrap().clone())
+            .collect()
     }
 }
 
 fn invoked_ids(calls: &[(String, String)]) -> Vec<String> {
-    calls.iter().map(|(_, p)| serde_json::from_str::<Value>(p).unwrap()["task_id"].as_str().unwrap().to_string()).collect()
+    calls
+        .iter()
+        .map(|(_, p)| {
+            serde_json::from_str::<Value>(p).unwrap()["task_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -76,7 +101,9 @@ async fn one_run_invokes_up_to_the_limit_in_queue_order_each_exactly_once() {
     assert_eq!(stats.invoked, 10);
     assert_eq!(stats.labourers["worker"].desired, 10);
     let calls = e.invoker.calls();
-    assert!(calls.iter().all(|(f, _)| f == "arn:aws:lambda:us-west-2:000000000000:function:worker"));
+    assert!(calls
+        .iter()
+        .all(|(f, _)| f == "arn:aws:lambda:us-west-2:000000000000:function:worker"));
     // The head of the queue is invoked; invocations run concurrently, so they may arrive in any order.
     let mut invoked = invoked_ids(&calls);
     invoked.sort();
@@ -86,7 +113,10 @@ async fn one_run_invokes_up_to_the_limit_in_queue_order_each_exactly_once() {
     for id in &ids[..10] {
         let t = e.tasks.get_task(id).await.unwrap().unwrap();
         assert_eq!(t.attempts, 1, "marked invoked once");
-        assert!(t.greenfield > e.clock.now_secs(), "greenfield moved to the invoked range");
+        assert!(
+            t.greenfield > e.clock.now_secs(),
+            "greenfield moved to the invoked range"
+        );
     }
     // The worker's event is its payload flattened with the task's fields (calls arrive in any order).
     let event: Value = calls
@@ -97,7 +127,12 @@ async fn one_run_invokes_up_to_the_limit_in_queue_order_each_exactly_once() {
     assert_eq!(event["n"], 0);
     assert_eq!(event["labourer_id"], "worker");
     // Meta rows `invoked`.
-    let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config()).scan().table_name("sosw_tasks_meta").send().await.unwrap();
+    let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks_meta")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(meta.count(), 10);
 
     // Running tasks reduce the next run's number: 10 running, limit 10 -> nothing.
@@ -111,14 +146,22 @@ async fn fewer_queued_tasks_than_the_limit_are_all_invoked() {
     let e = env(json!({"worker": {"max_simultaneous_invocations": 10}})).await;
     e.queue("worker", 3).await;
     assert_eq!(e.orchestrator().run().await.invoked, 3);
-    assert_eq!(e.invoker.calls()[0].0, "worker", "the arn defaults to the labourer id");
+    assert_eq!(
+        e.invoker.calls()[0].0,
+        "worker",
+        "the arn defaults to the labourer id"
+    );
 }
 
 #[tokio::test]
 async fn the_global_default_applies_without_a_labourer_limit() {
     let e = env(json!({"worker": {}})).await;
     e.queue("worker", 3).await;
-    assert_eq!(e.orchestrator().run().await.invoked, 1, "max_simultaneous_invocations defaults to 1");
+    assert_eq!(
+        e.orchestrator().run().await.invoked,
+        1,
+        "max_simultaneous_invocations defaults to 1"
+    );
 }
 
 #[tokio::test]
@@ -136,7 +179,12 @@ async fn cloudwatch_health_drives_the_number_invoked() {
         .metric_data(
             MetricDatum::builder()
                 .metric_name("CPUUtilization")
-                .dimensions(Dimension::builder().name("DBInstanceIdentifier").value("db1").build())
+                .dimensions(
+                    Dimension::builder()
+                        .name("DBInstanceIdentifier")
+                        .value("db1")
+                        .build(),
+                )
                 .value(70.0)
                 .timestamp(aws_smithy_types::DateTime::from_secs_f64(SystemClock.now() - 5.0))
                 .build(),
@@ -156,7 +204,10 @@ async fn two_orchestrators_at_the_same_time_never_invoke_a_task_twice() {
     e.queue("worker", 40).await;
     let a_invoker = Arc::new(RecordingInvoker::default());
     let b_invoker = Arc::new(RecordingInvoker::default());
-    let (a, b) = (e.orchestrator_with(a_invoker.clone()), e.orchestrator_with(b_invoker.clone()));
+    let (a, b) = (
+        e.orchestrator_with(a_invoker.clone()),
+        e.orchestrator_with(b_invoker.clone()),
+    );
     let (sa, sb) = tokio::join!(a.run(), b.run());
     let mut all = invoked_ids(&a_invoker.calls());
     all.extend(invoked_ids(&b_invoker.calls()));
@@ -165,7 +216,10 @@ async fn two_orchestrators_at_the_same_time_never_invoke_a_task_twice() {
     assert_eq!(all.len() as u64, sa.invoked + sb.invoked);
     assert!(all.len() >= 30, "together they took at least one run's worth");
     assert!(all.len() <= 40);
-    assert!(sa.invoked + sa.skipped <= 30 && sb.invoked + sb.skipped <= 30, "each within its own limit");
+    assert!(
+        sa.invoked + sa.skipped <= 30 && sb.invoked + sb.skipped <= 30,
+        "each within its own limit"
+    );
     for id in &all {
         assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 1);
     }
@@ -180,16 +234,24 @@ async fn a_failed_invocation_is_counted_and_the_task_stays_claimed_for_the_scave
     assert_eq!(stats.invoked, 2);
     assert_eq!(stats.invocation_failed, 1);
     let t = e.tasks.get_task(&ids[1]).await.unwrap().unwrap();
-    assert_eq!(t.attempts, 1, "claimed: it will expire and be retried, nothing lost");
+    assert_eq!(
+        t.attempts, 1,
+        "claimed: it will expire and be retried, nothing lost"
+    );
 }
 
 #[tokio::test]
 async fn labourers_are_independent_and_an_invalid_task_is_skipped_unclaimed() {
-    let e = env(json!({"a": {"max_simultaneous_invocations": 2}, "b": {"max_simultaneous_invocations": 2}})).await;
+    let e = env(json!({"a": {"max_simultaneous_invocations": 2}, "b": {"max_simultaneous_invocations": 2}}))
+        .await;
     e.queue("a", 2).await;
     e.queue("b", 1).await;
     // A row with a payload that is not a JSON object.
-    let bad = e.tasks.create_task("b", json!({"x": 1}).as_object().cloned().unwrap(), true).await.unwrap();
+    let bad = e
+        .tasks
+        .create_task("b", json!({"x": 1}).as_object().cloned().unwrap(), true)
+        .await
+        .unwrap();
     let id = bad["task_id"].as_s().unwrap().clone();
     aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
         .update_item()
@@ -206,7 +268,10 @@ async fn labourers_are_independent_and_an_invalid_task_is_skipped_unclaimed() {
     assert_eq!(stats.labourers["b"].invalid_tasks_skipped, 1);
     assert_eq!(e.tasks.get_task(&id).await.unwrap().unwrap().attempts, 0);
     let json = serde_json::to_value(&stats).unwrap();
-    assert_eq!(json["labourers"]["a"]["invoked"], 2, "stats serialize per labourer");
+    assert_eq!(
+        json["labourers"]["a"]["invoked"], 2,
+        "stats serialize per labourer"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +279,9 @@ async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payl
     let e = env(json!({"worker": {"max_simultaneous_invocations": 5, "arn": "sosw_worker_fn"}})).await;
     e.queue("worker", 2).await;
     let (endpoint, seen) = sosw_core::testing::recording_lambda().await;
-    let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config()).endpoint_url(endpoint).build();
+    let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
+        .endpoint_url(endpoint)
+        .build();
     let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf)));
     let stats = e.orchestrator_with(invoker).run().await;
     assert_eq!(stats.invoked, 2);

@@ -11,8 +11,8 @@
 //! so no path deletes a task without writing it elsewhere. Dead-task alerts are published before
 //! the tasks are archived: if SNS fails, the tasks stay where they are and the next run tries again.
 
-use futures::stream::{self, StreamExt};
 use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
@@ -113,7 +113,10 @@ impl DeadTaskNotifier for RecordingNotifier {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err("injected failure".into());
             }
-            self.messages.lock().expect("not poisoned").push((subject.to_string(), message));
+            self.messages
+                .lock()
+                .expect("not poisoned")
+                .push((subject.to_string(), message));
             Ok(())
         })
     }
@@ -175,8 +178,18 @@ pub struct Scavenger {
 
 impl Scavenger {
     /// A scavenger over its dependencies.
-    pub fn new(tasks: TaskManager, meta: Arc<MetaHandler>, notifier: Arc<dyn DeadTaskNotifier>, config: ScavengerConfig) -> Self {
-        Self { tasks, meta, notifier, config }
+    pub fn new(
+        tasks: TaskManager,
+        meta: Arc<MetaHandler>,
+        notifier: Arc<dyn DeadTaskNotifier>,
+        config: ScavengerConfig,
+    ) -> Self {
+        Self {
+            tasks,
+            meta,
+            notifier,
+            config,
+        }
     }
 
     /// One run over every labourer.
@@ -204,7 +217,12 @@ impl Scavenger {
         stats
     }
 
-    fn count(stats: &mut LabourerStats, result: Result<bool, sosw_core::TaskError>, task: &Task, ok: fn(&mut LabourerStats)) {
+    fn count(
+        stats: &mut LabourerStats,
+        result: Result<bool, sosw_core::TaskError>,
+        task: &Task,
+        ok: fn(&mut LabourerStats),
+    ) {
         match result {
             Ok(true) => ok(stats),
             Ok(false) => stats.skipped_changed += 1,
@@ -227,7 +245,8 @@ impl Scavenger {
                     let archived = matches!(r, Ok(true));
                     Self::count(&mut stats, r, t, |s| s.archived += 1);
                     if archived {
-                        self.meta.post(&t.task_id.0, "archived", &[("labourer_id", json!(labourer.id))]);
+                        self.meta
+                            .post(&t.task_id.0, "archived", &[("labourer_id", json!(labourer.id))]);
                     }
                 }
             }
@@ -240,13 +259,16 @@ impl Scavenger {
         // 2. Expired tasks: retry later, or close as dead.
         match self.tasks.expired_tasks(labourer).await {
             Ok(expired) => {
-                let (retry, dead): (Vec<&Task>, Vec<&Task>) =
-                    expired.iter().partition(|t| t.attempts < i64::from(labourer.max_attempts));
+                let (retry, dead): (Vec<&Task>, Vec<&Task>) = expired
+                    .iter()
+                    .partition(|t| t.attempts < i64::from(labourer.max_attempts));
                 if !retry.is_empty() {
                     match self.tasks.max_duration(labourer).await {
                         Ok(max_duration) => {
                             let results: Vec<_> = stream::iter(retry.iter())
-                                .map(|t| async move { (*t, self.tasks.move_to_retry(t, max_duration * t.attempts).await) })
+                                .map(|t| async move {
+                                    (*t, self.tasks.move_to_retry(t, max_duration * t.attempts).await)
+                                })
                                 .buffered(n)
                                 .collect()
                                 .await;
@@ -254,7 +276,11 @@ impl Scavenger {
                                 let moved = matches!(r, Ok(true));
                                 Self::count(&mut stats, r, t, |s| s.scheduled_for_retry += 1);
                                 if moved {
-                                    self.meta.post(&t.task_id.0, "scheduled_for_retry", &[("labourer_id", json!(labourer.id))]);
+                                    self.meta.post(
+                                        &t.task_id.0,
+                                        "scheduled_for_retry",
+                                        &[("labourer_id", json!(labourer.id))],
+                                    );
                                 }
                             }
                         }
@@ -275,11 +301,17 @@ impl Scavenger {
         }
 
         // 3. Due retries back to the front of the queue.
-        match self.tasks.tasks_due_for_retry(labourer, self.config.retry_tasks_limit).await {
+        match self
+            .tasks
+            .tasks_due_for_retry(labourer, self.config.retry_tasks_limit)
+            .await
+        {
             Ok(due) if !due.is_empty() => match self.tasks.oldest_greenfield(&labourer.id).await {
                 Ok(oldest) => {
                     let results: Vec<_> = stream::iter(due.iter().enumerate())
-                        .map(|(i, t)| async move { (t, self.tasks.return_to_queue(t, oldest - 1 - i as i64).await) })
+                        .map(|(i, t)| async move {
+                            (t, self.tasks.return_to_queue(t, oldest - 1 - i as i64).await)
+                        })
                         .buffered(n)
                         .collect()
                         .await;
@@ -287,7 +319,11 @@ impl Scavenger {
                         let moved = matches!(r, Ok(true));
                         Self::count(&mut stats, r, t, |s| s.returned_to_queue += 1);
                         if moved {
-                            self.meta.post(&t.task_id.0, "ready_for_retry", &[("labourer_id", json!(labourer.id))]);
+                            self.meta.post(
+                                &t.task_id.0,
+                                "ready_for_retry",
+                                &[("labourer_id", json!(labourer.id))],
+                            );
                         }
                     }
                 }
@@ -307,18 +343,23 @@ impl Scavenger {
 
     /// Archive tasks in transactions of several tasks each, a few transactions in flight.
     async fn archive_all(&self, tasks: &[Task], in_flight: usize) -> Vec<Result<bool, sosw_core::TaskError>> {
-        let batches: Vec<Vec<Result<bool, sosw_core::TaskError>>> = stream::iter(tasks.chunks(sosw_core::task::manager::TRANSACTION_TASKS))
-            .map(|chunk| self.tasks.archive_many(chunk))
-            .buffered(in_flight)
-            .collect()
-            .await;
+        let batches: Vec<Vec<Result<bool, sosw_core::TaskError>>> =
+            stream::iter(tasks.chunks(sosw_core::task::manager::TRANSACTION_TASKS))
+                .map(|chunk| self.tasks.archive_many(chunk))
+                .buffered(in_flight)
+                .collect()
+                .await;
         batches.into_iter().flatten().collect()
     }
 
     async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
         let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
         for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
-            if let Err(e) = self.notifier.publish(&self.config.sns_config.subject, message).await {
+            if let Err(e) = self
+                .notifier
+                .publish(&self.config.sns_config.subject, message)
+                .await
+            {
                 warn!(labourer_id = %labourer.id, task_ids = ?ids, error = %e, "dead-task alert not published; tasks left for the next run");
                 stats.alert_failed += dead.len() as u64;
                 return;
@@ -332,7 +373,11 @@ impl Scavenger {
             Self::count(stats, r, t, |s| s.dead += 1);
             if archived {
                 info!(labourer_id = %labourer.id, task_id = %t.task_id, attempts = t.attempts, "closed dead task");
-                self.meta.post(&t.task_id.0, "archived_dead", &[("labourer_id", json!(labourer.id))]);
+                self.meta.post(
+                    &t.task_id.0,
+                    "archived_dead",
+                    &[("labourer_id", json!(labourer.id))],
+                );
             }
         }
     }
@@ -350,9 +395,21 @@ pub async fn from_env(
         .await?;
     config.task_config.validate()?;
     let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
-    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
-    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config.clone(), clock);
-    let notifier = Arc::new(SnsNotifier { client: clients.sns.clone(), topic: config.sns_config.recipient.clone() });
+    let meta = Arc::new(MetaHandler::new(
+        clients.dynamodb.clone(),
+        &config.meta_handler_config,
+        clock.clone(),
+    ));
+    let tasks = TaskManager::new(
+        clients.dynamodb.clone(),
+        clients.lambda.clone(),
+        config.task_config.clone(),
+        clock,
+    );
+    let notifier = Arc::new(SnsNotifier {
+        client: clients.sns.clone(),
+        topic: config.sns_config.recipient.clone(),
+    });
     Ok((Scavenger::new(tasks, meta.clone(), notifier, config), meta))
 }
 
@@ -385,10 +442,27 @@ mod tests {
     #[test]
     fn emf_lines_parse_and_carry_the_runs_figures() {
         let mut stats = RunStats::default();
-        stats.labourers.insert("w".into(), LabourerStats { archived: 7, scheduled_for_retry: 2, returned_to_queue: 1, dead: 3, ..Default::default() });
+        stats.labourers.insert(
+            "w".into(),
+            LabourerStats {
+                archived: 7,
+                scheduled_for_retry: 2,
+                returned_to_queue: 1,
+                dead: 3,
+                ..Default::default()
+            },
+        );
         let lines = emf_lines("sosw_scavenger", &stats, 1);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!((v["archived"].as_f64(), v["retried"].as_f64(), v["returned_to_queue"].as_f64(), v["dead"].as_f64()), (Some(7.0), Some(2.0), Some(1.0), Some(3.0)));
+        assert_eq!(
+            (
+                v["archived"].as_f64(),
+                v["retried"].as_f64(),
+                v["returned_to_queue"].as_f64(),
+                v["dead"].as_f64()
+            ),
+            (Some(7.0), Some(2.0), Some(1.0), Some(3.0))
+        );
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "sosw");
     }
 

@@ -30,29 +30,50 @@ async fn env(labourers: Value) -> Env {
         config.task_config.clone(),
         Arc::new(clock.clone()),
     );
-    Env { aws, clock, tasks, config }
+    Env {
+        aws,
+        clock,
+        tasks,
+        config,
+    }
 }
 
 impl Env {
     fn scavenger(&self, notifier: Arc<dyn DeadTaskNotifier>) -> Scavenger {
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        let meta = Arc::new(MetaHandler::new(aws_sdk_dynamodb::Client::new(self.aws.sdk_config()), &MetaHandlerConfig::default(), clock));
+        let meta = Arc::new(MetaHandler::new(
+            aws_sdk_dynamodb::Client::new(self.aws.sdk_config()),
+            &MetaHandlerConfig::default(),
+            clock,
+        ));
         Scavenger::new(self.tasks.clone(), meta, notifier, self.config.clone())
     }
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
         let items = self
             .tasks
-            .create_tasks(labourer, (0..n).map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap()).collect(), true)
+            .create_tasks(
+                labourer,
+                (0..n)
+                    .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
+                    .collect(),
+                true,
+            )
             .await
             .unwrap();
-        items.iter().map(|i| i["task_id"].as_s().unwrap().clone()).collect()
+        items
+            .iter()
+            .map(|i| i["task_id"].as_s().unwrap().clone())
+            .collect()
     }
     /// What an orchestrator does: claim the next `n` tasks now.
     async fn invoke(&self, labourer: &str, n: usize) -> Vec<String> {
         let l = self.tasks.register_labourer(labourer).unwrap();
         let mut ids = Vec::new();
         for t in self.tasks.next_tasks(&l, n).await.unwrap() {
-            assert_eq!(self.tasks.claim(&l, &t).await.unwrap(), sosw_core::ClaimOutcome::Claimed);
+            assert_eq!(
+                self.tasks.claim(&l, &t).await.unwrap(),
+                sosw_core::ClaimOutcome::Claimed
+            );
             ids.push(t.task_id.0.clone());
         }
         ids
@@ -64,7 +85,8 @@ impl Env {
 
 #[tokio::test]
 async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempts() {
-    let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 3}, "other": {"max_duration": 60}})).await;
+    let e =
+        env(json!({"worker": {"max_duration": 60, "max_attempts": 3}, "other": {"max_duration": 60}})).await;
     let id = e.queue("worker", 1).await.remove(0);
     let older = e.queue("worker", 1).await.remove(0);
     let untouched = e.queue("other", 2).await;
@@ -74,17 +96,33 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
     for attempt in 1..=3i64 {
         // Invoked (the retried task is at the front, before the older queued one).
         let invoked = e.invoke("worker", 1).await;
-        assert_eq!(invoked, std::slice::from_ref(&id), "attempt {attempt}: the failing task is first in the queue");
+        assert_eq!(
+            invoked,
+            std::slice::from_ref(&id),
+            "attempt {attempt}: the failing task is first in the queue"
+        );
         // Nothing to do while it runs.
         assert_eq!(scavenger.run().await.total, Default::default());
         // It expires after duration + cooldown (900 + 300 s).
         e.clock.advance(1201.0);
         let stats = scavenger.run().await;
         if attempt < 3 {
-            assert_eq!(stats.labourers["worker"].scheduled_for_retry, 1, "attempt {attempt}");
+            assert_eq!(
+                stats.labourers["worker"].scheduled_for_retry, 1,
+                "attempt {attempt}"
+            );
             let l = e.tasks.register_labourer("worker").unwrap();
-            let retry = e.tasks.get_retrying("worker", &id).await.unwrap().expect("in the retry table");
-            assert_eq!(retry.item["desired_launch_time"], AttributeValue::N((l.start + 60 * attempt).to_string()), "delay = max_duration x attempts");
+            let retry = e
+                .tasks
+                .get_retrying("worker", &id)
+                .await
+                .unwrap()
+                .expect("in the retry table");
+            assert_eq!(
+                retry.item["desired_launch_time"],
+                AttributeValue::N((l.start + 60 * attempt).to_string()),
+                "delay = max_duration x attempts"
+            );
             assert!(e.tasks.get_task(&id).await.unwrap().is_none());
             // Not due yet: still waiting.
             e.clock.advance((60 * attempt - 1) as f64);
@@ -97,7 +135,10 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
         }
     }
     let closed = e.closed(&id).await.expect("archived");
-    assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_0".into()));
+    assert_eq!(
+        closed.item["labourer_id_task_status"],
+        AttributeValue::S("worker_0".into())
+    );
     assert_eq!(closed.attempts, 3, "dead after exactly max_attempts attempts");
     let messages = alerts.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
@@ -119,22 +160,39 @@ async fn completed_tasks_are_archived_with_stats_and_results_and_feed_the_averag
     for id in &ids[..2] {
         let stats = json!({"rows": 7}).as_object().cloned().unwrap();
         let result = json!({"file": "s3://x"}).as_object().cloned().unwrap();
-        e.tasks.mark_completed(id, Some(&stats), Some(&result)).await.unwrap();
+        e.tasks
+            .mark_completed(id, Some(&stats), Some(&result))
+            .await
+            .unwrap();
     }
     let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
     assert_eq!(stats.labourers["worker"].archived, 2);
     for id in &ids[..2] {
         let closed = e.closed(id).await.unwrap();
-        assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_1".into()));
+        assert_eq!(
+            closed.item["labourer_id_task_status"],
+            AttributeValue::S("worker_1".into())
+        );
         assert_eq!(closed.item["stat_rows"], AttributeValue::N("7".into()));
         assert_eq!(closed.item["result_file"], AttributeValue::S("s3://x".into()));
         assert!(closed.item.contains_key("closed_at"));
     }
-    assert!(e.tasks.get_task(&ids[2]).await.unwrap().is_some(), "the running one stays");
+    assert!(
+        e.tasks.get_task(&ids[2]).await.unwrap().is_some(),
+        "the running one stays"
+    );
     let l = e.tasks.register_labourer("worker").unwrap();
     assert_eq!(e.tasks.average_duration(&l).await.unwrap(), 30);
-    let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config()).scan().table_name("sosw_tasks_meta").send().await.unwrap();
-    assert!(meta.items().iter().any(|m| m["action"] == AttributeValue::S("archived".into())));
+    let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks_meta")
+        .send()
+        .await
+        .unwrap();
+    assert!(meta
+        .items()
+        .iter()
+        .any(|m| m["action"] == AttributeValue::S("archived".into())));
 }
 
 #[tokio::test]
@@ -142,8 +200,22 @@ async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
     let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 1}})).await;
     let sns = aws_sdk_sns::Client::new(e.aws.sdk_config());
     let sqs = aws_sdk_sqs::Client::new(e.aws.sdk_config());
-    let topic = sns.create_topic().name("sosw_info").send().await.unwrap().topic_arn.unwrap();
-    let queue_url = sqs.create_queue().queue_name("alerts").send().await.unwrap().queue_url.unwrap();
+    let topic = sns
+        .create_topic()
+        .name("sosw_info")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("alerts")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(&queue_url)
@@ -154,7 +226,13 @@ async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
         .attributes
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&queue_arn).send().await.unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await
+        .unwrap();
 
     e.queue("worker", 2).await;
     let ids = e.invoke("worker", 2).await;
@@ -162,8 +240,18 @@ async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
     let notifier = Arc::new(SnsNotifier { client: sns, topic });
     let stats = e.scavenger(notifier).run().await;
     assert_eq!(stats.total.dead, 2);
-    let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await.unwrap();
-    let bodies: Vec<String> = received.messages().iter().filter_map(|m| m.body().map(str::to_string)).collect();
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<String> = received
+        .messages()
+        .iter()
+        .filter_map(|m| m.body().map(str::to_string))
+        .collect();
     assert_eq!(bodies.len(), 1, "one message for the run's dead tasks");
     for id in &ids {
         assert!(bodies[0].contains(id.as_str()), "{bodies:?}");
@@ -181,7 +269,10 @@ async fn an_unpublished_alert_leaves_the_dead_tasks_for_the_next_run() {
     let stats = e.scavenger(alerts.clone()).run().await;
     assert_eq!(stats.total.alert_failed, 1);
     assert_eq!(stats.total.dead, 0);
-    assert!(e.tasks.get_task(&id).await.unwrap().is_some(), "not archived without its alert");
+    assert!(
+        e.tasks.get_task(&id).await.unwrap().is_some(),
+        "not archived without its alert"
+    );
     alerts.fail.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(e.scavenger(alerts.clone()).run().await.total.dead, 1);
     assert!(e.closed(&id).await.is_some());
@@ -201,13 +292,26 @@ async fn one_broken_labourer_or_task_does_not_stop_the_others() {
     let l = e.tasks.register_labourer("worker").unwrap();
     let stale = e.tasks.expired_tasks(&l).await.unwrap();
     e.tasks.mark_completed(&w[0], None, None).await.unwrap();
-    assert!(!e.tasks.move_to_retry(stale.iter().find(|t| t.task_id.0 == w[0]).unwrap(), 60).await.unwrap());
+    assert!(!e
+        .tasks
+        .move_to_retry(stale.iter().find(|t| t.task_id.0 == w[0]).unwrap(), 60)
+        .await
+        .unwrap());
 
     let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
-    assert_eq!(stats.labourers["worker"].archived, 1, "the late completion is archived");
+    assert_eq!(
+        stats.labourers["worker"].archived, 1,
+        "the late completion is archived"
+    );
     assert_eq!(stats.labourers["worker"].scheduled_for_retry, 1);
-    assert_eq!(stats.labourers["nofn"].errors, 1, "its task is left in place, counted");
-    assert!(e.tasks.get_task(&n[0]).await.unwrap().is_some(), "nothing deleted");
+    assert_eq!(
+        stats.labourers["nofn"].errors, 1,
+        "its task is left in place, counted"
+    );
+    assert!(
+        e.tasks.get_task(&n[0]).await.unwrap().is_some(),
+        "nothing deleted"
+    );
 }
 
 #[tokio::test]
@@ -226,9 +330,10 @@ async fn max_duration_comes_from_the_lambda_configuration_when_not_configured() 
         .arn;
     // A minimal zip (one empty file) is enough for moto.
     let zip: &[u8] = &[
-        0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'a',
-        0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a',
-        0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 1, 0, 1, 0, 47, 0, 0, 0, 31, 0, 0, 0, 0, 0,
+        0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+        0, b'a', 0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a', 0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0,
+        1, 0, 1, 0, 47, 0, 0, 0, 31, 0, 0, 0, 0, 0,
     ];
     aws_sdk_lambda::Client::new(e.aws.sdk_config())
         .create_function()
@@ -237,7 +342,11 @@ async fn max_duration_comes_from_the_lambda_configuration_when_not_configured() 
         .role(role)
         .handler("bootstrap")
         .timeout(42)
-        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(zip)).build())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -248,5 +357,8 @@ async fn max_duration_comes_from_the_lambda_configuration_when_not_configured() 
     assert_eq!(stats.labourers["fn1"].scheduled_for_retry, 1);
     let l = e.tasks.register_labourer("fn1").unwrap();
     let retry = e.tasks.get_retrying("fn1", &id).await.unwrap().unwrap();
-    assert_eq!(retry.item["desired_launch_time"], AttributeValue::N((l.start + 42).to_string()));
+    assert_eq!(
+        retry.item["desired_launch_time"],
+        AttributeValue::N((l.start + 42).to_string())
+    );
 }

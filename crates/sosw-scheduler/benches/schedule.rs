@@ -23,20 +23,45 @@ async fn main() {
     for n in [1_000usize, 10_000] {
         let aws = LocalAws::start_counted().await;
         let outputs = aws.deploy_storage().await;
-        let bucket = outputs.iter().find(|(k, _)| k == "QueueBucketName").unwrap().1.clone();
+        let bucket = outputs
+            .iter()
+            .find(|(k, _)| k == "QueueBucketName")
+            .unwrap()
+            .1
+            .clone();
         let mut doc = SchedulerConfig::defaults();
-        sosw_core::config::merge(&mut doc, &json!({
-            "queue_bucket": bucket,
-            "task_config": {"labourers": {"worker": {}}},
-            "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}
-        }));
+        sosw_core::config::merge(
+            &mut doc,
+            &json!({
+                "queue_bucket": bucket,
+                "task_config": {"labourers": {"worker": {}}},
+                "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}
+            }),
+        );
         let config = SchedulerConfig::from_document(doc).unwrap();
         let clock = Arc::new(SystemClock);
         let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
-        let tasks = TaskManager::new(dynamo.clone(), aws_sdk_lambda::Client::new(aws.sdk_config()), config.task_config.clone(), clock.clone());
+        let tasks = TaskManager::new(
+            dynamo.clone(),
+            aws_sdk_lambda::Client::new(aws.sdk_config()),
+            config.task_config.clone(),
+            clock.clone(),
+        );
         let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(aws.sdk_config()).force_path_style(true).build());
-        let scheduler = Scheduler::new(tasks, s3, meta, Arc::new(RecordingInvoker::default()), config, "sosw_scheduler", None);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(aws.sdk_config())
+                .force_path_style(true)
+                .build(),
+        );
+        let scheduler = Scheduler::new(
+            tasks,
+            s3,
+            meta,
+            Arc::new(RecordingInvoker::default()),
+            config,
+            "sosw_scheduler",
+            None,
+        );
         let words: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
         let job = json!({"lambda_name": "worker", "words": words, "isolate_words": true});
         aws.reset_counts();

@@ -70,7 +70,9 @@ impl SchedulerConfig {
         let mut cfg: Self = sosw_core::config::from_value("sosw_scheduler_config", document.clone())?;
         cfg.task_config.validate()?;
         if cfg.rows_to_process == 0 {
-            return Err(sosw_core::ConfigError::Invalid("rows_to_process must be at least 1".into()));
+            return Err(sosw_core::ConfigError::Invalid(
+                "rows_to_process must be at least 1".into(),
+            ));
         }
         if !cfg.queue_file.contains('.') {
             return Err(sosw_core::ConfigError::Invalid(format!(
@@ -225,7 +227,11 @@ impl Scheduler {
     }
 
     /// Chunk a job into queue-file rows without writing anything (`sosw plan`).
-    pub fn plan(&self, event: &Value, today: chrono::NaiveDate) -> Result<Vec<Map<String, Value>>, SchedulerError> {
+    pub fn plan(
+        &self,
+        event: &Value,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<Map<String, Value>>, SchedulerError> {
         Ok(sosw_chunking::plan_event(&self.config.document, event, today)?)
     }
 
@@ -257,7 +263,10 @@ impl Scheduler {
                 } else {
                     let today = chrono::Utc::now().date_naive();
                     let rows = self.plan(event, today)?;
-                    let file = QueueFile { rows: rows.iter().map(sosw_core::pyjson::dumps).collect(), first_row: 0 };
+                    let file = QueueFile {
+                        rows: rows.iter().map(sosw_core::pyjson::dumps).collect(),
+                        first_row: 0,
+                    };
                     self.queue.put_locked(&name, &file).await?;
                     (name, file, false)
                 }
@@ -273,7 +282,11 @@ impl Scheduler {
         resumed: bool,
         time_left: &dyn TimeLeft,
     ) -> Result<SchedulerStats, SchedulerError> {
-        let mut stats = SchedulerStats { file_name: name.to_string(), rows_in_file: file.rows.len(), ..Default::default() };
+        let mut stats = SchedulerStats {
+            file_name: name.to_string(),
+            rows_in_file: file.rows.len(),
+            ..Default::default()
+        };
         let mut done = file.first_row;
         if resumed {
             if let Some(checkpoint) = self.queue.checkpoint(name).await? {
@@ -285,21 +298,32 @@ impl Scheduler {
         let shutdown = Duration::from_secs(self.config.shutdown_period);
         while done < end {
             if time_left.remaining() <= shutdown {
-                let rest = QueueFile { rows: file.rows[done - file.first_row..].to_vec(), first_row: done };
+                let rest = QueueFile {
+                    rows: file.rows[done - file.first_row..].to_vec(),
+                    first_row: done,
+                };
                 stats.rows_handed_over = rest.rows.len();
                 self.queue.hand_over(name, &rest).await?;
                 let payload = json!({ "file_name": name }).to_string();
                 self.invoker
                     .invoke_event(&self.function_name, payload)
                     .await
-                    .map_err(|e| SchedulerError::Sibling { file: name.to_string(), message: e.to_string() })?;
+                    .map_err(|e| SchedulerError::Sibling {
+                        file: name.to_string(),
+                        message: e.to_string(),
+                    })?;
                 stats.sibling_spawned = true;
                 info!(file_name = %name, rows_handed_over = stats.rows_handed_over, "handed the rest to a sibling");
                 break;
             }
             let batch_end = end.min(done + self.config.rows_to_process);
             let (written, skipped) = self
-                .write_rows(name, &file.rows[done - file.first_row..batch_end - file.first_row], done, check_existing)
+                .write_rows(
+                    name,
+                    &file.rows[done - file.first_row..batch_end - file.first_row],
+                    done,
+                    check_existing,
+                )
                 .await?;
             check_existing = false;
             stats.tasks_created += written;
@@ -338,7 +362,11 @@ impl Scheduler {
         let mut parsed: Vec<(String, TaskId, NewTask)> = Vec::with_capacity(rows.len());
         for (i, raw) in rows.iter().enumerate() {
             let row = start + i;
-            let malformed = |reason: String| SchedulerError::MalformedRow { file: name.to_string(), row, reason };
+            let malformed = |reason: String| SchedulerError::MalformedRow {
+                file: name.to_string(),
+                row,
+                reason,
+            };
             let fields: Map<String, Value> = match serde_json::from_str(raw) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => return Err(malformed("not a JSON object".into())),
@@ -353,7 +381,8 @@ impl Scheduler {
         }
         let mut skipped = 0;
         if check_existing {
-            let keys: Vec<(String, TaskId)> = parsed.iter().map(|(l, id, _)| (l.clone(), id.clone())).collect();
+            let keys: Vec<(String, TaskId)> =
+                parsed.iter().map(|(l, id, _)| (l.clone(), id.clone())).collect();
             let existing: HashSet<TaskId> = self.tasks.existing_task_ids(&keys).await?;
             let before = parsed.len();
             parsed.retain(|(_, id, _)| !existing.contains(id));
@@ -371,11 +400,17 @@ impl Scheduler {
             while j < parsed.len() && parsed[j].0 == labourer {
                 j += 1;
             }
-            let group: Vec<(TaskId, NewTask)> = parsed[i..j].iter().map(|(_, id, f)| (id.clone(), f.clone())).collect();
+            let group: Vec<(TaskId, NewTask)> = parsed[i..j]
+                .iter()
+                .map(|(_, id, f)| (id.clone(), f.clone()))
+                .collect();
             let items = self.tasks.create_tasks_with_ids(&labourer, group, true).await?;
             for item in &items {
-                if let Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) = item.get(self.tasks.config().field("task_id")) {
-                    self.meta.post(id, "created", &[("labourer", Value::String(labourer.clone()))]);
+                if let Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) =
+                    item.get(self.tasks.config().field("task_id"))
+                {
+                    self.meta
+                        .post(id, "created", &[("labourer", Value::String(labourer.clone()))]);
                 }
             }
             written += items.len();
@@ -398,9 +433,20 @@ pub async fn from_env(
         .await?;
     let config = SchedulerConfig::from_document(document)?;
     let clock = Arc::new(sosw_core::SystemClock);
-    let capacity = provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name).await?;
-    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
-    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config.clone(), clock);
+    let capacity =
+        provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name)
+            .await?;
+    let meta = Arc::new(MetaHandler::new(
+        clients.dynamodb.clone(),
+        &config.meta_handler_config,
+        clock.clone(),
+    ));
+    let tasks = TaskManager::new(
+        clients.dynamodb.clone(),
+        clients.lambda.clone(),
+        config.task_config.clone(),
+        clock,
+    );
     let scheduler = Scheduler::new(
         tasks,
         clients.s3.clone(),
@@ -414,12 +460,20 @@ pub async fn from_env(
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.
-pub async fn provisioned_write_capacity(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Result<Option<i64>, TaskError> {
-    let out = dynamo.describe_table().table_name(table).send().await.map_err(|e| TaskError::Dynamo {
-        operation: "DescribeTable",
-        table: table.to_string(),
-        message: sosw_core::error::render_error(&e),
-    })?;
+pub async fn provisioned_write_capacity(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Option<i64>, TaskError> {
+    let out = dynamo
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| TaskError::Dynamo {
+            operation: "DescribeTable",
+            table: table.to_string(),
+            message: sosw_core::error::render_error(&e),
+        })?;
     let Some(t) = out.table else { return Ok(None) };
     let on_demand = t
         .billing_mode_summary()
@@ -428,5 +482,7 @@ pub async fn provisioned_write_capacity(dynamo: &aws_sdk_dynamodb::Client, table
     if on_demand {
         return Ok(None);
     }
-    Ok(t.provisioned_throughput().and_then(|p| p.write_capacity_units()).filter(|w| *w > 0))
+    Ok(t.provisioned_throughput()
+        .and_then(|p| p.write_capacity_units())
+        .filter(|w| *w > 0))
 }

@@ -15,14 +15,21 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         meta.set_context(MetaContext::from_env(&event.context.request_id));
         let stats = scheduler
-            .handle(&event.payload, &event.context.request_id, &Deadline::from_context(event.context.deadline))
+            .handle(
+                &event.payload,
+                &event.context.request_id,
+                &Deadline::from_context(event.context.deadline),
+            )
             .await?;
         println!(
             "{}",
             sosw_core::emf::line(
                 &std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sosw_scheduler".into()),
                 "all",
-                &[("tasks_created", stats.tasks_created as f64), ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned)))],
+                &[
+                    ("tasks_created", stats.tasks_created as f64),
+                    ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned)))
+                ],
                 chrono::Utc::now().timestamp_millis(),
             )
         );

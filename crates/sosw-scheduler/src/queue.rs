@@ -62,7 +62,11 @@ pub struct QueueStore {
 impl QueueStore {
     /// Queue files under `prefix` in `bucket`.
     pub fn new(s3: aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Self {
-        Self { s3, bucket: bucket.to_string(), prefix: prefix.trim_end_matches('/').to_string() }
+        Self {
+            s3,
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
     }
 
     /// The key of a file.
@@ -75,7 +79,12 @@ impl QueueStore {
     }
 
     fn err(&self, operation: &'static str, key: &str, e: impl std::error::Error + 'static) -> QueueError {
-        QueueError { operation, bucket: self.bucket.clone(), key: key.to_string(), message: render_error(&e) }
+        QueueError {
+            operation,
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            message: render_error(&e),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<QueueFile>, QueueError> {
@@ -89,9 +98,18 @@ impl QueueStore {
             .and_then(|m| m.get(FIRST_ROW))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let bytes = out.body.collect().await.map_err(|e| self.err("GetObject(body)", key, e))?.into_bytes();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.err("GetObject(body)", key, e))?
+            .into_bytes();
         let text = String::from_utf8_lossy(&bytes);
-        let rows = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+        let rows = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
         Ok(Some(QueueFile { rows, first_row }))
     }
 
@@ -133,7 +151,9 @@ impl QueueStore {
     /// Take a handed-over file: lock it (copy to `locked_`, delete the unlocked one) and return it.
     pub async fn take_unlocked(&self, name: &str) -> Result<Option<QueueFile>, QueueError> {
         let key = self.key(name);
-        let Some(file) = self.get(&key).await? else { return Ok(None) };
+        let Some(file) = self.get(&key).await? else {
+            return Ok(None);
+        };
         let locked = self.key(&format!("locked_{name}"));
         self.s3
             .copy_object()
@@ -152,7 +172,12 @@ impl QueueStore {
         let key = self.key(&format!("locked_{name}.checkpoint"));
         match self.s3.get_object().bucket(&self.bucket).key(&key).send().await {
             Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| self.err("GetObject(body)", &key, e))?.into_bytes();
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.err("GetObject(body)", &key, e))?
+                    .into_bytes();
                 Ok(String::from_utf8_lossy(&bytes).trim().parse().ok())
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
@@ -182,13 +207,18 @@ impl QueueStore {
 
     /// Remove the lock and its checkpoint (the file is done or handed over).
     pub async fn release(&self, name: &str) -> Result<(), QueueError> {
-        self.delete(&self.key(&format!("locked_{name}.checkpoint"))).await?;
+        self.delete(&self.key(&format!("locked_{name}.checkpoint")))
+            .await?;
         self.delete(&self.key(&format!("locked_{name}"))).await
     }
 
     /// Every key under the prefix (for tests and `sosw status`).
     pub async fn list(&self) -> Result<Vec<String>, QueueError> {
-        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
         let out = self
             .s3
             .list_objects_v2()
@@ -197,6 +227,10 @@ impl QueueStore {
             .send()
             .await
             .map_err(|e| self.err("ListObjectsV2", &prefix, e))?;
-        Ok(out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect())
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
     }
 }

@@ -33,7 +33,10 @@ impl Budget {
 
 impl TimeLeft for Budget {
     fn remaining(&self) -> Duration {
-        match self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+        match self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
             Ok(_) => Duration::from_secs(900),
             Err(_) => Duration::from_secs(1),
         }
@@ -43,7 +46,12 @@ impl TimeLeft for Budget {
 async fn env_with(rows_to_process: usize, extra: Value) -> Env {
     let aws = LocalAws::start().await;
     let outputs = aws.deploy_storage().await;
-    let bucket = outputs.iter().find(|(k, _)| k == "QueueBucketName").expect("storage stack has a bucket").1.clone();
+    let bucket = outputs
+        .iter()
+        .find(|(k, _)| k == "QueueBucketName")
+        .expect("storage stack has a bucket")
+        .1
+        .clone();
     let mut doc = SchedulerConfig::defaults();
     sosw_core::config::merge(
         &mut doc,
@@ -58,12 +66,35 @@ async fn env_with(rows_to_process: usize, extra: Value) -> Env {
     let config = SchedulerConfig::from_document(doc).unwrap();
     let clock = Arc::new(ManualClock::at(1_750_000_000.0));
     let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
-    let tasks = TaskManager::new(dynamo.clone(), aws_sdk_lambda::Client::new(aws.sdk_config()), config.task_config.clone(), clock.clone());
+    let tasks = TaskManager::new(
+        dynamo.clone(),
+        aws_sdk_lambda::Client::new(aws.sdk_config()),
+        config.task_config.clone(),
+        clock.clone(),
+    );
     let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
     let invoker = Arc::new(RecordingInvoker::default());
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(aws.sdk_config()).force_path_style(true).build());
-    let scheduler = Scheduler::new(tasks.clone(), s3, meta, invoker.clone(), config, "sosw_scheduler", None);
-    Env { aws, scheduler, invoker, tasks, bucket }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    let scheduler = Scheduler::new(
+        tasks.clone(),
+        s3,
+        meta,
+        invoker.clone(),
+        config,
+        "sosw_scheduler",
+        None,
+    );
+    Env {
+        aws,
+        scheduler,
+        invoker,
+        tasks,
+        bucket,
+    }
 }
 
 fn words_job(n: usize) -> Value {
@@ -85,7 +116,11 @@ fn word_of(t: &sosw_core::Task) -> String {
 #[tokio::test]
 async fn a_job_becomes_tasks_in_queue_order_and_leaves_no_queue_file() {
     let env = env_with(50, json!({})).await;
-    let stats = env.scheduler.handle(&words_job(120), "req-1", &Budget::unlimited()).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&words_job(120), "req-1", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(stats.tasks_created, 120);
     assert!(!stats.sibling_spawned);
     let rows = queue(&env, "worker").await;
@@ -99,26 +134,46 @@ async fn a_job_becomes_tasks_in_queue_order_and_leaves_no_queue_file() {
         rows[0].item["payload"].as_s().unwrap(),
         r#"{"isolate_words": true, "source": "test", "words": ["w00000"]}"#
     );
-    assert!(env.scheduler.queue().list().await.unwrap().is_empty(), "no queue file left in s3://{}", env.bucket);
-    let meta = aws_sdk_dynamodb::Client::new(env.aws.sdk_config()).scan().table_name("sosw_tasks_meta").send().await.unwrap();
+    assert!(
+        env.scheduler.queue().list().await.unwrap().is_empty(),
+        "no queue file left in s3://{}",
+        env.bucket
+    );
+    let meta = aws_sdk_dynamodb::Client::new(env.aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks_meta")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(meta.count(), 120, "one `created` meta row per task");
 }
 
 #[tokio::test]
 async fn ten_thousand_tasks_land_exactly_once_in_order() {
     let env = env_with(500, json!({})).await;
-    let stats = env.scheduler.handle(&words_job(10_000), "req-big", &Budget::unlimited()).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&words_job(10_000), "req-big", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(stats.tasks_created, 10_000);
     let rows = queue(&env, "worker").await;
     assert_eq!(rows.len(), 10_000);
-    assert!(rows.windows(2).all(|w| word_of(&w[0]) < word_of(&w[1])), "queue order is job order");
+    assert!(
+        rows.windows(2).all(|w| word_of(&w[0]) < word_of(&w[1])),
+        "queue order is job order"
+    );
     assert!(env.scheduler.queue().list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_run_out_of_time_hands_the_rest_to_a_sibling_that_finishes_the_file() {
     let env = env_with(100, json!({})).await;
-    let first = env.scheduler.handle(&words_job(1000), "req-2", &Budget::batches(3)).await.unwrap();
+    let first = env
+        .scheduler
+        .handle(&words_job(1000), "req-2", &Budget::batches(3))
+        .await
+        .unwrap();
     assert_eq!(first.tasks_created, 300);
     assert!(first.sibling_spawned);
     assert_eq!(first.rows_handed_over, 700);
@@ -127,12 +182,24 @@ async fn a_run_out_of_time_hands_the_rest_to_a_sibling_that_finishes_the_file() 
     assert_eq!(calls[0].0, "sosw_scheduler", "the sibling is this same function");
     let sibling_event: Value = serde_json::from_str(&calls[0].1).unwrap();
     assert_eq!(sibling_event, json!({"file_name": "tasks_queue_req-2.txt"}));
-    assert_eq!(env.scheduler.queue().list().await.unwrap(), ["sosw/scheduler/tasks_queue_req-2.txt"], "the rest waits unlocked");
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/tasks_queue_req-2.txt"],
+        "the rest waits unlocked"
+    );
 
     // The sibling takes over (and runs out of time once more).
-    let second = env.scheduler.handle(&sibling_event, "req-3", &Budget::batches(4)).await.unwrap();
+    let second = env
+        .scheduler
+        .handle(&sibling_event, "req-3", &Budget::batches(4))
+        .await
+        .unwrap();
     assert_eq!(second.tasks_created, 400);
-    let third = env.scheduler.handle(&sibling_event, "req-4", &Budget::unlimited()).await.unwrap();
+    let third = env
+        .scheduler
+        .handle(&sibling_event, "req-4", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(third.tasks_created, 300);
     assert!(!third.sibling_spawned);
 
@@ -142,7 +209,10 @@ async fn a_run_out_of_time_hands_the_rest_to_a_sibling_that_finishes_the_file() 
     assert_eq!(words, (0..1000).map(|i| format!("w{i:05}")).collect::<Vec<_>>());
     let ids: std::collections::HashSet<_> = rows.iter().map(|t| t.task_id.clone()).collect();
     assert_eq!(ids.len(), 1000);
-    assert!(env.scheduler.queue().list().await.unwrap().is_empty(), "no queue file left behind");
+    assert!(
+        env.scheduler.queue().list().await.unwrap().is_empty(),
+        "no queue file left behind"
+    );
 }
 
 #[tokio::test]
@@ -150,20 +220,36 @@ async fn a_crash_mid_file_is_resumed_by_the_retry_without_writing_any_row_twice(
     let env = env_with(100, json!({})).await;
     // Simulate the first attempt: the file is locked in S3, 250 rows were written (the last batch
     // only half: rows 200..250) and the checkpoint says 200, then the Lambda died.
-    let rows = env.scheduler.plan(&words_job(400), chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).unwrap();
+    let rows = env
+        .scheduler
+        .plan(
+            &words_job(400),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        )
+        .unwrap();
     let name = "tasks_queue_req-crash.txt";
-    let file = sosw_scheduler::queue::QueueFile { rows: rows.iter().map(sosw_core::pyjson::dumps).collect(), first_row: 0 };
+    let file = sosw_scheduler::queue::QueueFile {
+        rows: rows.iter().map(sosw_core::pyjson::dumps).collect(),
+        first_row: 0,
+    };
     env.scheduler.queue().put_locked(name, &file).await.unwrap();
     let written: Vec<(sosw_core::TaskId, serde_json::Map<String, Value>)> = rows[..250]
         .iter()
         .enumerate()
         .map(|(i, r)| (sosw_core::TaskId::derived(name, i), r.clone()))
         .collect();
-    env.tasks.create_tasks_with_ids("worker", written, true).await.unwrap();
+    env.tasks
+        .create_tasks_with_ids("worker", written, true)
+        .await
+        .unwrap();
     env.scheduler.queue().set_checkpoint(name, 200).await.unwrap();
 
     // Lambda retries the same invocation: same request id, same job.
-    let stats = env.scheduler.handle(&words_job(400), "req-crash", &Budget::unlimited()).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&words_job(400), "req-crash", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(stats.rows_already_written, 50);
     assert_eq!(stats.tasks_created, 150);
     let rows = queue(&env, "worker").await;
@@ -177,12 +263,23 @@ async fn a_crash_mid_file_is_resumed_by_the_retry_without_writing_any_row_twice(
 async fn a_failed_sibling_invocation_leaves_the_rest_in_s3_for_a_retry() {
     let env = env_with(100, json!({})).await;
     env.invoker.fail_when_payload_contains("file_name");
-    let err = env.scheduler.handle(&words_job(300), "req-5", &Budget::batches(1)).await.unwrap_err();
+    let err = env
+        .scheduler
+        .handle(&words_job(300), "req-5", &Budget::batches(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SchedulerError::Sibling { .. }), "{err}");
     assert!(err.to_string().contains("the rest of the file is in S3"));
-    assert_eq!(env.scheduler.queue().list().await.unwrap(), ["sosw/scheduler/tasks_queue_req-5.txt"]);
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/tasks_queue_req-5.txt"]
+    );
     // A retry of the same invocation picks the handed-over file up and finishes it.
-    let retry = env.scheduler.handle(&words_job(300), "req-5", &Budget::unlimited()).await.unwrap();
+    let retry = env
+        .scheduler
+        .handle(&words_job(300), "req-5", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(retry.tasks_created, 200);
     assert_eq!(queue(&env, "worker").await.len(), 300);
 }
@@ -193,18 +290,40 @@ async fn rejected_jobs_write_nothing() {
     let cases = [
         (json!({"words": ["a"]}), "lambda_name"),
         (json!({"lambda_name": "ghost"}), "unknown labourer `ghost`"),
-        (json!({"lambda_name": "worker", "job_schema_name": "nope"}), "unknown job schema"),
-        (json!({"lambda_name": "worker", "period": "someday", "words": ["a"], "isolate_words": true}), "unsupported period"),
+        (
+            json!({"lambda_name": "worker", "job_schema_name": "nope"}),
+            "unknown job schema",
+        ),
+        (
+            json!({"lambda_name": "worker", "period": "someday", "words": ["a"], "isolate_words": true}),
+            "unsupported period",
+        ),
         (json!({"job": "{not json"}), "invalid JSON"),
-        (json!({"lambda_name": "worker", "job_schema_name": "nested", "sections": ["a"]}), "cannot chunk"),
+        (
+            json!({"lambda_name": "worker", "job_schema_name": "nested", "sections": ["a"]}),
+            "cannot chunk",
+        ),
     ];
     for (job, needle) in cases {
-        let err = env.scheduler.handle(&job, "req-bad", &Budget::unlimited()).await.unwrap_err().to_string();
+        let err = env
+            .scheduler
+            .handle(&job, "req-bad", &Budget::unlimited())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "{job}: {err}");
     }
     assert!(queue(&env, "worker").await.is_empty());
     assert!(env.scheduler.queue().list().await.unwrap().is_empty());
-    let err = env.scheduler.handle(&json!({"file_name": "nothing.txt"}), "req-x", &Budget::unlimited()).await.unwrap_err();
+    let err = env
+        .scheduler
+        .handle(
+            &json!({"file_name": "nothing.txt"}),
+            "req-x",
+            &Budget::unlimited(),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("`nothing.txt` is not in S3"), "{err}");
 }
 
@@ -212,7 +331,11 @@ async fn rejected_jobs_write_nothing() {
 async fn a_lambda_arn_and_a_wrapped_job_are_accepted() {
     let env = env_with(50, json!({})).await;
     let job = json!({"job": json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:other", "x": 1}).to_string()});
-    let stats = env.scheduler.handle(&job, "req-arn", &Budget::unlimited()).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&job, "req-arn", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(stats.tasks_created, 1);
     assert_eq!(queue(&env, "other").await.len(), 1);
 }
@@ -220,13 +343,29 @@ async fn a_lambda_arn_and_a_wrapped_job_are_accepted() {
 #[tokio::test]
 async fn provisioned_write_capacity_is_read_from_the_table() {
     let aws = LocalAws::start().await;
-    aws.create_stack("storage", "sosw-storage.yaml", &[("BillingMode", "PROVISIONED"), ("WriteCapacity", "7")]).await;
+    aws.create_stack(
+        "storage",
+        "sosw-storage.yaml",
+        &[("BillingMode", "PROVISIONED"), ("WriteCapacity", "7")],
+    )
+    .await;
     let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
-    assert_eq!(sosw_scheduler::provisioned_write_capacity(&dynamo, "sosw_tasks").await.unwrap(), Some(7));
+    assert_eq!(
+        sosw_scheduler::provisioned_write_capacity(&dynamo, "sosw_tasks")
+            .await
+            .unwrap(),
+        Some(7)
+    );
     let aws2 = LocalAws::start().await;
     aws2.deploy_storage().await;
     let dynamo2 = aws_sdk_dynamodb::Client::new(aws2.sdk_config());
-    assert_eq!(sosw_scheduler::provisioned_write_capacity(&dynamo2, "sosw_tasks").await.unwrap(), None, "on-demand");
+    assert_eq!(
+        sosw_scheduler::provisioned_write_capacity(&dynamo2, "sosw_tasks")
+            .await
+            .unwrap(),
+        None,
+        "on-demand"
+    );
 }
 
 #[tokio::test]
@@ -236,7 +375,10 @@ async fn a_broken_config_is_rejected_at_start_up_naming_the_key() {
     let err = SchedulerConfig::from_document(doc).unwrap_err().to_string();
     assert!(err.contains("rows_to_process"), "{err}");
     let mut doc = SchedulerConfig::defaults();
-    sosw_core::config::merge(&mut doc, &json!({"job_schema_variants": {"default": {"chunkable_attrs": [["stores", {}]]}}}));
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"job_schema_variants": {"default": {"chunkable_attrs": [["stores", {}]]}}}),
+    );
     let err = SchedulerConfig::from_document(doc).unwrap_err().to_string();
     assert!(err.contains("singular"), "{err}");
 }

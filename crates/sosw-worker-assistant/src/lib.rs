@@ -80,22 +80,36 @@ pub struct Request {
     pub result: Option<Map<String, Value>>,
 }
 
-fn report(event: &Map<String, Value>, field: &'static str) -> Result<Option<Map<String, Value>>, WorkerAssistantError> {
+fn report(
+    event: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Map<String, Value>>, WorkerAssistantError> {
     match event.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(m)) => Ok(Some(m)),
-            Ok(other) => Err(WorkerAssistantError::BadReport { field, reason: format!("the JSON string holds {other}") }),
-            Err(e) => Err(WorkerAssistantError::BadReport { field, reason: format!("invalid JSON: {e}") }),
+            Ok(other) => Err(WorkerAssistantError::BadReport {
+                field,
+                reason: format!("the JSON string holds {other}"),
+            }),
+            Err(e) => Err(WorkerAssistantError::BadReport {
+                field,
+                reason: format!("invalid JSON: {e}"),
+            }),
         },
-        Some(other) => Err(WorkerAssistantError::BadReport { field, reason: format!("found {other}") }),
+        Some(other) => Err(WorkerAssistantError::BadReport {
+            field,
+            reason: format!("found {other}"),
+        }),
     }
 }
 
 /// Parse and validate a worker event.
 pub fn parse(event: &Value) -> Result<Request, WorkerAssistantError> {
-    let Value::Object(event) = event else { return Err(WorkerAssistantError::NotAnObject(event.to_string())) };
+    let Value::Object(event) = event else {
+        return Err(WorkerAssistantError::NotAnObject(event.to_string()));
+    };
     let action = match event.get("action") {
         Some(Value::String(a)) if a == "mark_task_as_completed" => Action::MarkCompleted,
         Some(Value::String(a)) if a == "mark_task_as_failed" => Action::MarkFailed,
@@ -107,7 +121,12 @@ pub fn parse(event: &Value) -> Result<Request, WorkerAssistantError> {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         _ => return Err(WorkerAssistantError::MissingTaskId(action.name())),
     };
-    Ok(Request { action, task_id, stats: report(event, "stats")?, result: report(event, "result")? })
+    Ok(Request {
+        action,
+        task_id,
+        stats: report(event, "stats")?,
+        result: report(event, "result")?,
+    })
 }
 
 /// The Worker Assistant's config document (`sosw_worker_assistant_config`): like Python's, the
@@ -125,7 +144,11 @@ pub struct WorkerAssistantConfig {
 impl WorkerAssistantConfig {
     /// The TaskConfig for the tasks table.
     pub fn task_config(&self) -> Result<TaskConfig, sosw_core::ConfigError> {
-        let dynamo = if self.dynamo_db_config.is_null() { json!({}) } else { self.dynamo_db_config.clone() };
+        let dynamo = if self.dynamo_db_config.is_null() {
+            json!({})
+        } else {
+            self.dynamo_db_config.clone()
+        };
         TaskConfig::from_user(&json!({ "dynamo_db_config": dynamo }))
     }
 }
@@ -148,11 +171,15 @@ impl WorkerAssistant {
         let req = parse(event)?;
         match req.action {
             Action::MarkCompleted => {
-                self.tasks.mark_completed(&req.task_id, req.stats.as_ref(), req.result.as_ref()).await?;
+                self.tasks
+                    .mark_completed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
+                    .await?;
                 self.meta.post(&req.task_id, "marked_as_completed", &[]);
             }
             Action::MarkFailed => {
-                self.tasks.mark_failed(&req.task_id, req.stats.as_ref(), req.result.as_ref()).await?;
+                self.tasks
+                    .mark_failed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
+                    .await?;
                 self.meta.post(&req.task_id, "marked_as_failed", &[]);
             }
         }
@@ -172,8 +199,17 @@ pub async fn from_env(
         .load_essential(function_name, json!({}), None)
         .await?;
     let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
-    let meta = Arc::new(MetaHandler::new(clients.dynamodb.clone(), &config.meta_handler_config, clock.clone()));
-    let tasks = TaskManager::new(clients.dynamodb.clone(), clients.lambda.clone(), config.task_config()?, clock);
+    let meta = Arc::new(MetaHandler::new(
+        clients.dynamodb.clone(),
+        &config.meta_handler_config,
+        clock.clone(),
+    ));
+    let tasks = TaskManager::new(
+        clients.dynamodb.clone(),
+        clients.lambda.clone(),
+        config.task_config()?,
+        clock,
+    );
     Ok((WorkerAssistant::new(tasks, meta.clone()), meta))
 }
 
@@ -187,7 +223,12 @@ mod tests {
         assert_eq!(r.action, Action::MarkCompleted);
         assert_eq!(r.stats.unwrap()["a"], 1);
         assert_eq!(r.result.unwrap()["b"], 2);
-        assert_eq!(parse(&json!({"action": "mark_task_as_failed", "task_id": "t"})).unwrap().action, Action::MarkFailed);
+        assert_eq!(
+            parse(&json!({"action": "mark_task_as_failed", "task_id": "t"}))
+                .unwrap()
+                .action,
+            Action::MarkFailed
+        );
     }
 
     #[test]
@@ -195,12 +236,30 @@ mod tests {
         let cases = [
             (json!([1]), "must be a JSON object"),
             (json!({"task_id": "t"}), "missing required parameter `action`"),
-            (json!({"action": "close", "task_id": "t"}), "action `close` is not supported"),
-            (json!({"action": "mark_task_as_completed"}), "missing required parameter `task_id`"),
-            (json!({"action": "mark_task_as_completed", "task_id": 5}), "missing required parameter `task_id`"),
-            (json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "{no"}), "`stats` must be an object"),
-            (json!({"action": "mark_task_as_completed", "task_id": "t", "result": [1]}), "`result` must be an object"),
-            (json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "[1]"}), "`stats` must be an object"),
+            (
+                json!({"action": "close", "task_id": "t"}),
+                "action `close` is not supported",
+            ),
+            (
+                json!({"action": "mark_task_as_completed"}),
+                "missing required parameter `task_id`",
+            ),
+            (
+                json!({"action": "mark_task_as_completed", "task_id": 5}),
+                "missing required parameter `task_id`",
+            ),
+            (
+                json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "{no"}),
+                "`stats` must be an object",
+            ),
+            (
+                json!({"action": "mark_task_as_completed", "task_id": "t", "result": [1]}),
+                "`result` must be an object",
+            ),
+            (
+                json!({"action": "mark_task_as_completed", "task_id": "t", "stats": "[1]"}),
+                "`stats` must be an object",
+            ),
         ];
         for (event, needle) in cases {
             let err = parse(&event).unwrap_err().to_string();

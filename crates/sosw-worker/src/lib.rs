@@ -80,13 +80,19 @@ pub struct LambdaReporter {
 impl LambdaReporter {
     /// Report to `function`.
     pub fn new(client: aws_sdk_lambda::Client, function: &str) -> Self {
-        Self { client, function: function.to_string() }
+        Self {
+            client,
+            function: function.to_string(),
+        }
     }
 
     /// From the environment: AWS config, and `SOSW_WORKER_ASSISTANT_LAMBDA`.
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let function = std::env::var("SOSW_WORKER_ASSISTANT_LAMBDA").unwrap_or_else(|_| "sosw_worker_assistant".into());
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let function =
+            std::env::var("SOSW_WORKER_ASSISTANT_LAMBDA").unwrap_or_else(|_| "sosw_worker_assistant".into());
         Self::new(aws_sdk_lambda::Client::new(&sdk), &function)
     }
 }
@@ -108,7 +114,12 @@ impl Reporter for LambdaReporter {
 }
 
 /// The Worker Assistant event for a task, as Python sosw's `Worker` builds it.
-pub fn assistant_event(action: &str, task_id: &str, stats: &Map<String, Value>, result: &Map<String, Value>) -> Value {
+pub fn assistant_event(
+    action: &str,
+    task_id: &str,
+    stats: &Map<String, Value>,
+    result: &Map<String, Value>,
+) -> Value {
     let mut event = json!({"action": action, "task_id": task_id});
     if !stats.is_empty() {
         event["stats"] = Value::Object(stats.clone());
@@ -141,7 +152,9 @@ where
     };
     match reporter.send(report).await {
         Ok(()) => info!(task_id = %task_id, ok = outcome.is_ok(), "task reported to the Worker Assistant"),
-        Err(e) => warn!(task_id = %task_id, error = %e, "could not reach the Worker Assistant; the task will expire and be retried"),
+        Err(e) => {
+            warn!(task_id = %task_id, error = %e, "could not reach the Worker Assistant; the task will expire and be retried")
+        }
     }
     outcome.map(|r| r.output)
 }
@@ -158,7 +171,9 @@ where
     let reporter = LambdaReporter::from_env().await;
     let (handler, reporter) = (&handler, &reporter);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        process(event.payload, handler, reporter).await.map_err(Into::into)
+        process(event.payload, handler, reporter)
+            .await
+            .map_err(Into::into)
     }))
     .await
 }
@@ -178,7 +193,10 @@ mod tests {
     }
 
     async fn ok(event: Value) -> Result<Report, String> {
-        Ok(Report::default().stat("n", event["n"].clone()).result("done", true).output(json!("fine")))
+        Ok(Report::default()
+            .stat("n", event["n"].clone())
+            .result("done", true)
+            .output(json!("fine")))
     }
     async fn fail(_: Value) -> Result<Report, String> {
         Err("boom".into())
@@ -192,7 +210,10 @@ mod tests {
         let r = Recorder::default();
         let out = process(json!({"task_id": "t1", "n": 3}), &ok, &r).await.unwrap();
         assert_eq!(out, json!("fine"));
-        assert_eq!(r.0.lock().unwrap()[0], json!({"action": "mark_task_as_completed", "task_id": "t1", "stats": {"n": 3}, "result": {"done": true}}));
+        assert_eq!(
+            r.0.lock().unwrap()[0],
+            json!({"action": "mark_task_as_completed", "task_id": "t1", "stats": {"n": 3}, "result": {"done": true}})
+        );
     }
 
     #[tokio::test]
@@ -200,7 +221,10 @@ mod tests {
         let r = Recorder::default();
         let err = process(json!({"task_id": "t1"}), &fail, &r).await.unwrap_err();
         assert_eq!(err, "boom");
-        assert_eq!(r.0.lock().unwrap()[0], json!({"action": "mark_task_as_failed", "task_id": "t1", "result": {"error": "boom"}}));
+        assert_eq!(
+            r.0.lock().unwrap()[0],
+            json!({"action": "mark_task_as_failed", "task_id": "t1", "result": {"error": "boom"}})
+        );
     }
 
     #[tokio::test]
@@ -214,6 +238,9 @@ mod tests {
     async fn empty_stats_and_result_are_left_out_like_python() {
         let r = Recorder::default();
         process(json!({"task_id": "t"}), &quiet, &r).await.unwrap();
-        assert_eq!(r.0.lock().unwrap()[0], json!({"action": "mark_task_as_completed", "task_id": "t"}));
+        assert_eq!(
+            r.0.lock().unwrap()[0],
+            json!({"action": "mark_task_as_completed", "task_id": "t"})
+        );
     }
 }

@@ -58,7 +58,11 @@ fn dynamo_err<E>(operation: &'static str, table: &str, err: E) -> TaskError
 where
     E: std::error::Error + 'static,
 {
-    TaskError::Dynamo { operation, table: table.to_string(), message: render_error(&err) }
+    TaskError::Dynamo {
+        operation,
+        table: table.to_string(),
+        message: render_error(&err),
+    }
 }
 
 /// `true` when an SDK error is a failed condition (a lost race, not a fault).
@@ -80,7 +84,12 @@ enum TxOutcome {
 }
 
 /// What a transaction's cancellation means.
-fn cancellation_kind(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_smithy_runtime_api::http::Response>) -> Option<bool> {
+fn cancellation_kind(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> Option<bool> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
     match err.as_service_error() {
         // Some(true): a conflict with a concurrent transaction, worth retrying.
@@ -101,10 +110,20 @@ fn cancellation_kind(err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::o
 
 impl TaskManager {
     /// One TransactWriteItems, retried with backoff while it conflicts with concurrent ones.
-    async fn transact(&self, items: Vec<TransactWriteItem>, operation: &'static str, table: &str) -> Result<TxOutcome, TaskError> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        operation: &'static str,
+        table: &str,
+    ) -> Result<TxOutcome, TaskError> {
         let mut attempt = 0u32;
         loop {
-            let result = self.dynamo.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let result = self
+                .dynamo
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
             match result {
                 Ok(_) => return Ok(TxOutcome::Done),
                 Err(e) => match cancellation_kind(&e) {
@@ -201,19 +220,29 @@ impl TaskManager {
             .map_err(|e| dynamo_err("Query", table, e))?;
         match out.items().first() {
             None => Ok(None),
-            Some(item) => super::model::number_i64(item, self.f("greenfield"))
-                .map_err(|reason| TaskError::Malformed { task_id: "<query>".into(), reason }),
+            Some(item) => {
+                super::model::number_i64(item, self.f("greenfield")).map_err(|reason| TaskError::Malformed {
+                    task_id: "<query>".into(),
+                    reason,
+                })
+            }
         }
     }
 
     /// Greenfield of the first task in the labourer's queue, or `greenfield_task_step` when empty.
     pub async fn oldest_greenfield(&self, labourer_id: &str) -> Result<i64, TaskError> {
-        Ok(self.edge_greenfield(labourer_id, false).await?.unwrap_or(self.config.greenfield_task_step))
+        Ok(self
+            .edge_greenfield(labourer_id, false)
+            .await?
+            .unwrap_or(self.config.greenfield_task_step))
     }
 
     /// Greenfield of the last task in the labourer's queue, or `greenfield_task_step` when empty.
     pub async fn newest_greenfield(&self, labourer_id: &str) -> Result<i64, TaskError> {
-        Ok(self.edge_greenfield(labourer_id, true).await?.unwrap_or(self.config.greenfield_task_step))
+        Ok(self
+            .edge_greenfield(labourer_id, true)
+            .await?
+            .unwrap_or(self.config.greenfield_task_step))
     }
 
     /// Sum the `Count` of every page of a `Select::Count` query.
@@ -273,7 +302,9 @@ impl TaskManager {
             q = q.expression_attribute_values(*k, v.clone());
         }
         if let Some(f) = filter {
-            q = q.filter_expression(f).expression_attribute_names("#c", self.f("completed_at"));
+            q = q
+                .filter_expression(f)
+                .expression_attribute_names("#c", self.f("completed_at"));
         }
         q
     }
@@ -285,7 +316,11 @@ impl TaskManager {
         values: &[(&str, AttributeValue)],
         filter: Option<&str>,
     ) -> Result<u64, TaskError> {
-        self.paginated_count(self.greenfield_query(labourer_id, range, values, filter), self.tasks_table()).await
+        self.paginated_count(
+            self.greenfield_query(labourer_id, range, values, filter),
+            self.tasks_table(),
+        )
+        .await
     }
 
     // ----- creating tasks --------------------------------------------------------------------
@@ -465,8 +500,16 @@ impl TaskManager {
     }
 
     /// Create one task (Python's `create_task`).
-    pub async fn create_task(&self, labourer_id: &str, task: NewTask, strict: bool) -> Result<Item, TaskError> {
-        Ok(self.create_tasks(labourer_id, vec![task], strict).await?.remove(0))
+    pub async fn create_task(
+        &self,
+        labourer_id: &str,
+        task: NewTask,
+        strict: bool,
+    ) -> Result<Item, TaskError> {
+        Ok(self
+            .create_tasks(labourer_id, vec![task], strict)
+            .await?
+            .remove(0))
     }
 
     /// Write items with BatchWriteItem, at most 25 a request, retrying unprocessed items with
@@ -476,7 +519,12 @@ impl TaskManager {
             .into_iter()
             .map(|item| {
                 WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().expect("item is set"))
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .expect("item is set"),
+                    )
                     .build()
             })
             .collect();
@@ -509,7 +557,12 @@ impl TaskManager {
                         });
                     }
                     let backoff = Duration::from_millis(25 * (1 << attempt.min(6)));
-                    debug!(table, unprocessed = pending.len(), ?backoff, "retrying unprocessed items");
+                    debug!(
+                        table,
+                        unprocessed = pending.len(),
+                        ?backoff,
+                        "retrying unprocessed items"
+                    );
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -569,8 +622,14 @@ impl TaskManager {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query_tasks(&labourer.id, "#g < :start", &[(":start", n(labourer.start))], None, Some(limit))
-            .await
+        self.query_tasks(
+            &labourer.id,
+            "#g < :start",
+            &[(":start", n(labourer.start))],
+            None,
+            Some(limit),
+        )
+        .await
     }
 
     /// Number of tasks presumed running: invoked, not completed, not expired.
@@ -597,8 +656,13 @@ impl TaskManager {
 
     /// Number of tasks completed by workers and not yet archived.
     pub async fn completed_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
-        self.count(&labourer.id, "#g >= :a", &[(":a", n_float(self.clock.now()))], Some("attribute_exists(#c)"))
-            .await
+        self.count(
+            &labourer.id,
+            "#g >= :a",
+            &[(":a", n_float(self.clock.now()))],
+            Some("attribute_exists(#c)"),
+        )
+        .await
     }
 
     /// Number of tasks of the labourer waiting in the retry table.
@@ -679,7 +743,9 @@ impl TaskManager {
             .send()
             .await
             .map_err(|e| dynamo_err("GetItem", table, e))?;
-        out.item.map(|item| Task::from_item(item, &self.config.dynamo_db_config)).transpose()
+        out.item
+            .map(|item| Task::from_item(item, &self.config.dynamo_db_config))
+            .transpose()
     }
 
     /// A task in the retry table, by labourer and id.
@@ -695,7 +761,9 @@ impl TaskManager {
             .send()
             .await
             .map_err(|e| dynamo_err("GetItem", table, e))?;
-        out.item.map(|item| Task::from_item(item, &self.config.dynamo_db_config)).transpose()
+        out.item
+            .map(|item| Task::from_item(item, &self.config.dynamo_db_config))
+            .transpose()
     }
 
     /// Put a dead task back into the queue at `greenfield` with its attempts reset to 0,
@@ -721,8 +789,15 @@ impl TaskManager {
             .expression_attribute_names("#t", self.f("task_id"))
             .build()
             .expect("table and key are set");
-        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
-        Ok(matches!(self.transact(items, "TransactWriteItems(revive_dead)", closed).await?, TxOutcome::Done))
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        Ok(matches!(
+            self.transact(items, "TransactWriteItems(revive_dead)", closed)
+                .await?,
+            TxOutcome::Done
+        ))
     }
 
     /// Tasks marked completed by workers (invoked, with `completed_at`).
@@ -773,7 +848,10 @@ impl TaskManager {
             .condition_expression("#g < :start")
             .expression_attribute_names("#g", self.f("greenfield"))
             .expression_attribute_names("#a", self.f("attempts"))
-            .expression_attribute_values(":g", n(self.clock.now_secs() + self.config.greenfield_invocation_delta))
+            .expression_attribute_values(
+                ":g",
+                n(self.clock.now_secs() + self.config.greenfield_invocation_delta),
+            )
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":start", n(labourer.start))
@@ -841,7 +919,10 @@ impl TaskManager {
                 items.push(TransactWriteItem::builder().put(put).build());
                 items.push(TransactWriteItem::builder().delete(delete).build());
             }
-            match self.transact(items, "TransactWriteItems(archive)", self.tasks_table()).await {
+            match self
+                .transact(items, "TransactWriteItems(archive)", self.tasks_table())
+                .await
+            {
                 Ok(TxOutcome::Done) => out.extend(chunk.iter().map(|_| Ok(true))),
                 Ok(TxOutcome::ConditionFailed) if chunk.len() > 1 => {
                     for task in chunk {
@@ -886,7 +967,8 @@ impl TaskManager {
     #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
     pub async fn archive(&self, task: &Task) -> Result<bool, TaskError> {
         let (put, _) = self.archive_items(task);
-        self.move_out_of_queue(task, put, "TransactWriteItems(archive)").await
+        self.move_out_of_queue(task, put, "TransactWriteItems(archive)")
+            .await
     }
 
     /// Move an expired task to `sosw_retry_tasks` with `desired_launch_time` = now + `delay`,
@@ -895,13 +977,17 @@ impl TaskManager {
     #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
     pub async fn move_to_retry(&self, task: &Task, delay: i64) -> Result<bool, TaskError> {
         let mut row = task.item.clone();
-        row.insert(self.f("desired_launch_time").to_string(), n(self.clock.now_secs() + delay));
+        row.insert(
+            self.f("desired_launch_time").to_string(),
+            n(self.clock.now_secs() + delay),
+        );
         let put = Put::builder()
             .table_name(&self.config.sosw_retry_tasks_table)
             .set_item(Some(row))
             .build()
             .expect("table and item are set");
-        self.move_out_of_queue(task, put, "TransactWriteItems(retry)").await
+        self.move_out_of_queue(task, put, "TransactWriteItems(retry)")
+            .await
     }
 
     /// Delete a task from the queue only if it is as it was read (same greenfield, same
@@ -922,10 +1008,18 @@ impl TaskManager {
             .expect("table and key are set")
     }
 
-    async fn move_out_of_queue(&self, task: &Task, put: Put, operation: &'static str) -> Result<bool, TaskError> {
+    async fn move_out_of_queue(
+        &self,
+        task: &Task,
+        put: Put,
+        operation: &'static str,
+    ) -> Result<bool, TaskError> {
         let table = self.tasks_table();
         let delete = self.unchanged_delete(task);
-        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
         match self.transact(items, operation, table).await? {
             TxOutcome::Done => Ok(true),
             TxOutcome::ConditionFailed => {
@@ -936,7 +1030,11 @@ impl TaskManager {
     }
 
     /// Retry rows of the labourer due now (`desired_launch_time <= start`), oldest first.
-    pub async fn tasks_due_for_retry(&self, labourer: &Labourer, limit: usize) -> Result<Vec<Task>, TaskError> {
+    pub async fn tasks_due_for_retry(
+        &self,
+        labourer: &Labourer,
+        limit: usize,
+    ) -> Result<Vec<Task>, TaskError> {
         let table = &self.config.sosw_retry_tasks_table;
         let mut tasks = Vec::new();
         let mut start_key = None;
@@ -990,8 +1088,15 @@ impl TaskManager {
             .expression_attribute_names("#t", self.f("task_id"))
             .build()
             .expect("table and key are set");
-        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().delete(delete).build()];
-        Ok(matches!(self.transact(items, "TransactWriteItems(return_to_queue)", retry_table).await?, TxOutcome::Done))
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        Ok(matches!(
+            self.transact(items, "TransactWriteItems(return_to_queue)", retry_table)
+                .await?,
+            TxOutcome::Done
+        ))
     }
 
     // ----- worker reports ----------------------------------------------------------------------
@@ -1017,7 +1122,8 @@ impl TaskManager {
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
         let sets = flatten_report(stats, result);
-        self.update_report(task_id, sets, Some(self.f("failed_attempts").to_string())).await
+        self.update_report(task_id, sets, Some(self.f("failed_attempts").to_string()))
+            .await
     }
 
     async fn update_report(
@@ -1058,9 +1164,10 @@ impl TaskManager {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => {
-                Err(TaskError::NotFound { task_id: task_id.into(), table: table.into() })
-            }
+            Err(e) if is_conditional_check_failed(&e) => Err(TaskError::NotFound {
+                task_id: task_id.into(),
+                table: table.into(),
+            }),
             Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
     }
@@ -1090,7 +1197,10 @@ impl TaskManager {
                 ),
             })?;
         let timeout = i64::from(out.timeout.unwrap_or(3));
-        self.max_durations.lock().expect("not poisoned").insert(labourer.id.clone(), timeout);
+        self.max_durations
+            .lock()
+            .expect("not poisoned")
+            .insert(labourer.id.clone(), timeout);
         Ok(timeout)
     }
 
@@ -1135,7 +1245,12 @@ impl TaskManager {
 
     /// The newest `limit` closed tasks of a labourer with the given status (completed or dead),
     /// read from the archive's `labourer_task_status_with_time` index.
-    pub async fn closed_tasks(&self, labourer_id: &str, completed: bool, limit: usize) -> Result<Vec<Task>, TaskError> {
+    pub async fn closed_tasks(
+        &self,
+        labourer_id: &str,
+        completed: bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, TaskError> {
         let table = &self.config.sosw_closed_tasks_table;
         let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
         let out = self
@@ -1222,8 +1337,14 @@ mod tests {
             construct_payload(obj(json!({"payload": "plain"})), "payload").unwrap(),
             r#"{"payload": "plain"}"#
         );
-        assert_eq!(construct_payload(obj(json!({"payload": 5})), "payload").unwrap(), r#"{"payload": 5}"#);
-        assert_eq!(construct_payload(obj(json!({"x": [1, 2]})), "payload").unwrap(), r#"{"x": [1, 2]}"#);
+        assert_eq!(
+            construct_payload(obj(json!({"payload": 5})), "payload").unwrap(),
+            r#"{"payload": 5}"#
+        );
+        assert_eq!(
+            construct_payload(obj(json!({"x": [1, 2]})), "payload").unwrap(),
+            r#"{"x": [1, 2]}"#
+        );
     }
 
     #[test]

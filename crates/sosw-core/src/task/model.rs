@@ -34,7 +34,11 @@ impl TaskId {
     /// same format as [`TaskId::generate`]): writing a row again yields the same task id.
     pub fn derived(source: &str, index: usize) -> Self {
         let name = format!("{source}#{index}");
-        Self(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).simple().to_string())
+        Self(
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes())
+                .simple()
+                .to_string(),
+        )
     }
 }
 
@@ -80,10 +84,18 @@ impl Task {
                 })
             }
         };
-        let malformed = |reason: String| TaskError::Malformed { task_id: task_id.clone(), reason };
+        let malformed = |reason: String| TaskError::Malformed {
+            task_id: task_id.clone(),
+            reason,
+        };
         let labourer_id = match item.get(cfg.field("labourer_id")) {
             Some(AttributeValue::S(s)) => s.clone(),
-            _ => return Err(malformed(format!("no string attribute `{}`", cfg.field("labourer_id")))),
+            _ => {
+                return Err(malformed(format!(
+                    "no string attribute `{}`",
+                    cfg.field("labourer_id")
+                )))
+            }
         };
         let greenfield = number_i64(&item, cfg.field("greenfield"))
             .map_err(malformed)?
@@ -91,9 +103,18 @@ impl Task {
                 task_id: task_id.clone(),
                 reason: format!("no number attribute `{}`", cfg.field("greenfield")),
             })?;
-        let attempts = number_i64(&item, cfg.field("attempts")).map_err(malformed)?.unwrap_or(0);
+        let attempts = number_i64(&item, cfg.field("attempts"))
+            .map_err(malformed)?
+            .unwrap_or(0);
         let completed_at = number_i64(&item, cfg.field("completed_at")).map_err(malformed)?;
-        Ok(Self { task_id: TaskId(task_id), labourer_id, greenfield, attempts, completed_at, item })
+        Ok(Self {
+            task_id: TaskId(task_id),
+            labourer_id,
+            greenfield,
+            attempts,
+            completed_at,
+            item,
+        })
     }
 
     /// Where the task stands for a labourer registered at `start`/`expired`/`invoked`.
@@ -117,12 +138,16 @@ pub fn number_i64(item: &Item, key: &str) -> Result<Option<i64>, String> {
         Some(AttributeValue::N(n)) => parse_number(n)
             .map(Some)
             .ok_or_else(|| format!("attribute `{key}` is not a number: {n}")),
-        Some(other) => Err(format!("attribute `{key}` should be a number (N), found {other:?}")),
+        Some(other) => Err(format!(
+            "attribute `{key}` should be a number (N), found {other:?}"
+        )),
     }
 }
 
 fn parse_number(n: &str) -> Option<i64> {
-    n.parse::<i64>().ok().or_else(|| n.parse::<f64>().ok().map(|f| f.trunc() as i64))
+    n.parse::<i64>()
+        .ok()
+        .or_else(|| n.parse::<f64>().ok().map(|f| f.trunc() as i64))
 }
 
 /// Format an integer number attribute.
@@ -170,9 +195,11 @@ fn serialize_attribute(value: &Value) -> AttributeValue {
         Value::Number(num) => AttributeValue::N(number_text(num)),
         Value::String(s) => AttributeValue::S(s.clone()),
         Value::Array(list) => AttributeValue::L(list.iter().map(serialize_attribute).collect()),
-        Value::Object(map) => {
-            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), serialize_attribute(v))).collect())
-        }
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), serialize_attribute(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -216,7 +243,9 @@ pub fn attribute_to_json(av: &AttributeValue) -> Value {
         }
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Null(_) => Value::Null,
-        AttributeValue::M(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute_to_json(v))).collect()),
+        AttributeValue::M(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute_to_json(v))).collect())
+        }
         AttributeValue::L(l) => Value::Array(l.iter().map(attribute_to_json).collect()),
         AttributeValue::Ss(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
         AttributeValue::Ns(l) => Value::Array(
@@ -232,7 +261,9 @@ pub fn attribute_to_json(av: &AttributeValue) -> Value {
 pub fn item_to_json(item: &Item) -> Map<String, Value> {
     let mut keys: Vec<&String> = item.keys().collect();
     keys.sort();
-    keys.into_iter().map(|k| (k.clone(), attribute_to_json(&item[k]))).collect()
+    keys.into_iter()
+        .map(|k| (k.clone(), attribute_to_json(&item[k])))
+        .collect()
 }
 
 #[cfg(test)]
@@ -268,8 +299,14 @@ mod tests {
     fn reading_follows_python_dynamo_to_dict() {
         assert_eq!(attribute_to_json(&AttributeValue::N("12".into())), json!(12));
         assert_eq!(attribute_to_json(&AttributeValue::N("1.5".into())), json!(1.5));
-        assert_eq!(attribute_to_json(&AttributeValue::S(r#"{"a": 1}"#.into())), json!({"a": 1}));
-        assert_eq!(attribute_to_json(&AttributeValue::S("{broken}".into())), json!("{broken}"));
+        assert_eq!(
+            attribute_to_json(&AttributeValue::S(r#"{"a": 1}"#.into())),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            attribute_to_json(&AttributeValue::S("{broken}".into())),
+            json!("{broken}")
+        );
     }
 
     #[test]
@@ -279,7 +316,10 @@ mod tests {
             ("labourer_id".to_string(), AttributeValue::S("w".into())),
             ("greenfield".to_string(), AttributeValue::N("2000".into())),
             ("attempts".to_string(), AttributeValue::N("0".into())),
-            ("created_at".to_string(), AttributeValue::N("1700000000.25".into())),
+            (
+                "created_at".to_string(),
+                AttributeValue::N("1700000000.25".into()),
+            ),
         ]
         .into();
         let t = Task::from_item(item, &cfg()).unwrap();
@@ -309,6 +349,9 @@ mod tests {
     fn generated_ids_look_like_python_uuid_hex() {
         let id = TaskId::generate();
         assert_eq!(id.0.len(), 32);
-        assert!(id.0.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id
+            .0
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 }
