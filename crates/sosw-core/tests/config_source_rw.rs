@@ -20,7 +20,9 @@ fn dynamo(aws: &LocalAws) -> ConfigSource {
 /// operation (`X-Amz-Target`) and request body it receives.
 async fn query_only_dynamodb() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
     let record = seen.clone();
@@ -37,7 +39,9 @@ async fn query_only_dynamodb() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let header = |name: &str| {
                         text[..end].lines().find_map(|l| {
                             let (k, v) = l.split_once(':')?;
@@ -140,11 +144,22 @@ async fn put_writes_config_value_and_keeps_the_rest_of_the_row() {
         .unwrap()
         .item
         .unwrap();
-    assert_eq!(row["owner"], A::S("data team".into()), "other attributes are kept");
+    assert_eq!(
+        row["owner"],
+        A::S("data team".into()),
+        "other attributes are kept"
+    );
 
     // Not an object: refused before anything is written, naming the document.
-    let err = source.put("sosw_scheduler_config", &json!([1])).await.unwrap_err().to_string();
-    assert!(err.contains("sosw_scheduler_config") && err.contains("JSON object"), "{err}");
+    let err = source
+        .put("sosw_scheduler_config", &json!([1]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sosw_scheduler_config") && err.contains("JSON object"),
+        "{err}"
+    );
     assert_eq!(
         source.get("sosw_scheduler_config").await.unwrap().unwrap()["queue_bucket"],
         "b"
@@ -163,10 +178,22 @@ async fn put_to_ssm_creates_a_string_or_overwrites_keeping_the_type() {
         .await
         .unwrap();
     let source = ConfigSource::Ssm { client: ssm.clone() };
-    source.put("sosw_scavenger_config", &json!({"a": 1})).await.unwrap();
-    source.put("sosw_orchestrator_config", &json!({"b": 2})).await.unwrap();
-    assert_eq!(source.get("sosw_scavenger_config").await.unwrap(), Some(json!({"a": 1})));
-    assert_eq!(source.get("sosw_orchestrator_config").await.unwrap(), Some(json!({"b": 2})));
+    source
+        .put("sosw_scavenger_config", &json!({"a": 1}))
+        .await
+        .unwrap();
+    source
+        .put("sosw_orchestrator_config", &json!({"b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        source.get("sosw_scavenger_config").await.unwrap(),
+        Some(json!({"a": 1}))
+    );
+    assert_eq!(
+        source.get("sosw_orchestrator_config").await.unwrap(),
+        Some(json!({"b": 2}))
+    );
     let types: BTreeMap<String, String> = ssm
         .get_parameters()
         .names("sosw_scavenger_config")
@@ -191,8 +218,10 @@ async fn put_to_ssm_creates_a_string_or_overwrites_keeping_the_type() {
 async fn an_overlay_replaces_only_the_named_documents() {
     let aws = LocalAws::start().await;
     aws.deploy_storage().await;
-    aws.put_config("sosw_essential_config", &json!({"x": "stored"})).await;
-    aws.put_config("sosw_orchestrator_config", &json!({"y": "stored"})).await;
+    aws.put_config("sosw_essential_config", &json!({"x": "stored"}))
+        .await;
+    aws.put_config("sosw_orchestrator_config", &json!({"y": "stored"}))
+        .await;
     let overlay = ConfigSource::Overlay {
         base: Box::new(dynamo(&aws)),
         documents: [("sosw_orchestrator_config".to_string(), json!({"y": "proposed"}))].into(),
@@ -207,6 +236,13 @@ async fn an_overlay_replaces_only_the_named_documents() {
         .unwrap();
     assert_eq!(doc["y"], "proposed");
     assert_eq!(doc["x"], "stored");
-    let err = overlay.put("sosw_orchestrator_config", &json!({})).await.unwrap_err().to_string();
-    assert!(err.contains("cannot store config `sosw_orchestrator_config`"), "{err}");
+    let err = overlay
+        .put("sosw_orchestrator_config", &json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot store config `sosw_orchestrator_config`"),
+        "{err}"
+    );
 }
