@@ -3,7 +3,7 @@
 //! | command | what it does | module |
 //! |---|---|---|
 //! | `sosw plan --config CONFIG.json JOB.json` | the tasks a job would become, offline | [`plan`] |
-//! | `sosw status [--json]` | per labourer: queued, running, expired, completed, retrying, health, would invoke | [`status`] |
+//! | `sosw status [--json]` | per labourer: queued, running, expired, completed, retrying, health, would invoke; workers' async retries; failed scheduler jobs | [`status`] |
 //! | `sosw submit JOB.json [--wait]` | invoke the scheduler; follow the tasks to the end | [`submit`] |
 //! | `sosw task TASK_ID` | where a task is, its attributes and history | [`task`] |
 //! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
