@@ -46,7 +46,12 @@ fn every_template_passes_cfn_lint_without_warnings() {
         .iter()
         .map(|p| p.file_name().expect("file name").to_string_lossy().into_owned())
         .collect();
-    for expected in std::iter::once("sosw-storage.yaml").chain(ESSENTIALS.iter().map(|e| e.0)) {
+    let others = [
+        "sosw-storage.yaml",
+        "sosw-python-role-grants.yaml",
+        "sosw-example-worker.yaml",
+    ];
+    for expected in others.into_iter().chain(ESSENTIALS.iter().map(|e| e.0)) {
         assert!(
             names.contains(expected),
             "cloudformation/{expected} is missing (found {names:?})"
@@ -221,13 +226,8 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
             )],
         ),
     );
-    e.insert(
-        "ReadConfig",
-        (
-            vec!["dynamodb:GetItem", "dynamodb:Query"],
-            vec![d.table("config")],
-        ),
-    );
+    // A Query, as Python sosw's roles grant: the same role serves both implementations.
+    e.insert("ReadConfig", (vec!["dynamodb:Query"], vec![d.table("config")]));
     e.insert(
         "WriteMeta",
         (
@@ -564,6 +564,52 @@ async fn verify_tables(aws: &LocalAws, d: &Deployment) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The inline policy `policy` of role `role` is least privilege and exactly `expected`.
+async fn assert_role_policy(
+    iam: &aws_sdk_iam::Client,
+    role: &str,
+    policy: &str,
+    expected: Expected,
+    name: &str,
+) -> anyhow::Result<()> {
+    let doc = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await?;
+    let found = statements(&policy_document(doc.policy_document()));
+    assert_least_privilege(name, &found);
+    let found: BTreeMap<String, (Vec<String>, Vec<String>)> = found
+        .into_iter()
+        .map(|s| {
+            // Real CloudFormation's !GetAtt LogGroup.Arn ends in ":*"; moto's does not.
+            let resources = if s.sid == "Logs" {
+                s.resources
+                    .iter()
+                    .map(|r| r.trim_end_matches(":*").to_string())
+                    .collect()
+            } else {
+                s.resources
+            };
+            (s.sid, (s.actions, resources))
+        })
+        .collect();
+    let expected: BTreeMap<String, (Vec<String>, Vec<String>)> = expected
+        .into_iter()
+        .map(|(sid, (mut actions, mut resources))| {
+            actions.sort();
+            resources.sort();
+            (
+                sid.to_string(),
+                (actions.into_iter().map(String::from).collect(), resources),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected, "IAM policy {policy} of {name}");
+    Ok(())
+}
+
 async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
     let aws = LocalAws::start().await;
     let cfn = aws_sdk_cloudformation::Client::new(aws.sdk_config());
@@ -748,42 +794,8 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
             attached.attached_policies().is_empty(),
             "{name}: no managed policies"
         );
-        let doc = iam
-            .get_role_policy()
-            .role_name(&role_name)
-            .policy_name(&names.policy_names()[0])
-            .send()
-            .await?;
-        let found = statements(&policy_document(doc.policy_document()));
-        assert_least_privilege(&name, &found);
-        let found: BTreeMap<String, (Vec<String>, Vec<String>)> = found
-            .into_iter()
-            .map(|s| {
-                // Real CloudFormation's !GetAtt LogGroup.Arn ends in ":*"; moto's does not.
-                let resources = if s.sid == "Logs" {
-                    s.resources
-                        .iter()
-                        .map(|r| r.trim_end_matches(":*").to_string())
-                        .collect()
-                } else {
-                    s.resources
-                };
-                (s.sid, (s.actions, resources))
-            })
-            .collect();
-        let expected: BTreeMap<String, (Vec<String>, Vec<String>)> =
-            expected_policy(&d, essential, &bucket, &topic)
-                .into_iter()
-                .map(|(sid, (mut actions, mut resources))| {
-                    actions.sort();
-                    resources.sort();
-                    (
-                        sid.to_string(),
-                        (actions.into_iter().map(String::from).collect(), resources),
-                    )
-                })
-                .collect();
-        assert_eq!(found, expected, "IAM policy of {name}");
+        let expected = expected_policy(&d, essential, &bucket, &topic);
+        assert_role_policy(&iam, &role_name, &names.policy_names()[0], expected, &name).await?;
     }
 
     // Exports of the storage stack and of the function stacks.
@@ -858,4 +870,527 @@ async fn stacks_with_name_prefix_bucket_name_and_worker_list_create_on_local_aws
         queue_prefix: "jobs/queue",
     })
     .await
+}
+
+/// The grants for Python sosw's roles are, statement for statement, what each essential's own
+/// stack grants, minus logging (Python's roles have AWSLambdaBasicExecutionRole).
+#[test]
+fn python_role_grants_equal_each_essentials_own_policy_without_logs() {
+    let grants = template("sosw-python-role-grants.yaml");
+    for (file, resource, role_parameter) in [
+        (
+            "sosw-orchestrator.yaml",
+            "OrchestratorGrants",
+            "OrchestratorRoleName",
+        ),
+        ("sosw-scheduler.yaml", "SchedulerGrants", "SchedulerRoleName"),
+        ("sosw-scavenger.yaml", "ScavengerGrants", "ScavengerRoleName"),
+        (
+            "sosw-worker-assistant.yaml",
+            "WorkerAssistantGrants",
+            "WorkerAssistantRoleName",
+        ),
+    ] {
+        let own = template(file);
+        let own_statements: Vec<Value> = own["Resources"]["Role"]["Properties"]["Policies"][0]
+            ["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| s["Sid"] != "Logs")
+            .cloned()
+            .collect();
+        let g = &grants["Resources"][resource];
+        assert_eq!(g["Type"], "AWS::IAM::Policy", "{resource}");
+        assert_eq!(
+            g["Properties"]["Roles"],
+            json!([{"Ref": role_parameter}]),
+            "{resource}"
+        );
+        assert_eq!(
+            g["Properties"]["PolicyDocument"]["Statement"],
+            json!(own_statements),
+            "{resource} must grant exactly what {file} grants (without Logs)"
+        );
+    }
+    // The parameters the statements refer to take the same values in both templates.
+    let orchestrator = template("sosw-orchestrator.yaml");
+    for p in ["StorageStackName", "NamePrefix", "WorkerFunctions"] {
+        for field in ["Type", "Default", "AllowedPattern", "MaxLength"] {
+            assert_eq!(
+                grants["Parameters"][p][field], orchestrator["Parameters"][p][field],
+                "{p}.{field}"
+            );
+        }
+    }
+}
+
+#[test]
+fn example_worker_stack_turns_lambdas_async_retries_off() {
+    let t = template("sosw-example-worker.yaml");
+    let config = &t["Resources"]["AsyncInvokeConfig"];
+    assert_eq!(config["Type"], "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(
+        config["Properties"],
+        json!({"FunctionName": {"Ref": "Function"}, "Qualifier": "$LATEST", "MaximumRetryAttempts": 0})
+    );
+    let f = &t["Resources"]["Function"]["Properties"];
+    assert_eq!(
+        f["Environment"]["Variables"]["SOSW_WORKER_ASSISTANT_LAMBDA"],
+        json!({"Ref": "WorkerAssistantFunctionName"})
+    );
+}
+
+const PYTHON_BUCKET: &str = "sosw-s3-123456789012";
+const PYTHON_ESSENTIALS: [&str; 4] = [
+    "sosw_orchestrator",
+    "sosw_scheduler",
+    "sosw_scavenger",
+    "sosw_worker_assistant",
+];
+
+/// A Python sosw deployment as its own examples define it (examples/yaml/initial/
+/// sosw-dev-shared-dynamodb.yaml, sosw-ddb-config.yaml, examples/essentials/*/sosw-*.yaml):
+/// provisioned tables without PITR, the `config` table, the `sosw-s3-<account>` bucket, the
+/// `sosw_info` topic and the roles `lambda_sosw_<essential>` with their inline policies.
+async fn create_python_deployment(aws: &LocalAws) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, LocalSecondaryIndex,
+        Projection, ProvisionedThroughput, ScalarAttributeType,
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(aws.sdk_config());
+    let attr = |n: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .expect("attribute")
+    };
+    let key = |n: &str, k: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(k)
+            .build()
+            .expect("key")
+    };
+    let capacity = || {
+        ProvisionedThroughput::builder()
+            .read_capacity_units(3)
+            .write_capacity_units(2)
+            .build()
+            .expect("capacity")
+    };
+    use ScalarAttributeType::{N, S};
+    ddb.create_table()
+        .table_name("sosw_tasks")
+        .attribute_definitions(attr("task_id", S))
+        .attribute_definitions(attr("labourer_id", S))
+        .attribute_definitions(attr("greenfield", N))
+        .key_schema(key("task_id", KeyType::Hash))
+        .provisioned_throughput(capacity())
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("sosw_tasks_greenfield")
+                .key_schema(key("labourer_id", KeyType::Hash))
+                .key_schema(key("greenfield", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .provisioned_throughput(capacity())
+                .build()?,
+        )
+        .send()
+        .await?;
+    ddb.create_table()
+        .table_name("sosw_closed_tasks")
+        .attribute_definitions(attr("task_id", S))
+        .attribute_definitions(attr("labourer_id_task_status", S))
+        .attribute_definitions(attr("closed_at", N))
+        .key_schema(key("task_id", KeyType::Hash))
+        .provisioned_throughput(capacity())
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("labourer_task_status_with_time")
+                .key_schema(key("labourer_id_task_status", KeyType::Hash))
+                .key_schema(key("closed_at", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("completed_at")
+                        .non_key_attributes("greenfield")
+                        .non_key_attributes("attempts")
+                        .build(),
+                )
+                .provisioned_throughput(capacity())
+                .build()?,
+        )
+        .send()
+        .await?;
+    ddb.create_table()
+        .table_name("sosw_retry_tasks")
+        .attribute_definitions(attr("labourer_id", S))
+        .attribute_definitions(attr("task_id", S))
+        .attribute_definitions(attr("desired_launch_time", N))
+        .key_schema(key("labourer_id", KeyType::Hash))
+        .key_schema(key("task_id", KeyType::Range))
+        .provisioned_throughput(capacity())
+        .local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name("labourer_id_greenfield")
+                .key_schema(key("labourer_id", KeyType::Hash))
+                .key_schema(key("desired_launch_time", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()?,
+        )
+        .send()
+        .await?;
+    ddb.create_table()
+        .table_name("sosw_tasks_meta")
+        .attribute_definitions(attr("task_id", S))
+        .attribute_definitions(attr("created_at", N))
+        .key_schema(key("task_id", KeyType::Hash))
+        .key_schema(key("created_at", KeyType::Range))
+        .provisioned_throughput(capacity())
+        .send()
+        .await?;
+    ddb.create_table()
+        .table_name("config")
+        .attribute_definitions(attr("env", S))
+        .attribute_definitions(attr("config_name", S))
+        .key_schema(key("env", KeyType::Hash))
+        .key_schema(key("config_name", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await?;
+
+    let s3 = aws_sdk_s3::Client::new(aws.sdk_config());
+    s3.create_bucket()
+        .bucket(PYTHON_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await?;
+    aws_sdk_sns::Client::new(aws.sdk_config())
+        .create_topic()
+        .name("sosw_info")
+        .send()
+        .await?;
+
+    // The roles, with the gist of Python's inline policies: everything on the task queue, Query
+    // and DescribeTable on the config table (what the sosw-rs code paths need beyond that is
+    // what sosw-python-role-grants.yaml adds).
+    let iam = aws_sdk_iam::Client::new(aws.sdk_config());
+    let table = |t: &str| format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}");
+    for essential in PYTHON_ESSENTIALS {
+        let role = format!("lambda_{essential}");
+        iam.create_role()
+            .role_name(&role)
+            .path("/")
+            .assume_role_policy_document(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": ["lambda.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}]})
+                .to_string(),
+            )
+            .send()
+            .await?;
+        let doc = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:*",
+             "Resource": [table("sosw_tasks"), format!("{}/*", table("sosw_tasks"))]},
+            {"Effect": "Allow", "Action": ["dynamodb:Query", "dynamodb:DescribeTable"],
+             "Resource": [table("config")]}]});
+        iam.put_role_policy()
+            .role_name(&role)
+            .policy_name(format!("{essential}_python_permissions"))
+            .policy_document(doc.to_string())
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// The `sosw` binary, built once for the lifecycle below.
+fn sosw_binary() -> std::path::PathBuf {
+    let root = sosw_tests::repo_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "--bin", "sosw", "-p", "sosw-cli"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building sosw failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join("debug/sosw")
+}
+
+fn sosw_json(aws: &LocalAws, bin: &std::path::Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .envs(aws.env())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run sosw");
+    assert!(
+        out.status.success(),
+        "sosw {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sosw {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Migration, proven on the local AWS: a Python sosw deployment's tables, bucket, topic and
+/// roles exist (with a task Python queued); the storage stack adopts them without creating or
+/// changing anything; the role grants complete the Python roles; the sosw-rs function stacks
+/// deploy beside the Python functions; and a job, an orchestration, the workers' reports and a
+/// scavenger run go through the adopted tables, the Python-era task included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_adopt_a_python_sosw_deployment_and_run_the_lifecycle_on_it() -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let aws = LocalAws::start().await;
+    create_python_deployment(&aws).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(aws.sdk_config());
+    // A task as Python sosw 0.7.51's TaskManager.create_task writes it (payload a JSON string).
+    ddb.put_item()
+        .table_name("sosw_tasks")
+        .item("task_id", A::S("python-era-task".into()))
+        .item("labourer_id", A::S("python_worker".into()))
+        .item("greenfield", A::N("5000".into()))
+        .item("attempts", A::N("0".into()))
+        .item("created_at", A::N("1700000000.123456".into()))
+        .item("payload", A::S(r#"{"word": "from python"}"#.into()))
+        .send()
+        .await?;
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"labourers": {"python_worker": {"max_simultaneous_invocations": 5, "max_duration": 60}}},
+                "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}),
+    )
+    .await;
+    aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": PYTHON_BUCKET}))
+        .await;
+
+    let topic = format!("arn:aws:sns:{REGION}:{ACCOUNT}:sosw_info");
+    let storage: HashMap<String, String> = aws
+        .create_stack(
+            "sosw-storage",
+            "sosw-storage.yaml",
+            &[
+                ("AdoptExistingTables", "true"),
+                ("ExistingQueueBucketName", PYTHON_BUCKET),
+                ("ExistingDeadTaskTopicArn", &topic),
+            ],
+        )
+        .await
+        .into_iter()
+        .collect();
+    let table_arn = |t: &str| format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}");
+    for (output, value) in [
+        ("TasksTableName", "sosw_tasks".to_string()),
+        ("ClosedTasksTableName", "sosw_closed_tasks".into()),
+        ("RetryTasksTableName", "sosw_retry_tasks".into()),
+        ("TasksMetaTableName", "sosw_tasks_meta".into()),
+        ("ConfigTableName", "config".into()),
+        ("TasksTableArn", table_arn("sosw_tasks")),
+        ("ClosedTasksTableArn", table_arn("sosw_closed_tasks")),
+        ("RetryTasksTableArn", table_arn("sosw_retry_tasks")),
+        ("TasksMetaTableArn", table_arn("sosw_tasks_meta")),
+        ("ConfigTableArn", table_arn("config")),
+        ("QueueBucketName", PYTHON_BUCKET.into()),
+        ("QueueBucketArn", format!("arn:aws:s3:::{PYTHON_BUCKET}")),
+        ("QueuePrefix", "sosw/scheduler".into()),
+        ("DeadTaskTopicArn", topic.clone()),
+        ("DeadTaskTopicName", "sosw_info".into()),
+    ] {
+        assert_eq!(storage.get(output), Some(&value), "output {output}");
+    }
+    // Nothing was created or replaced: the same five tables, still provisioned, the task kept.
+    let mut tables = ddb.list_tables().send().await?.table_names().to_vec();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "config",
+            "sosw_closed_tasks",
+            "sosw_retry_tasks",
+            "sosw_tasks",
+            "sosw_tasks_meta"
+        ]
+    );
+    let tasks = ddb
+        .describe_table()
+        .table_name("sosw_tasks")
+        .send()
+        .await?
+        .table
+        .expect("table");
+    assert_eq!(
+        tasks
+            .provisioned_throughput()
+            .and_then(|p| p.read_capacity_units()),
+        Some(3)
+    );
+    let s3 = aws_sdk_s3::Client::new(aws.sdk_config());
+    let buckets: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await?
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .collect();
+    assert_eq!(buckets, [PYTHON_BUCKET]);
+    let sns = aws_sdk_sns::Client::new(aws.sdk_config());
+    assert_eq!(sns.list_topics().send().await?.topics().len(), 1);
+
+    // The grants complete each Python role with exactly what its sosw-rs essential uses.
+    aws.create_stack("sosw-python-role-grants", "sosw-python-role-grants.yaml", &[])
+        .await;
+    let d = Deployment {
+        storage_stack: "sosw-storage",
+        table_prefix: "",
+        function_prefix: "",
+        storage_params: vec![],
+        workers: None,
+        queue_prefix: "sosw/scheduler",
+    };
+    let iam = aws_sdk_iam::Client::new(aws.sdk_config());
+    for essential in PYTHON_ESSENTIALS {
+        let role = format!("lambda_{essential}");
+        let mut names = iam
+            .list_role_policies()
+            .role_name(&role)
+            .send()
+            .await?
+            .policy_names()
+            .to_vec();
+        names.sort();
+        let grant = format!(
+            "sosw-rs-{}",
+            essential.trim_start_matches("sosw_").replace('_', "-")
+        );
+        let mut expected_names = vec![format!("{essential}_python_permissions"), grant.clone()];
+        expected_names.sort();
+        assert_eq!(names, expected_names, "{role}");
+        let mut expected = expected_policy(&d, essential, PYTHON_BUCKET, &topic);
+        expected.remove("Logs");
+        assert_role_policy(&iam, &role, &grant, expected, &role).await?;
+    }
+
+    // The sosw-rs function stacks deploy beside the Python functions (another NamePrefix), on
+    // the adopted tables, their schedules off until the cut-over.
+    s3.create_bucket()
+        .bucket(CODE_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await?;
+    let zip = lambda_zip("bootstrap", b"#!/bin/sh\nexit 1\n");
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    let events = aws_sdk_eventbridge::Client::new(aws.sdk_config());
+    for (file, package, essential) in ESSENTIALS {
+        s3.put_object()
+            .bucket(CODE_BUCKET)
+            .key(format!("sosw-rs/{package}/bootstrap.zip"))
+            .body(zip.clone().into())
+            .send()
+            .await?;
+        let scheduled = matches!(essential, "sosw_orchestrator" | "sosw_scavenger");
+        let mut params = vec![("CodeS3Bucket", CODE_BUCKET), ("NamePrefix", "rs_")];
+        if scheduled {
+            params.push(("ScheduleState", "DISABLED"));
+        }
+        aws.create_stack(&format!("rs-{package}"), file, &params).await;
+        let f = lambda
+            .get_function_configuration()
+            .function_name(format!("rs_{essential}"))
+            .send()
+            .await?;
+        let env = f.environment().and_then(|e| e.variables()).expect("environment");
+        assert_eq!(env.get("SOSW_CONFIG_TABLE").map(String::as_str), Some("config"));
+        if scheduled {
+            let rule = events
+                .describe_rule()
+                .name(format!("rs_{essential}_every_minute"))
+                .send()
+                .await?;
+            assert_eq!(rule.state().map(|s| s.as_str()), Some("DISABLED"));
+        }
+    }
+
+    // The lifecycle on the adopted tables, through the essentials' own code paths.
+    let bin = sosw_binary();
+    let dir = std::env::temp_dir().join(format!("sosw_migration_{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let job = dir.join("job.json");
+    std::fs::write(
+        &job,
+        r#"{"lambda_name": "python_worker", "words": ["a", "b"], "isolate_words": true}"#,
+    )?;
+    let out = sosw_json(
+        &aws,
+        &bin,
+        &["run", "scheduler", "--event", job.to_str().expect("path")],
+    );
+    assert_eq!(out["tasks_created"], 2, "{out}");
+    let out = sosw_json(&aws, &bin, &["run", "orchestrator"]);
+    assert_eq!(
+        out["invoked"], 3,
+        "the Python-era task and the two new ones: {out}"
+    );
+    let ids: Vec<String> = ddb
+        .scan()
+        .table_name("sosw_tasks")
+        .send()
+        .await?
+        .items()
+        .iter()
+        .map(|i| i["task_id"].as_s().expect("task_id").clone())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&"python-era-task".to_string()), "{ids:?}");
+    for id in &ids {
+        let report = dir.join(format!("report-{id}.json"));
+        std::fs::write(
+            &report,
+            json!({"action": "mark_task_as_completed", "task_id": id}).to_string(),
+        )?;
+        sosw_json(
+            &aws,
+            &bin,
+            &[
+                "run",
+                "worker-assistant",
+                "--event",
+                report.to_str().expect("path"),
+            ],
+        );
+    }
+    let out = sosw_json(&aws, &bin, &["run", "scavenger"]);
+    assert_eq!(out["total"]["archived"], 3, "{out}");
+    assert_eq!(ddb.scan().table_name("sosw_tasks").send().await?.count(), 0);
+    let archived = ddb
+        .get_item()
+        .table_name("sosw_closed_tasks")
+        .key("task_id", A::S("python-era-task".into()))
+        .send()
+        .await?
+        .item
+        .expect("the Python-era task is archived");
+    assert_eq!(
+        archived["labourer_id_task_status"],
+        A::S("python_worker_1".into())
+    );
+    assert_eq!(archived["payload"], A::S(r#"{"word": "from python"}"#.into()));
+    assert_eq!(archived["attempts"], A::N("1".into()));
+    Ok(())
 }

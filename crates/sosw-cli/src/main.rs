@@ -3,11 +3,12 @@
 //! | command | what it does | module |
 //! |---|---|---|
 //! | `sosw plan --config CONFIG.json JOB.json` | the tasks a job would become, offline | [`plan`] |
-//! | `sosw status [--json]` | per labourer: queued, running, expired, completed, retrying, health, would invoke | [`status`] |
+//! | `sosw status [--json]` | per labourer: queued, running, expired, completed, retrying, health, would invoke; workers' async retries; failed scheduler jobs | [`status`] |
 //! | `sosw submit JOB.json [--wait]` | invoke the scheduler; follow the tasks to the end | [`submit`] |
 //! | `sosw task TASK_ID` | where a task is, its attributes and history | [`task`] |
 //! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
 //! | `sosw run <essential> [--event FILE]` | run an essential once, locally | [`run`] |
+//! | `sosw config get\|put\|diff` | read, store and compare config documents | [`config_cmd`] |
 //! | `sosw demo` | the whole lifecycle on this machine (moto + cargo lambda watch) | [`demo`] |
 //!
 //! AWS commands use the standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
@@ -16,6 +17,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod config_cmd;
 mod ctx;
 mod demo;
 mod plan;
@@ -51,6 +53,8 @@ enum Command {
     RetryDead(retry_dead::RetryDeadArgs),
     /// Run an essential's core once, locally, through the same code path as its Lambda.
     Run(run::RunArgs),
+    /// Read, store and compare the essentials' config documents (config table or SSM).
+    Config(config_cmd::ConfigArgs),
     /// The whole orchestration lifecycle on this machine: local AWS, Lambda emulator, a job, a summary.
     Demo(demo::DemoArgs),
 }
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
                         Command::RetryDead(a) => retry_dead::run(&a).await,
                         Command::Run(a) => run::run(&a).await,
                         Command::Demo(a) => demo::run(&a).await,
+                        Command::Config(a) => config_cmd::run(&a).await,
                         Command::Plan(_) => unreachable!("handled above"),
                     }
                 })

@@ -15,6 +15,8 @@ pub enum Essential {
     Orchestrator,
     /// One scavenger run (the event is ignored, as EventBridge's).
     Scavenger,
+    /// One worker report (the event is `{"action": "mark_task_as_completed", "task_id": ...}`).
+    WorkerAssistant,
 }
 
 /// Arguments of `sosw run`.
@@ -68,6 +70,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             serde_json::to_value(scavenger.run().await)?
+        }
+        Essential::WorkerAssistant => {
+            let (assistant, _meta) = sosw_worker_assistant::from_env(&sdk, "sosw_worker_assistant")
+                .await
+                .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
+            assistant.handle(&event).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -1,4 +1,7 @@
-//! `sosw status`: per labourer, where its tasks are and what the orchestrator would do now.
+//! `sosw status`: per labourer, where its tasks are and what the orchestrator would do now; a
+//! warning for a labourer whose function lets Lambda retry failed asynchronous invocations
+//! (sosw retries tasks itself, so Lambda's retries run a task twice); and how many failed
+//! Scheduler jobs wait in its on-failure queue.
 
 use crate::ctx::{hint, Ctx};
 use clap::Args;
@@ -18,6 +21,155 @@ pub struct StatusArgs {
     /// A config document layered over the ones in AWS.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The Scheduler's on-failure SQS queue (name or URL); default: `failed_jobs_queue` of the
+    /// config (e.g. in sosw_essential_config). Its waiting messages are failed jobs.
+    #[arg(long, value_name = "NAME|URL")]
+    failed_jobs_queue: Option<String>,
+}
+
+/// Lambda's asynchronous retries of a labourer's function.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AsyncRetries {
+    /// `MaximumRetryAttempts` of the function's EventInvokeConfig (`$LATEST`).
+    Configured { maximum_retry_attempts: i32 },
+    /// No EventInvokeConfig: Lambda's default, 2 retries.
+    Default,
+    /// It could not be read (function missing, access denied, ...).
+    Unknown { reason: String },
+}
+
+impl AsyncRetries {
+    /// The retries Lambda makes, when known.
+    pub fn retries(&self) -> Option<i32> {
+        match self {
+            Self::Configured {
+                maximum_retry_attempts,
+            } => Some(*maximum_retry_attempts),
+            Self::Default => Some(2),
+            Self::Unknown { .. } => None,
+        }
+    }
+}
+
+/// Read a function's asynchronous retries (GetFunctionEventInvokeConfig on `$LATEST`).
+pub async fn async_retries(lambda: &aws_sdk_lambda::Client, function: &str) -> AsyncRetries {
+    match lambda
+        .get_function_event_invoke_config()
+        .function_name(function)
+        .send()
+        .await
+    {
+        Ok(out) => AsyncRetries::Configured {
+            maximum_retry_attempts: out.maximum_retry_attempts().unwrap_or(2),
+        },
+        Err(e) => {
+            let text = sosw_core::error::render_error(&e);
+            // The same ResourceNotFoundException says "function not found" or "no config".
+            if text.contains("EventInvokeConfig") && !text.contains("Function not found") {
+                AsyncRetries::Default
+            } else {
+                AsyncRetries::Unknown { reason: text }
+            }
+        }
+    }
+}
+
+/// The warning `sosw status` prints for a labourer's asynchronous retries, if any.
+pub fn retry_warning(labourer_id: &str, function: &str, retries: &AsyncRetries) -> Option<String> {
+    match retries {
+        AsyncRetries::Configured {
+            maximum_retry_attempts: 0,
+        } => None,
+        AsyncRetries::Unknown { reason } => Some(format!(
+            "labourer `{labourer_id}`: cannot read the asynchronous retries of function `{function}` \
+             (GetFunctionEventInvokeConfig: {reason}); they must be 0"
+        )),
+        other => Some(format!(
+            "labourer `{labourer_id}`: function `{function}` has {} asynchronous retries{}; set them \
+             to 0 (AWS::Lambda::EventInvokeConfig MaximumRetryAttempts: 0, or `aws lambda \
+             put-function-event-invoke-config --function-name {function} --maximum-retry-attempts 0`): \
+             sosw retries failed tasks itself, so Lambda's retries run a task twice",
+            other.retries().unwrap_or_default(),
+            if *other == AsyncRetries::Default {
+                " (Lambda's default)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+/// Failed Scheduler jobs waiting in its on-failure queue.
+#[derive(Debug, Serialize, Clone)]
+pub struct FailedJobs {
+    /// The queue URL.
+    pub queue_url: String,
+    /// `ApproximateNumberOfMessages`: failed jobs waiting.
+    pub waiting: u64,
+    /// `ApproximateNumberOfMessagesNotVisible`: being read by someone right now.
+    pub in_flight: u64,
+}
+
+/// Count the failed jobs in `queue` (a queue name or URL).
+pub async fn failed_jobs(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<FailedJobs> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let queue_url = if queue.starts_with("https://") || queue.starts_with("http://") {
+        queue.to_string()
+    } else {
+        sqs.get_queue_url()
+            .queue_name(queue)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the Scheduler's failed-jobs queue `{queue}`: {}",
+                    sosw_core::error::render_error(&e)
+                )
+            })?
+            .queue_url()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "GetQueueAttributes on the Scheduler's failed-jobs queue `{queue_url}`: {}",
+                sosw_core::error::render_error(&e)
+            )
+        })?;
+    let count = |name: A| -> anyhow::Result<u64> {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|e| anyhow::anyhow!("queue `{queue_url}`: {} is `{v}`: {e}", name.as_str()))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok(FailedJobs {
+        waiting: count(A::ApproximateNumberOfMessages)?,
+        in_flight: count(A::ApproximateNumberOfMessagesNotVisible)?,
+        queue_url,
+    })
+}
+
+/// Everything `sosw status` reports.
+#[derive(Debug, Serialize, Clone)]
+pub struct Status {
+    /// Per labourer.
+    pub labourers: Vec<LabourerStatus>,
+    /// Failed Scheduler jobs (when a failed-jobs queue is configured).
+    pub failed_jobs: Option<FailedJobs>,
+    /// Problems an operator must fix.
+    pub warnings: Vec<String>,
 }
 
 /// One labourer's figures.
@@ -31,6 +183,8 @@ pub struct LabourerStatus {
     pub completed_not_archived: u64,
     pub retrying: u64,
     pub would_invoke: u64,
+    /// Lambda's asynchronous retries of the labourer's function (must be 0).
+    pub async_retries: AsyncRetries,
 }
 
 /// Compute the status of every configured labourer.
@@ -57,13 +211,15 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
             completed_not_archived: t.completed_count(&l).await?,
             retrying: t.retry_count(&l.id).await.map_err(|e| hint(e.into()))?,
             would_invoke: desired_invocations(l.max_simultaneous_invocations, &coefficients, health, running),
+            async_retries: async_retries(&ctx.clients.lambda, &l.arn).await,
         });
     }
     Ok(out)
 }
 
 /// Render a table for people.
-pub fn table(rows: &[LabourerStatus]) -> String {
+pub fn table(status: &Status) -> String {
+    let rows = &status.labourers;
     let mut s = format!(
         "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>12}\n",
         "LABOURER", "HEALTH", "QUEUED", "RUNNING", "EXPIRED", "COMPLETED", "RETRYING", "WOULD INVOKE"
@@ -86,17 +242,63 @@ pub fn table(rows: &[LabourerStatus]) -> String {
             "(no labourers configured: add them to `task_config.labourers` in sosw_essential_config)\n",
         );
     }
+    if let Some(f) = &status.failed_jobs {
+        s.push_str(&format!(
+            "failed jobs waiting: {} (in flight: {}) in {}\n",
+            f.waiting, f.in_flight, f.queue_url
+        ));
+    }
+    for w in &status.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
     s
 }
 
 /// Run `sosw status`.
 pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let ctx = Ctx::load("sosw_orchestrator", crate::ctx::custom_layer(&args.config)?).await?;
-    let rows = collect(&ctx).await?;
+    let labourers = collect(&ctx).await?;
+    let queue = match &args.failed_jobs_queue {
+        Some(q) => Some(q.clone()),
+        None => match &ctx.document["failed_jobs_queue"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(q) if !q.is_empty() => Some(q.clone()),
+            other => anyhow::bail!(
+                "config key `failed_jobs_queue` must be an SQS queue name or URL (a string), not {other}"
+            ),
+        },
+    };
+    let failed_jobs = match queue {
+        Some(q) => {
+            let sdk = sosw_core::aws::load_sdk_config().await;
+            Some(
+                failed_jobs(&aws_sdk_sqs::Client::new(&sdk), &q)
+                    .await
+                    .map_err(hint)?,
+            )
+        }
+        None => None,
+    };
+    let warnings = labourers
+        .iter()
+        .filter_map(|l| {
+            let function = ctx
+                .tasks
+                .register_labourer(&l.labourer_id)
+                .map(|lab| lab.arn)
+                .unwrap_or_else(|| l.labourer_id.clone());
+            retry_warning(&l.labourer_id, &function, &l.async_retries)
+        })
+        .collect();
+    let status = Status {
+        labourers,
+        failed_jobs,
+        warnings,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", table(&rows));
+        print!("{}", table(&status));
     }
     Ok(())
 }

@@ -75,7 +75,8 @@ async fn status_counts_tasks_per_state_and_what_would_be_invoked() {
         tm.claim(&l, &t).await.unwrap();
     }
     let out = stdout(&sosw(&aws, &["status", "--json"]));
-    let rows: Value = serde_json::from_str(&out).unwrap();
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let rows = &status["labourers"];
     assert_eq!(rows[0]["labourer_id"], "worker");
     assert_eq!(rows[0]["queued"], 3);
     assert_eq!(rows[0]["running"], 3);
@@ -214,4 +215,282 @@ async fn run_orchestrator_and_scavenger_once_through_the_lambda_code_path() {
     let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "scavenger"]))).unwrap();
     assert_eq!(out["total"]["archived"], 0, "{out}");
     assert!(out["labourers"]["worker"].is_object());
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn config_put_get_and_diff_against_the_config_table() {
+    let (aws, _tm, _) = deployed().await;
+    let dir = std::env::temp_dir().join(format!("sosw_cli_config_{}", std::process::id()));
+    let own = write(&dir, "own.json", r#"{"task_config": {"max_attempts": 5}}"#);
+    let o = sosw(&aws, &["config", "put", "sosw_orchestrator_config", &own]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("stored `sosw_orchestrator_config` in DynamoDB table `config` (env `production`)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got: Value = serde_json::from_str(&stdout(&sosw(
+        &aws,
+        &["config", "get", "sosw_orchestrator_config"],
+    )))
+    .unwrap();
+    assert_eq!(got, json!({"task_config": {"max_attempts": 5}}));
+
+    // What the stored documents change in the orchestrator's effective config.
+    let diff = stdout(&sosw(&aws, &["config", "diff", "sosw_orchestrator"]));
+    assert!(diff.contains("~ task_config.max_attempts: 3 -> 5"), "{diff}");
+    assert!(
+        diff.contains(
+            "+ task_config.labourers.worker: {\"max_simultaneous_invocations\":4,\"max_duration\":60}"
+        ),
+        "{diff}"
+    );
+    // What a proposed document would change, without storing it.
+    let proposed = write(&dir, "proposed.json", r#"{"task_config": {"max_attempts": 7}}"#);
+    let with = format!("sosw_orchestrator_config={proposed}");
+    let diff = stdout(&sosw(&aws, &["config", "diff", "orchestrator", "--with", &with]));
+    assert_eq!(
+        diff,
+        "# sosw_orchestrator: effective config now -> with the proposed [\"sosw_orchestrator_config\"]\n\
+         ~ task_config.max_attempts: 5 -> 7\n"
+    );
+    let full: Value = serde_json::from_str(&stdout(&sosw(
+        &aws,
+        &["config", "diff", "orchestrator", "--with", &with, "--full"],
+    )))
+    .unwrap();
+    assert_eq!(full["task_config"]["max_attempts"], 7);
+    assert_eq!(full["task_config"]["labourers"]["worker"]["max_duration"], 60);
+    let got: Value = serde_json::from_str(&stdout(&sosw(
+        &aws,
+        &["config", "get", "sosw_orchestrator_config"],
+    )))
+    .unwrap();
+    assert_eq!(got["task_config"]["max_attempts"], 5, "diff stores nothing");
+
+    // Bad input names the problem and leaves the stored document alone.
+    let array = write(&dir, "array.json", "[1, 2]");
+    let err = stderr(&sosw(
+        &aws,
+        &["config", "put", "sosw_orchestrator_config", &array],
+    ));
+    assert!(
+        err.contains("array.json holds a JSON array, but a config document is a JSON object"),
+        "{err}"
+    );
+    let broken = write(&dir, "broken.json", "{\"task_config\": ");
+    let err = stderr(&sosw(
+        &aws,
+        &["config", "put", "sosw_orchestrator_config", &broken],
+    ));
+    assert!(err.contains("broken.json is not valid JSON"), "{err}");
+    let err = stderr(&sosw(
+        &aws,
+        &["config", "diff", "orchestrator", "--with", "nofile"],
+    ));
+    assert!(err.contains("--with `nofile`: expected NAME=FILE"), "{err}");
+    let got: Value = serde_json::from_str(&stdout(&sosw(
+        &aws,
+        &["config", "get", "sosw_orchestrator_config"],
+    )))
+    .unwrap();
+    assert_eq!(got["task_config"]["max_attempts"], 5);
+    let err = stderr(&sosw(&aws, &["config", "get", "sosw_nothing_config"]));
+    assert!(
+        err.contains(
+            "config document `sosw_nothing_config` is not in DynamoDB table `config` (env `production`)"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn config_put_and_get_through_ssm() {
+    let aws = LocalAws::start().await;
+    let dir = std::env::temp_dir().join(format!("sosw_cli_config_ssm_{}", std::process::id()));
+    let doc = write(&dir, "doc.json", r#"{"queue_bucket": "b"}"#);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sosw"))
+            .args(args)
+            .envs(aws.env())
+            .env("SOSW_CONFIG_SOURCE", "ssm")
+            .output()
+            .expect("run sosw")
+    };
+    stdout(&run(&["config", "put", "sosw_scheduler_config", &doc]));
+    let got: Value =
+        serde_json::from_str(&stdout(&run(&["config", "get", "sosw_scheduler_config"]))).unwrap();
+    assert_eq!(got, json!({"queue_bucket": "b"}));
+    let ssm = aws_sdk_ssm::Client::new(aws.sdk_config());
+    let p = ssm
+        .get_parameter()
+        .name("sosw_scheduler_config")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(p.parameter().unwrap().value(), Some(r#"{"queue_bucket":"b"}"#));
+}
+
+/// An empty zip archive (end-of-central-directory record only): moto does not run the code.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A labourer function on moto with the given asynchronous retries (`None`: no EventInvokeConfig).
+async fn worker_function(aws: &LocalAws, name: &str, retries: Option<i32>) {
+    let iam = aws_sdk_iam::Client::new(aws.sdk_config());
+    let role = match iam.get_role().role_name("worker-role").send().await {
+        Ok(r) => r.role.unwrap().arn,
+        Err(_) => {
+            iam.create_role()
+                .role_name("worker-role")
+                .assume_role_policy_document(
+                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+                )
+                .send()
+                .await
+                .unwrap()
+                .role
+                .unwrap()
+                .arn
+        }
+    };
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(role)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    if let Some(n) = retries {
+        lambda
+            .put_function_event_invoke_config()
+            .function_name(name)
+            .maximum_retry_attempts(n)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"labourers": {
+            "no_config": {}, "retries_0": {}, "retries_1": {}, "missing": {}}}}),
+    )
+    .await;
+    worker_function(&aws, "no_config", None).await;
+    worker_function(&aws, "retries_0", Some(0)).await;
+    worker_function(&aws, "retries_1", Some(1)).await;
+    let sqs = aws_sdk_sqs::Client::new(aws.sdk_config());
+    let url = sqs
+        .create_queue()
+        .queue_name("sosw_scheduler_failed_jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..3 {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(format!("{{\"job\": {i}}}"))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let out = stdout(&sosw(
+        &aws,
+        &[
+            "status",
+            "--json",
+            "--failed-jobs-queue",
+            "sosw_scheduler_failed_jobs",
+        ],
+    ));
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let retries: std::collections::BTreeMap<String, Value> = status["labourers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["labourer_id"].as_str().unwrap().to_string(),
+                l["async_retries"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(retries["no_config"], json!({"state": "default"}));
+    assert_eq!(
+        retries["retries_0"],
+        json!({"state": "configured", "maximum_retry_attempts": 0})
+    );
+    assert_eq!(
+        retries["retries_1"],
+        json!({"state": "configured", "maximum_retry_attempts": 1})
+    );
+    assert_eq!(retries["missing"]["state"], "unknown");
+    let warnings: Vec<&str> = status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.starts_with(
+        "labourer `no_config`: function `no_config` has 2 asynchronous retries (Lambda's default); set them to 0"
+    )), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "labourer `retries_1`: function `retries_1` has 1 asynchronous retries; set them to 0"
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w
+            .starts_with("labourer `missing`: cannot read the asynchronous retries of function `missing`")),
+        "{warnings:?}"
+    );
+    assert!(!warnings.iter().any(|w| w.contains("retries_0")), "{warnings:?}");
+    assert_eq!(status["failed_jobs"]["waiting"], 3, "{status}");
+    assert_eq!(status["failed_jobs"]["queue_url"], json!(url));
+
+    // The queue can come from the config (here its URL), and the table shows the count.
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"failed_jobs_queue": url, "task_config": {"labourers": {"retries_0": {}}}}),
+    )
+    .await;
+    let table = stdout(&sosw(&aws, &["status"]));
+    assert!(
+        table.contains(&format!("failed jobs waiting: 3 (in flight: 0) in {url}")),
+        "{table}"
+    );
+    assert!(!table.contains("warning:"), "{table}");
+
+    let err = stderr(&sosw(&aws, &["status", "--failed-jobs-queue", "no_such_queue"]));
+    assert!(
+        err.contains("the Scheduler's failed-jobs queue `no_such_queue`"),
+        "{err}"
+    );
 }

@@ -32,6 +32,14 @@ pub enum ConfigSource {
     },
     /// No external source.
     None,
+    /// Documents that stand in for those of `base` (the rest is read from `base`): what an
+    /// essential would run with if these documents were stored (`sosw config diff`).
+    Overlay {
+        /// Where the other documents come from.
+        base: Box<ConfigSource>,
+        /// Replacement documents by name.
+        documents: std::collections::BTreeMap<String, Value>,
+    },
 }
 
 impl ConfigSource {
@@ -54,16 +62,39 @@ impl ConfigSource {
         }
     }
 
+    /// Where documents are read from and written to, for messages: ``DynamoDB table `config`
+    /// (env `production`)`` or `SSM Parameter Store`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dynamo { table, env, .. } => format!("DynamoDB table `{table}` (env `{env}`)"),
+            Self::Ssm { .. } => "SSM Parameter Store".into(),
+            Self::None => "no config source (SOSW_CONFIG_SOURCE=none)".into(),
+            Self::Overlay { base, .. } => format!("{} with replaced documents", base.describe()),
+        }
+    }
+
     /// Read the document `name`. `Ok(None)` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<Value>, ConfigError> {
         let raw = match self {
             Self::None => return Ok(None),
+            Self::Overlay { base, documents } => {
+                return match documents.get(name) {
+                    Some(doc) => Ok(Some(doc.clone())),
+                    None => Box::pin(base.get(name)).await,
+                };
+            }
             Self::Dynamo { client, table, env } => {
+                // A Query on the full key, not GetItem: the roles of a Python sosw deployment
+                // grant `dynamodb:Query` on the config table (Python reads it that way), so the
+                // same role serves both implementations.
                 let out = client
-                    .get_item()
+                    .query()
                     .table_name(table)
-                    .key("env", AttributeValue::S(env.clone()))
-                    .key("config_name", AttributeValue::S(name.to_string()))
+                    .key_condition_expression("#env = :env AND #name = :name")
+                    .expression_attribute_names("#env", "env")
+                    .expression_attribute_names("#name", "config_name")
+                    .expression_attribute_values(":env", AttributeValue::S(env.clone()))
+                    .expression_attribute_values(":name", AttributeValue::S(name.to_string()))
                     .send()
                     .await
                     .map_err(|e| ConfigError::Source {
@@ -71,7 +102,7 @@ impl ConfigSource {
                         source_kind: format!("DynamoDB table `{table}`"),
                         message: render_error(&e),
                     })?;
-                match out.item.as_ref().and_then(|i| i.get("config_value")) {
+                match out.items().first().and_then(|i| i.get("config_value")) {
                     None => return Ok(None),
                     Some(AttributeValue::S(s)) => s.clone(),
                     Some(other) => {
@@ -114,6 +145,63 @@ impl ConfigSource {
             });
         }
         Ok(Some(value))
+    }
+
+    /// Store `doc` (a JSON object) as the document `name`, as Python sosw's `update_config`
+    /// does: in the config table, `config_value` of the row (`env`, `config_name`) is set and the
+    /// row's other attributes are kept; in SSM the parameter is overwritten (keeping its type) or
+    /// created as a `String`.
+    pub async fn put(&self, name: &str, doc: &Value) -> Result<(), ConfigError> {
+        if !doc.is_object() {
+            return Err(ConfigError::Shape {
+                name: name.into(),
+                path: ".".into(),
+                reason: "a config document must be a JSON object".into(),
+            });
+        }
+        let text = doc.to_string();
+        let failed = |e: String| ConfigError::Source {
+            name: name.into(),
+            source_kind: self.describe(),
+            message: e,
+        };
+        match self {
+            Self::Dynamo { client, table, env } => {
+                client
+                    .update_item()
+                    .table_name(table)
+                    .key("env", AttributeValue::S(env.clone()))
+                    .key("config_name", AttributeValue::S(name.to_string()))
+                    .update_expression("SET config_value = :value")
+                    .expression_attribute_values(":value", AttributeValue::S(text))
+                    .send()
+                    .await
+                    .map_err(|e| failed(render_error(&e)))?;
+            }
+            Self::Ssm { client } => {
+                let exists = client
+                    .get_parameters()
+                    .names(name)
+                    .send()
+                    .await
+                    .map_err(|e| failed(render_error(&e)))?
+                    .parameters()
+                    .iter()
+                    .any(|p| p.name() == Some(name));
+                let mut put = client.put_parameter().name(name).value(text).overwrite(exists);
+                if !exists {
+                    put = put.r#type(aws_sdk_ssm::types::ParameterType::String);
+                }
+                put.send().await.map_err(|e| failed(render_error(&e)))?;
+            }
+            Self::None | Self::Overlay { .. } => {
+                return Err(ConfigError::Invalid(format!(
+                    "cannot store config `{name}` in {}: choose SOSW_CONFIG_SOURCE=dynamo or ssm",
+                    self.describe()
+                )))
+            }
+        }
+        Ok(())
     }
 
     /// Assemble an essential's config as the original does: `sosw_essential_config`, then

@@ -15,6 +15,13 @@
 //! The Worker Assistant's function name comes from `SOSW_WORKER_ASSISTANT_LAMBDA`
 //! (Python config key `sosw_worker_assistant_lambda`), default `sosw_worker_assistant`.
 //!
+//! Deploy the worker's function with Lambda's asynchronous retries set to 0
+//! (`AWS::Lambda::EventInvokeConfig` with `MaximumRetryAttempts: 0`, as
+//! `cloudformation/sosw-example-worker.yaml` does). Because the handler's error is returned to
+//! Lambda, Lambda's default of two retries would run a failed task up to three times per sosw
+//! attempt, while sosw counts it as running and later retries it itself. `sosw status` warns for
+//! a labourer whose function still has retries above 0.
+//!
 //! ```no_run
 //! use sosw_worker::{run, Report};
 //! use serde_json::{json, Value};
