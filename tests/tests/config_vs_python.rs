@@ -107,7 +107,11 @@ async fn ours(aws: &LocalAws, essential: &str, function: &str) -> (Value, sosw_c
                 sosw_core::config::from_value(function, doc.clone()).unwrap();
             c.task_config
         }
-        _ => sosw_scheduler::SchedulerConfig::from_document(doc.clone()).unwrap().task_config,
+        _ => {
+            sosw_scheduler::SchedulerConfig::from_document(doc.clone())
+                .unwrap()
+                .task_config
+        }
     };
     (doc, task_config)
 }

@@ -219,7 +219,10 @@ fn custom_period_patterns_load_as_python_checks_them() {
     let doc = json!({"custom_period_patterns": ["last_[0-9]+_days", "yesterday"]});
     SchedulerRules::from_config(&doc).unwrap();
     SchedulerRules::from_config(&json!({"custom_period_patterns": null})).unwrap();
-    for bad in [json!({"custom_period_patterns": "today"}), json!({"custom_period_patterns": [1]})] {
+    for bad in [
+        json!({"custom_period_patterns": "today"}),
+        json!({"custom_period_patterns": [1]}),
+    ] {
         let err = SchedulerRules::from_config(&bad).unwrap_err().to_string();
         assert!(err.contains("custom_period_patterns"), "{err}");
     }

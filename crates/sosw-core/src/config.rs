@@ -410,7 +410,10 @@ pub mod lenient {
                 if let Some(u) = n.as_u64() {
                     return Ok(Some(i128::from(u)));
                 }
-                let f = n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| format!("{n} is not a number"))?;
+                let f = n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| format!("{n} is not a number"))?;
                 if f.fract() != 0.0 || f.abs() > 1e30 {
                     return Err(format!("expected an integer, found {n}"));
                 }
@@ -451,7 +454,9 @@ pub mod lenient {
 
     /// A `usize` where `null` (as Python's falsy `None`) is 0.
     pub fn usize_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-        Ok(convert(&Value::deserialize(d)?).map_err(D::Error::custom)?.unwrap_or(0))
+        Ok(convert(&Value::deserialize(d)?)
+            .map_err(D::Error::custom)?
+            .unwrap_or(0))
     }
 
     /// Status (0..=255, as a JSON key or number) → number, e.g. `feelings` and
@@ -511,7 +516,13 @@ pub fn normalize_task_config(doc: &mut Value) {
     if let Some(d) = doc.get_mut("dynamo_db_config") {
         drop_nulls(
             d,
-            &["table_name", "index_greenfield", "row_mapper", "required_fields", "field_names"],
+            &[
+                "table_name",
+                "index_greenfield",
+                "row_mapper",
+                "required_fields",
+                "field_names",
+            ],
         );
     }
     if let Some(e) = doc.get_mut("ecology_config") {
@@ -559,11 +570,17 @@ pub fn effective_config(defaults: &Value, documents: &ConfigDocuments) -> Result
     let own = check("own config", &documents.own)?;
     let custom = check("custom config", &documents.custom)?;
     let mut defaults = check("defaults", &Some(defaults.clone()))?;
-    let mut task_base = match defaults.as_object_mut().and_then(|d| d.shift_remove("task_config")) {
+    let mut task_base = match defaults
+        .as_object_mut()
+        .and_then(|d| d.shift_remove("task_config"))
+    {
         Some(Value::Object(m)) => Value::Object(m),
         _ => default_task_config(),
     };
-    let ecology_base = match task_base.as_object_mut().and_then(|d| d.shift_remove("ecology_config")) {
+    let ecology_base = match task_base
+        .as_object_mut()
+        .and_then(|d| d.shift_remove("ecology_config"))
+    {
         Some(Value::Object(m)) => Value::Object(m),
         _ => default_ecology_config(),
     };
@@ -778,7 +795,11 @@ mod tests {
         assert_eq!(c.greenfield_task_step, 1000);
         assert_eq!(c.max_simultaneous_invocations, 1, "null takes the default");
         assert_eq!(c.sosw_retry_tasks_table, "sosw_retry_tasks");
-        assert_eq!(c.max_attempts_for("a"), 5, "null max_attempts_<id> falls back, as Python's `or`");
+        assert_eq!(
+            c.max_attempts_for("a"),
+            5,
+            "null max_attempts_<id> falls back, as Python's `or`"
+        );
         assert_eq!(c.max_attempts_for("b"), 7);
         assert_eq!(c.labourers["a"].max_simultaneous_invocations, Some(10));
         assert_eq!(c.labourers["a"].max_duration, Some(600));
@@ -788,7 +809,9 @@ mod tests {
         assert_eq!(m.feelings[&4], 25.0);
         assert_eq!(m.feeling_comparison_operator, ComparisonOperator::Le);
 
-        let err = TaskConfig::from_user(&json!({"max_attempts": 2.5})).unwrap_err().to_string();
+        let err = TaskConfig::from_user(&json!({"max_attempts": 2.5}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_attempts") && err.contains("2.5"), "{err}");
         let err = TaskConfig::from_user(&json!({"labourers": {"w": {"max_duration": "60"}}}))
             .unwrap_err()
@@ -840,9 +863,16 @@ mod tests {
         // The own document's top-level keys reach the TaskManager, as in Python.
         assert_eq!(tc["retry_tasks_limit"], 7);
         assert_eq!(tc["ecology_config"]["default_metric_values"]["Period"], 120);
-        assert_eq!(tc["ecology_config"]["default_metric_values"]["MetricAggregationTimeSlice"], 300);
+        assert_eq!(
+            tc["ecology_config"]["default_metric_values"]["MetricAggregationTimeSlice"],
+            300
+        );
         // Row mapper: the defaults' order, user keys over them: created_at stays third.
-        let keys: Vec<&String> = tc["dynamo_db_config"]["row_mapper"].as_object().unwrap().keys().collect();
+        let keys: Vec<&String> = tc["dynamo_db_config"]["row_mapper"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
         assert_eq!(keys[..3], ["task_id", "labourer_id", "created_at"]);
         let c: TaskConfig = from_value("t", tc.clone()).unwrap();
         assert_eq!(c.max_attempts, 6);

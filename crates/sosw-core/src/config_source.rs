@@ -60,8 +60,19 @@ impl ConfigSource {
         }
     }
 
-    /// Read the document `name`. `Ok(None)` when it does not exist.
+    /// Read the document `name`. `Ok(None)` when it does not exist, or the config table does not
+    /// exist (Python sosw's behaviour: the essential runs on defaults).
     pub async fn get(&self, name: &str) -> Result<Option<Value>, ConfigError> {
+        self.fetch(name, true).await
+    }
+
+    /// Fail unless the config source can be read: a missing config table is an error here (for
+    /// operator tools, where it means a wrong account, region or `SOSW_CONFIG_TABLE`).
+    pub async fn check_readable(&self) -> Result<(), ConfigError> {
+        self.fetch("sosw_essential_config", false).await.map(|_| ())
+    }
+
+    async fn fetch(&self, name: &str, missing_table_is_empty: bool) -> Result<Option<Value>, ConfigError> {
         let raw = match self {
             Self::None => return Ok(None),
             Self::Dynamo { client, table, env } => {
@@ -75,9 +86,9 @@ impl ConfigSource {
                 let out = match out {
                     Ok(out) => out,
                     Err(e)
-                        if e
-                            .as_service_error()
-                            .is_some_and(|se| se.is_resource_not_found_exception()) =>
+                        if missing_table_is_empty
+                            && e.as_service_error()
+                                .is_some_and(|se| se.is_resource_not_found_exception()) =>
                     {
                         tracing::warn!(
                             config_name = name,

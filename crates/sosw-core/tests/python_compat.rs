@@ -198,7 +198,8 @@ async fn invocation_payload_bytes_equal_python_sosw_for_extreme_numbers() {
     );
 
     // What the worker receives, for both tasks, byte for byte.
-    let expected: Vec<String> = serde_json::from_value(python(&aws, &["invocations", "worker", "5"])).unwrap();
+    let expected: Vec<String> =
+        serde_json::from_value(python(&aws, &["invocations", "worker", "5"])).unwrap();
     let l = tm.register_labourer("worker").unwrap();
     let got: Vec<String> = tm
         .next_tasks(&l, 5)

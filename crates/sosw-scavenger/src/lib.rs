@@ -375,11 +375,7 @@ impl Scavenger {
     async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
         let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
         for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
-            if let Err(e) = self
-                .notifier
-                .publish(DEAD_TASK_SUBJECT, message)
-                .await
-            {
+            if let Err(e) = self.notifier.publish(DEAD_TASK_SUBJECT, message).await {
                 warn!(labourer_id = %labourer.id, task_ids = ?ids, error = %e, "dead-task alert not published; tasks left for the next run");
                 stats.alert_failed += dead.len() as u64;
                 return;

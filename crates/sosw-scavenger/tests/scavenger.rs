@@ -256,7 +256,11 @@ async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
     // What a subscriber sees is what Python sosw sends: its subject, its lines, its separator.
     let envelope: Value = serde_json::from_str(&bodies[0]).unwrap();
     assert_eq!(envelope["Subject"], "``sosw`` Dead Task", "{envelope}");
-    let mut lines: Vec<&str> = envelope["Message"].as_str().unwrap().split("\n\n#####\n\n").collect();
+    let mut lines: Vec<&str> = envelope["Message"]
+        .as_str()
+        .unwrap()
+        .split("\n\n#####\n\n")
+        .collect();
     lines.sort_unstable();
     let mut expected: Vec<String> = ids.iter().map(|id| format!("Closing dead task: {id} ")).collect();
     expected.sort_unstable();

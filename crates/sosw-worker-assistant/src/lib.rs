@@ -292,9 +292,11 @@ mod tests {
                 own,
                 custom: None,
             };
-            let cfg: WorkerAssistantConfig =
-                from_value("sosw_worker_assistant_config", effective_config(&json!({}), &docs).unwrap())
-                    .unwrap();
+            let cfg: WorkerAssistantConfig = from_value(
+                "sosw_worker_assistant_config",
+                effective_config(&json!({}), &docs).unwrap(),
+            )
+            .unwrap();
             cfg.task_config().unwrap()
         };
         let tc = load(None);
