@@ -196,6 +196,24 @@ impl SchedulerRules {
             }
             Some(_) => return Err(JobError::Config("`job_schema_variants` must be an object".into())),
         }
+        // Python's `custom_period_patterns`: a list of regexes, each naming a method of a
+        // Scheduler subclass. Through config alone every working pattern is one of the built-in
+        // periods (docs/chunking.md), so the list is only checked here, as Python checks it.
+        match doc.get("custom_period_patterns") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(patterns)) => {
+                if let Some(bad) = patterns.iter().find(|p| !p.is_string()) {
+                    return Err(JobError::Config(format!(
+                        "`custom_period_patterns`: pattern {bad} must be a string"
+                    )));
+                }
+            }
+            Some(other) => {
+                return Err(JobError::Config(format!(
+                    "`custom_period_patterns` must be a list of strings, found {other}"
+                )))
+            }
+        }
         let rules = Self { labourers, variants };
         for name in rules.variants.keys() {
             rules.chunkable_attrs(name)?;

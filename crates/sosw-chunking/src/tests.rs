@@ -212,3 +212,18 @@ fn other_keys_of_a_sub_job_are_dropped_where_the_original_drops_them() {
     assert!(rows[0].get("note").is_none());
     assert_eq!(rows[0]["stores"], json!(["a"]));
 }
+
+#[test]
+fn custom_period_patterns_load_as_python_checks_them() {
+    // The built-in forms, listed again as Python users do, load and work.
+    let doc = json!({"custom_period_patterns": ["last_[0-9]+_days", "yesterday"]});
+    SchedulerRules::from_config(&doc).unwrap();
+    SchedulerRules::from_config(&json!({"custom_period_patterns": null})).unwrap();
+    for bad in [
+        json!({"custom_period_patterns": "today"}),
+        json!({"custom_period_patterns": [1]}),
+    ] {
+        let err = SchedulerRules::from_config(&bad).unwrap_err().to_string();
+        assert!(err.contains("custom_period_patterns"), "{err}");
+    }
+}

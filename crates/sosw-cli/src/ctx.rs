@@ -40,7 +40,11 @@ impl Ctx {
             "task_config": sosw_core::config::default_task_config(),
             "invocation_number_coefficient": {"0": 0, "1": 0, "2": 0.5, "3": 0.75, "4": 1}
         });
-        let document: Value = ConfigSource::from_env(&sdk)?
+        let source = ConfigSource::from_env(&sdk)?;
+        // The essentials run on defaults without a config table, as Python sosw's do; for an
+        // operator a missing table means a wrong account, region or table name.
+        source.check_readable().await.map_err(|e| hint(anyhow!(e)))?;
+        let document: Value = source
             .load_essential(essential, defaults, custom)
             .await
             .map_err(|e| hint(anyhow!(e)))?;

@@ -170,6 +170,12 @@ fn generated_case(rng: &mut Rng) -> Case {
     }
 }
 
+const EXTREME_JOB: &str = r#"{"lambda_name": "worker", "stores": [18446744073709551623, -0.0], "big": 18446744073709551623, "neg": -18446744073709551623, "tiny": 5e-324, "small": 1e-7, "huge": 1.7976931348623157e308, "neg_zero": -0.0, "e": 1E5, "isolate_stores": true}"#;
+
+fn extreme_numbers() -> Value {
+    serde_json::from_str(EXTREME_JOB).unwrap()
+}
+
 fn fixed_cases() -> Vec<Case> {
     let two = config_with(&["section", "store"]);
     let one = config_with(&["store"]);
@@ -282,6 +288,9 @@ fn fixed_cases() -> Vec<Case> {
         ),
         c(&one, json!("{\"lambda_name\": \"worker\"}")),
         c(&one, json!("not json")),
+        // Numbers Python keeps exactly: beyond 64 bits, tiny, huge, negative zero.
+        c(&one, extreme_numbers()),
+        c(&one, Value::String(EXTREME_JOB.to_string())),
     ]
 }
 

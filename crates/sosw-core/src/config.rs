@@ -1,13 +1,24 @@
 //! Typed configuration, accepting Python sosw's JSON config documents unchanged.
 //!
-//! Assembly follows the original essentials: `sosw_essential_config`, then the essential's
-//! defaults, then `<AWS_LAMBDA_FUNCTION_NAME>_config`, then a custom config, each layer merged
-//! recursively over the previous one ([`merge`]). **One difference from the original:** a list in a
-//! later layer *replaces* the earlier list. Python sosw unions lists, so a default list item can
-//! never be removed by configuration.
+//! Assembly follows Python sosw 0.7.51 exactly ([`effective_config`]):
 //!
-//! The merged document is then deserialized into typed structs; a key of the wrong shape fails
-//! at start-up with [`ConfigError::Shape`] naming the key path and what was expected.
+//! 1. the essential's document: `sosw_essential_config`, then the essential's own defaults, then
+//!    `<AWS_LAMBDA_FUNCTION_NAME>_config`, then a custom config, each merged recursively over the
+//!    previous one ([`merge`]);
+//! 2. its `task_config` as the TaskManager sees it: the TaskManager's defaults, then the whole
+//!    `<AWS_LAMBDA_FUNCTION_NAME>_config` document, then the `task_config` of step 1. So
+//!    `task_config` values in `sosw_essential_config` (prefixed table names, `max_attempts`,
+//!    `greenfield_*`, ...) go *over* the TaskManager's defaults;
+//! 3. its `ecology_config` as the EcologyManager sees it: the ecology defaults, then the whole
+//!    `<AWS_LAMBDA_FUNCTION_NAME>_config` document, then the `ecology_config` of step 2.
+//!
+//! **One difference from the original:** a list in a later layer *replaces* the earlier list.
+//! Python sosw unions lists, so a default list item can never be removed by configuration.
+//!
+//! The merged document is then deserialized into typed structs. Numbers are read as Python reads
+//! them: `10.0` where an integer is expected is 10, and `null` for a setting that has a default
+//! means the default. A key of the wrong shape fails at start-up with [`ConfigError::Shape`]
+//! naming the key path and what was expected.
 
 use crate::error::ConfigError;
 use indexmap::IndexMap;
@@ -56,7 +67,11 @@ pub fn assemble<T: DeserializeOwned>(name: &str, layers: &[Value]) -> Result<T, 
 
 /// Deserialize a config document, naming the offending key on error.
 pub fn from_value<T: DeserializeOwned>(name: &str, doc: Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(doc).map_err(|e| ConfigError::Shape {
+    // Through the text: serde buffers the keys of `#[serde(flatten)]` maps, and that buffer
+    // cannot hold integers beyond 64 bits taken from a `Value` (it can from text).
+    let text = doc.to_string();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::Shape {
         name: name.into(),
         path: e.path().to_string(),
         reason: e.inner().to_string(),
@@ -130,26 +145,28 @@ impl DynamoDbConfig {
     }
 }
 
-/// The comparison of a metric value with a feeling's target.
+/// The comparison of a metric value with a feeling's target: what Python's
+/// `getattr(operator, name)` accepts for a comparison (`le`, `__le__`, ...) and the documented
+/// symbols (`<=`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ComparisonOperator {
     /// `<=` or `le`
-    #[serde(rename = "<=", alias = "le")]
+    #[serde(rename = "<=", alias = "le", alias = "__le__")]
     Le,
     /// `<` or `lt`
-    #[serde(rename = "<", alias = "lt")]
+    #[serde(rename = "<", alias = "lt", alias = "__lt__")]
     Lt,
     /// `>=` or `ge`
-    #[serde(rename = ">=", alias = "ge")]
+    #[serde(rename = ">=", alias = "ge", alias = "__ge__")]
     Ge,
     /// `>` or `gt`
-    #[serde(rename = ">", alias = "gt")]
+    #[serde(rename = ">", alias = "gt", alias = "__gt__")]
     Gt,
     /// `==` or `eq`
-    #[serde(rename = "==", alias = "eq")]
+    #[serde(rename = "==", alias = "eq", alias = "__eq__")]
     Eq,
     /// `!=` or `ne`
-    #[serde(rename = "!=", alias = "ne")]
+    #[serde(rename = "!=", alias = "ne", alias = "__ne__")]
     Ne,
 }
 
@@ -174,6 +191,7 @@ pub struct HealthMetric {
     /// `Dimensions`, `Period`, `Statistics`, `Unit`) plus `MetricAggregationTimeSlice`.
     pub details: Map<String, Value>,
     /// Eco status (0..=4) → target value.
+    #[serde(deserialize_with = "lenient::status_map")]
     pub feelings: BTreeMap<u8, f64>,
     /// How the value is compared with each target.
     pub feeling_comparison_operator: ComparisonOperator,
@@ -186,22 +204,22 @@ pub struct LabourerConfig {
     #[serde(default)]
     pub arn: Option<String>,
     /// Upper limit of tasks running at once; falls back to the global default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
     pub max_simultaneous_invocations: Option<u32>,
     /// Health metrics, by a human-readable name.
     #[serde(default)]
     pub health_metrics: IndexMap<String, HealthMetric>,
     /// Attempts before a task is closed as dead (overrides `max_attempts_<id>` and `max_attempts`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
     pub max_attempts: Option<u32>,
     /// Expected run time in seconds, used for expiry (default 900).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub duration: Option<i64>,
     /// Extra seconds after `duration` before a task counts as expired (default 300).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub cooldown: Option<i64>,
     /// The worker's timeout in seconds. When absent it is read from Lambda GetFunctionConfiguration.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub max_duration: Option<i64>,
     /// Anything else a labourer config may carry; kept as is.
     #[serde(flatten)]
@@ -249,16 +267,21 @@ pub struct TaskConfig {
     /// LSI of the retry table on `desired_launch_time`. Default `labourer_id_greenfield`.
     pub sosw_retry_tasks_greenfield_index: String,
     /// Added to "now" when a task is invoked. Default 31557600 (a year).
+    #[serde(deserialize_with = "lenient::i64")]
     pub greenfield_invocation_delta: i64,
     /// Distance between consecutive queued tasks. Default 1000.
+    #[serde(deserialize_with = "lenient::i64")]
     pub greenfield_task_step: i64,
     /// Labourers by id (the worker function name), in config order.
     pub labourers: IndexMap<String, LabourerConfig>,
     /// Default attempts before a task is dead. Default 3.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_attempts: u32,
     /// Closed tasks read per status for the average duration. Default 10.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_closed_to_analyse_for_duration: u32,
     /// Default limit of simultaneous invocations per labourer. Default 1.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_simultaneous_invocations: u32,
     /// Ecology (CloudWatch) settings.
     pub ecology_config: EcologyConfig,
@@ -296,7 +319,17 @@ pub fn default_task_config() -> Value {
 impl TaskConfig {
     /// Build from a user's `task_config` object merged over the defaults, then validate.
     pub fn from_user(user: &Value) -> Result<Self, ConfigError> {
-        let cfg: Self = assemble("task_config", &[default_task_config(), user.clone()])?;
+        let mut doc = default_task_config();
+        if !user.is_null() && !user.is_object() {
+            return Err(ConfigError::Shape {
+                name: "task_config".into(),
+                path: ".".into(),
+                reason: format!("expected a JSON object, found {}", kind(user)),
+            });
+        }
+        merge(&mut doc, user);
+        normalize_task_config(&mut doc);
+        let cfg: Self = from_value("task_config", doc)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -315,7 +348,7 @@ impl TaskConfig {
         }
         for (key, value) in &self.extra {
             if let Some(id) = key.strip_prefix("max_attempts_") {
-                if value.as_u64().is_none() {
+                if lenient::integer(value).is_err() {
                     return Err(ConfigError::Shape {
                         name: "task_config".into(),
                         path: key.clone(),
@@ -346,13 +379,264 @@ impl TaskConfig {
         if let Some(n) = self.labourers.get(labourer_id).and_then(|l| l.max_attempts) {
             return n;
         }
+        // Python: `config.get(f"max_attempts_{id}") or config["max_attempts"]`: null and 0 fall back.
         self.extra
             .get(&format!("max_attempts_{labourer_id}"))
-            .and_then(Value::as_u64)
+            .and_then(|v| lenient::integer(v).ok().flatten())
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0)
             .unwrap_or(self.max_attempts)
     }
+}
+
+/// Numbers in config as Python reads them: an integral float (`10.0`) is an integer, `null` of an
+/// optional setting is "not set". Strings, booleans and fractions where an integer is expected are
+/// refused with the key named (Python would crash on them later, or give them another meaning per
+/// key; see docs/differences.md).
+pub mod lenient {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    /// The integer a JSON value holds, `Ok(None)` for `null`.
+    pub fn integer(v: &Value) -> Result<Option<i128>, String> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    return Ok(Some(i128::from(i)));
+                }
+                if let Some(u) = n.as_u64() {
+                    return Ok(Some(i128::from(u)));
+                }
+                let f = n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| format!("{n} is not a number"))?;
+                if f.fract() != 0.0 || f.abs() > 1e30 {
+                    return Err(format!("expected an integer, found {n}"));
+                }
+                Ok(Some(f as i128))
+            }
+            other => Err(format!("expected an integer, found {other}")),
+        }
+    }
+
+    fn convert<T: TryFrom<i128>>(v: &Value) -> Result<Option<T>, String> {
+        match integer(v)? {
+            None => Ok(None),
+            Some(i) => T::try_from(i)
+                .map(Some)
+                .map_err(|_| format!("{i} is out of range ({})", std::any::type_name::<T>())),
+        }
+    }
+
+    /// An optional `u32`: `null` is `None`, `10.0` is 10.
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        convert(&Value::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    /// An optional `i64`: `null` is `None`, `10.0` is 10.
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        convert(&Value::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    /// A `u32` (its `null` is removed before deserializing, see [`super::drop_nulls`]).
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        opt_u32(d)?.ok_or_else(|| D::Error::custom("expected an integer, found null"))
+    }
+
+    /// An `i64` (its `null` is removed before deserializing).
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        opt_i64(d)?.ok_or_else(|| D::Error::custom("expected an integer, found null"))
+    }
+
+    /// A `usize` where `null` (as Python's falsy `None`) is 0.
+    pub fn usize_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        Ok(convert(&Value::deserialize(d)?)
+            .map_err(D::Error::custom)?
+            .unwrap_or(0))
+    }
+
+    /// Status (0..=255, as a JSON key or number) → number, e.g. `feelings` and
+    /// `invocation_number_coefficient`. Keys may be `"3"` or `"3.0"`; values any JSON number.
+    pub fn status_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u8, f64>, D::Error> {
+        let map = serde_json::Map::deserialize(d)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            let key: f64 = k
+                .trim()
+                .parse()
+                .map_err(|_| D::Error::custom(format!("key `{k}` is not a status number")))?;
+            if key.fract() != 0.0 || !(0.0..=255.0).contains(&key) {
+                return Err(D::Error::custom(format!("key `{k}` is not a status number")));
+            }
+            let value = v
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| D::Error::custom(format!("value of `{k}` must be a number, found {v}")))?;
+            out.insert(key as u8, value);
+        }
+        Ok(out)
+    }
+}
+
+/// Remove `null` values of `keys` from `doc`, so the typed defaults apply: Python falls back to
+/// its default wherever a setting is falsy.
+fn drop_nulls(doc: &mut Value, keys: &[&str]) {
+    if let Value::Object(m) = doc {
+        for k in keys {
+            if m.get(*k).is_some_and(Value::is_null) {
+                m.shift_remove(*k);
+            }
+        }
+    }
+}
+
+/// Normalise a task config document before deserializing: `null` settings take their defaults.
+pub fn normalize_task_config(doc: &mut Value) {
+    drop_nulls(
+        doc,
+        &[
+            "dynamo_db_config",
+            "sosw_closed_tasks_table",
+            "sosw_closed_tasks_labourer_status_index",
+            "sosw_retry_tasks_table",
+            "sosw_retry_tasks_greenfield_index",
+            "greenfield_invocation_delta",
+            "greenfield_task_step",
+            "labourers",
+            "max_attempts",
+            "max_closed_to_analyse_for_duration",
+            "max_simultaneous_invocations",
+            "ecology_config",
+        ],
+    );
+    if let Some(d) = doc.get_mut("dynamo_db_config") {
+        drop_nulls(
+            d,
+            &[
+                "table_name",
+                "index_greenfield",
+                "row_mapper",
+                "required_fields",
+                "field_names",
+            ],
+        );
+    }
+    if let Some(e) = doc.get_mut("ecology_config") {
+        drop_nulls(e, &["default_metric_values"]);
+    }
+}
+
+/// The config documents an essential is assembled from, as read from the config source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigDocuments {
+    /// `sosw_essential_config`, when it exists.
+    pub essential: Option<Value>,
+    /// `<function_name>_config`, when it exists.
+    pub own: Option<Value>,
+    /// A custom config (the `--config` file of the CLI, a test's override).
+    pub custom: Option<Value>,
+}
+
+/// The `ecology_config` defaults of Python sosw's EcologyManager.
+fn default_ecology_config() -> Value {
+    serde_json::to_value(EcologyConfig::default()).expect("config serializes")
+}
+
+/// The effective config an essential runs with, assembled from its documents exactly as Python
+/// sosw 0.7.51 does (see the module documentation), except that lists replace.
+///
+/// `defaults` is the essential's own defaults layer (e.g. `OrchestratorConfig::defaults()`); its
+/// `task_config`, when present, is the TaskManager's defaults layer (by default
+/// [`default_task_config`]) and goes *under* everything the documents say, as in Python. The
+/// result's `task_config` is what the TaskManager runs with and `task_config.ecology_config` what
+/// the EcologyManager runs with. Pure: `sosw config diff` shows this.
+pub fn effective_config(defaults: &Value, documents: &ConfigDocuments) -> Result<Value, ConfigError> {
+    let check = |name: &str, v: &Option<Value>| -> Result<Value, ConfigError> {
+        match v {
+            None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            Some(other) => Err(ConfigError::Shape {
+                name: name.into(),
+                path: ".".into(),
+                reason: format!("expected a JSON object, found {}", kind(other)),
+            }),
+        }
+    };
+    let essential = check("sosw_essential_config", &documents.essential)?;
+    let own = check("own config", &documents.own)?;
+    let custom = check("custom config", &documents.custom)?;
+    let mut defaults = check("defaults", &Some(defaults.clone()))?;
+    let mut task_base = match defaults
+        .as_object_mut()
+        .and_then(|d| d.shift_remove("task_config"))
+    {
+        Some(Value::Object(m)) => Value::Object(m),
+        _ => default_task_config(),
+    };
+    let ecology_base = match task_base
+        .as_object_mut()
+        .and_then(|d| d.shift_remove("ecology_config"))
+    {
+        Some(Value::Object(m)) => Value::Object(m),
+        _ => default_ecology_config(),
+    };
+
+    // 1. The essential's document.
+    let mut doc = Value::Object(Map::new());
+    for layer in [&essential, &defaults, &own, &custom] {
+        merge(&mut doc, layer);
+    }
+
+    // 2. The TaskManager's: its defaults, the essential's own document, the essential's task_config.
+    let mut task = task_base;
+    merge(&mut task, &own);
+    match doc.get("task_config") {
+        None | Some(Value::Null) => {}
+        Some(tc @ Value::Object(_)) => merge(&mut task, tc),
+        Some(other) => {
+            return Err(ConfigError::Shape {
+                name: "task_config".into(),
+                path: "task_config".into(),
+                reason: format!("expected a JSON object, found {}", kind(other)),
+            })
+        }
+    }
+
+    // 3. The EcologyManager's: its defaults, the essential's own document, task_config.ecology_config.
+    let mut ecology = ecology_base;
+    merge(&mut ecology, &own);
+    if let Some(e @ Value::Object(_)) = task.get("ecology_config") {
+        let e = e.clone();
+        merge(&mut ecology, &e);
+    }
+    // The own document's keys reach the ecology config (as in Python) but must not nest another
+    // copy of task settings in it.
+    if let Value::Object(m) = &mut ecology {
+        m.shift_remove("task_config");
+    }
+    normalize_task_config(&mut task);
+    if let Value::Object(m) = &mut task {
+        m.insert("ecology_config".into(), ecology);
+        // The copy of the own document's `task_config` inside the TaskManager's config is inert.
+        m.shift_remove("task_config");
+    }
+    doc.as_object_mut()
+        .expect("merged layers are an object")
+        .insert("task_config".into(), task);
+    Ok(doc)
+}
+
+/// [`effective_config`], deserialized into the essential's typed config.
+pub fn assemble_effective<T: DeserializeOwned>(
+    name: &str,
+    defaults: &Value,
+    documents: &ConfigDocuments,
+) -> Result<T, ConfigError> {
+    from_value(name, effective_config(defaults, documents)?)
 }
 
 /// `meta_handler_config`: the optional history table `sosw_tasks_meta`.
@@ -479,10 +763,120 @@ mod tests {
             ("ne", ComparisonOperator::Ne),
             (">", ComparisonOperator::Gt),
             ("!=", ComparisonOperator::Ne),
+            ("__le__", ComparisonOperator::Le),
+            ("__lt__", ComparisonOperator::Lt),
+            ("__ge__", ComparisonOperator::Ge),
+            ("__gt__", ComparisonOperator::Gt),
+            ("__eq__", ComparisonOperator::Eq),
+            ("__ne__", ComparisonOperator::Ne),
         ] {
             let parsed: ComparisonOperator = serde_json::from_value(json!(name)).unwrap();
             assert_eq!(parsed, op);
         }
+    }
+
+    #[test]
+    fn python_valid_numbers_and_nulls_load() {
+        let c = TaskConfig::from_user(&json!({
+            "max_attempts": 5.0,
+            "greenfield_task_step": 1000.0,
+            "max_simultaneous_invocations": null,
+            "sosw_retry_tasks_table": null,
+            "max_attempts_a": null,
+            "max_attempts_b": 7.0,
+            "labourers": {
+                "a": {"max_simultaneous_invocations": 10.0, "max_duration": 600.0, "duration": null},
+                "b": {"max_simultaneous_invocations": null, "health_metrics": {"m": {
+                    "details": {}, "feelings": {"3": 50.0, "4": 25}, "feeling_comparison_operator": "__le__"}}}
+            }
+        }))
+        .unwrap();
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.greenfield_task_step, 1000);
+        assert_eq!(c.max_simultaneous_invocations, 1, "null takes the default");
+        assert_eq!(c.sosw_retry_tasks_table, "sosw_retry_tasks");
+        assert_eq!(
+            c.max_attempts_for("a"),
+            5,
+            "null max_attempts_<id> falls back, as Python's `or`"
+        );
+        assert_eq!(c.max_attempts_for("b"), 7);
+        assert_eq!(c.labourers["a"].max_simultaneous_invocations, Some(10));
+        assert_eq!(c.labourers["a"].max_duration, Some(600));
+        assert_eq!(c.labourers["a"].duration, None);
+        assert_eq!(c.labourers["b"].max_simultaneous_invocations, None);
+        let m = &c.labourers["b"].health_metrics["m"];
+        assert_eq!(m.feelings[&4], 25.0);
+        assert_eq!(m.feeling_comparison_operator, ComparisonOperator::Le);
+
+        let err = TaskConfig::from_user(&json!({"max_attempts": 2.5}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_attempts") && err.contains("2.5"), "{err}");
+        let err = TaskConfig::from_user(&json!({"labourers": {"w": {"max_duration": "60"}}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labourers.w.max_duration"), "{err}");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_in_kept_keys_do_not_break_loading() {
+        let c = TaskConfig::from_user(&serde_json::from_str(r#"{"custom": 18446744073709551623}"#).unwrap())
+            .unwrap();
+        assert_eq!(c.extra["custom"].to_string(), "18446744073709551623");
+    }
+
+    fn docs(essential: Value, own: Value) -> ConfigDocuments {
+        ConfigDocuments {
+            essential: Some(essential),
+            own: Some(own),
+            custom: None,
+        }
+    }
+
+    #[test]
+    fn essential_task_config_goes_over_the_task_manager_defaults() {
+        let defaults = json!({"task_config": default_task_config(), "retry_tasks_limit": 20});
+        let eff = effective_config(
+            &defaults,
+            &docs(
+                json!({"task_config": {
+                    "dynamo_db_config": {"table_name": "qa_sosw_tasks",
+                                         "row_mapper": {"task_id": "S", "labourer_id": "S", "greenfield": "N"}},
+                    "sosw_closed_tasks_table": "qa_sosw_closed_tasks",
+                    "max_attempts": 5,
+                    "greenfield_task_step": 10,
+                    "ecology_config": {"default_metric_values": {"Period": 120}},
+                    "labourers": {"w": {}}
+                }}),
+                json!({"retry_tasks_limit": 7, "task_config": {"max_attempts": 6}}),
+            ),
+        )
+        .unwrap();
+        let tc = &eff["task_config"];
+        assert_eq!(tc["dynamo_db_config"]["table_name"], "qa_sosw_tasks");
+        assert_eq!(tc["sosw_closed_tasks_table"], "qa_sosw_closed_tasks");
+        assert_eq!(tc["sosw_retry_tasks_table"], "sosw_retry_tasks");
+        assert_eq!(tc["max_attempts"], 6, "the own document beats the essential one");
+        assert_eq!(tc["greenfield_task_step"], 10);
+        assert_eq!(eff["retry_tasks_limit"], 7);
+        // The own document's top-level keys reach the TaskManager, as in Python.
+        assert_eq!(tc["retry_tasks_limit"], 7);
+        assert_eq!(tc["ecology_config"]["default_metric_values"]["Period"], 120);
+        assert_eq!(
+            tc["ecology_config"]["default_metric_values"]["MetricAggregationTimeSlice"],
+            300
+        );
+        // Row mapper: the defaults' order, user keys over them: created_at stays third.
+        let keys: Vec<&String> = tc["dynamo_db_config"]["row_mapper"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(keys[..3], ["task_id", "labourer_id", "created_at"]);
+        let c: TaskConfig = from_value("t", tc.clone()).unwrap();
+        assert_eq!(c.max_attempts, 6);
+        assert_eq!(c.dynamo_db_config.table_name, "qa_sosw_tasks");
     }
 
     #[test]
@@ -503,7 +897,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("labourers.w.max_simultaneous_invocations"), "{err}");
-        assert!(err.contains("expected u32"), "{err}");
+        assert!(err.contains("expected an integer"), "{err}");
 
         let err = TaskConfig::from_user(&json!({"greenfield_task_step": [1]}))
             .unwrap_err()

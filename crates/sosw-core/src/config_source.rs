@@ -6,8 +6,14 @@
 //! | `SOSW_CONFIG_SOURCE` | `dynamo` | `dynamo`, `ssm`, or `none` (only built-in defaults and custom config) |
 //! | `SOSW_CONFIG_TABLE` | `config` | the DynamoDB table (hash `env`, range `config_name`, value `config_value`) |
 //! | `SOSW_ENV` | `production` | the `env` hash key to read |
+//!
+//! As in Python sosw, a document that does not exist, and one whose value is empty or falsy JSON
+//! (`null`, `{}`, `""`, `0`, `false`, `[]`), counts as absent, and a missing config table means
+//! "no documents" (the essential runs on its defaults, with a warning). Any other failure to read
+//! the table (access denied, throttling, network) stops the essential: running on defaults then
+//! could point it at another installation's tables (see docs/differences.md).
 
-use crate::config::assemble;
+use crate::config::{assemble_effective, ConfigDocuments};
 use crate::error::{render_error, ConfigError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
@@ -73,14 +79,25 @@ impl ConfigSource {
         }
     }
 
-    /// Read the document `name`. `Ok(None)` when it does not exist.
+    /// Read the document `name`. `Ok(None)` when it does not exist, or the config table does not
+    /// exist (Python sosw's behaviour: the essential runs on defaults).
     pub async fn get(&self, name: &str) -> Result<Option<Value>, ConfigError> {
+        self.fetch(name, true).await
+    }
+
+    /// Fail unless the config source can be read: a missing config table is an error here (for
+    /// operator tools, where it means a wrong account, region or `SOSW_CONFIG_TABLE`).
+    pub async fn check_readable(&self) -> Result<(), ConfigError> {
+        self.fetch("sosw_essential_config", false).await.map(|_| ())
+    }
+
+    async fn fetch(&self, name: &str, missing_table_is_empty: bool) -> Result<Option<Value>, ConfigError> {
         let raw = match self {
             Self::None => return Ok(None),
             Self::Overlay { base, documents } => {
                 return match documents.get(name) {
                     Some(doc) => Ok(Some(doc.clone())),
-                    None => Box::pin(base.get(name)).await,
+                    None => Box::pin(base.fetch(name, missing_table_is_empty)).await,
                 };
             }
             Self::Dynamo { client, table, env } => {
@@ -96,12 +113,29 @@ impl ConfigSource {
                     .expression_attribute_values(":env", AttributeValue::S(env.clone()))
                     .expression_attribute_values(":name", AttributeValue::S(name.to_string()))
                     .send()
-                    .await
-                    .map_err(|e| ConfigError::Source {
-                        name: name.into(),
-                        source_kind: format!("DynamoDB table `{table}`"),
-                        message: render_error(&e),
-                    })?;
+                    .await;
+                let out = match out {
+                    Ok(out) => out,
+                    Err(e)
+                        if missing_table_is_empty
+                            && e.as_service_error()
+                                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+                    {
+                        tracing::warn!(
+                            config_name = name,
+                            table = %table,
+                            "the config table does not exist: running on defaults, as Python sosw does"
+                        );
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        return Err(ConfigError::Source {
+                            name: name.into(),
+                            source_kind: format!("DynamoDB table `{table}`"),
+                            message: render_error(&e),
+                        })
+                    }
+                };
                 match out.items().first().and_then(|i| i.get("config_value")) {
                     None => return Ok(None),
                     Some(AttributeValue::S(s)) => s.clone(),
@@ -132,19 +166,20 @@ impl ConfigSource {
                 }
             }
         };
-        let value: Value = serde_json::from_str(&raw).map_err(|e| ConfigError::Shape {
-            name: name.into(),
-            path: ".".into(),
-            reason: format!("config_value is not valid JSON: {e}"),
-        })?;
-        if !value.is_object() {
-            return Err(ConfigError::Shape {
-                name: name.into(),
-                path: ".".into(),
-                reason: "expected a JSON object".into(),
-            });
-        }
-        Ok(Some(value))
+        parse_document(name, &raw)
+    }
+
+    /// Read the documents essential `function_name` is assembled from.
+    pub async fn load_documents(
+        &self,
+        function_name: &str,
+        custom: Option<Value>,
+    ) -> Result<ConfigDocuments, ConfigError> {
+        Ok(ConfigDocuments {
+            essential: self.get("sosw_essential_config").await?,
+            own: self.get(&format!("{function_name}_config")).await?,
+            custom,
+        })
     }
 
     /// Store `doc` (a JSON object) as the document `name`, as Python sosw's `update_config`
@@ -212,12 +247,60 @@ impl ConfigSource {
         defaults: Value,
         custom: Option<Value>,
     ) -> Result<T, ConfigError> {
-        let essential = self.get("sosw_essential_config").await?.unwrap_or(Value::Null);
-        let own_name = format!("{function_name}_config");
-        let own = self.get(&own_name).await?.unwrap_or(Value::Null);
-        assemble(
-            &own_name,
-            &[essential, defaults, own, custom.unwrap_or(Value::Null)],
-        )
+        let documents = self.load_documents(function_name, custom).await?;
+        assemble_effective(&format!("{function_name}_config"), &defaults, &documents)
+    }
+}
+
+/// Python's truthiness of a JSON value.
+fn falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+    }
+}
+
+/// A stored `config_value`: `None` when empty or falsy JSON (Python's `get_config(...) or {}`),
+/// the object otherwise; anything else is refused (Python sosw crashes on it at start-up).
+pub fn parse_document(name: &str, raw: &str) -> Result<Option<Value>, ConfigError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(raw).map_err(|e| ConfigError::Shape {
+        name: name.into(),
+        path: ".".into(),
+        reason: format!("config_value is not valid JSON: {e}"),
+    })?;
+    if falsy(&value) {
+        return Ok(None);
+    }
+    if !value.is_object() {
+        return Err(ConfigError::Shape {
+            name: name.into(),
+            path: ".".into(),
+            reason: format!("expected a JSON object, found {value}"),
+        });
+    }
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falsy_documents_are_absent_as_in_python() {
+        for raw in ["", "null", "{}", "0", "false", "\"\"", "[]", "0.0"] {
+            assert_eq!(parse_document("d", raw).unwrap(), None, "{raw}");
+        }
+        assert!(parse_document("d", r#"{"a": 1}"#).unwrap().is_some());
+        for raw in ["[1]", "3", "\"x\"", "not json"] {
+            let err = parse_document("d", raw).unwrap_err().to_string();
+            assert!(err.contains('d'), "{err}");
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! JSON text exactly as Python's `json.dumps` writes it with default arguments:
 //! `", "` and `": "` separators, non-ASCII escaped as `\uXXXX` (`ensure_ascii=True`), floats in
-//! Python's `repr` form (`1e-05`, `1e+16`, `1.0`). Python sosw stores task payloads with
+//! Python's `repr` form (`1e-05`, `1e+16`, `1.0`), integers with all their digits (serde_json's
+//! `arbitrary_precision` keeps `18446744073709551623` exact, as Python's `int` does; `-0` is
+//! `0`), and numbers Python reads as floats but that overflow (`1e400`) as `Infinity`, as
+//! Python writes them. Python sosw stores task payloads with
 //! `json.dumps`, so writing the same bytes keeps rows identical between the two implementations.
 
 use serde::Serialize;
@@ -66,6 +69,22 @@ pub fn float_repr(v: f64) -> String {
     }
 }
 
+/// The text Python's `json.dumps(json.loads(text))` writes for the JSON number `text`: an
+/// integer keeps its digits (`-0` becomes `0`), anything with a fraction or exponent is a float
+/// in `repr` form.
+pub fn number_repr(text: &str) -> String {
+    if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        match text.parse::<f64>() {
+            Ok(v) => float_repr(v),
+            Err(_) => text.to_string(),
+        }
+    } else if text.trim_start_matches('-').bytes().all(|b| b == b'0') {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
 /// A `serde_json` formatter producing Python's default `json.dumps` layout.
 #[derive(Debug, Default)]
 pub struct PythonFormatter;
@@ -93,6 +112,9 @@ impl Formatter for PythonFormatter {
     }
     fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
         self.write_f64(w, f64::from(value))
+    }
+    fn write_number_str<W: ?Sized + io::Write>(&mut self, w: &mut W, value: &str) -> io::Result<()> {
+        w.write_all(number_repr(value).as_bytes())
     }
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         for c in fragment.chars() {
@@ -129,6 +151,21 @@ mod tests {
     fn non_ascii_is_escaped_like_ensure_ascii() {
         assert_eq!(dumps(&json!("é😀")), r#""\u00e9\ud83d\ude00""#);
         assert_eq!(dumps(&json!("a\"b\n")), r#""a\"b\n""#);
+    }
+
+    #[test]
+    fn numbers_keep_python_precision() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"big": 18446744073709551623, "neg": -18446744073709551623, "z": -0, "nz": -0.0,
+                "tiny": 5e-324, "huge": 1.7976931348623157e308, "over": 1e400, "e": 1E5, "f": 0.1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            dumps(&v),
+            r#"{"big": 18446744073709551623, "neg": -18446744073709551623, "z": 0, "nz": -0.0, "tiny": 5e-324, "huge": 1.7976931348623157e+308, "over": Infinity, "e": 100000.0, "f": 0.1}"#
+        );
+        assert_eq!(dumps(&json!(1e-5)), "1e-05");
+        assert_eq!(dumps(&json!(u64::MAX)), "18446744073709551615");
     }
 
     #[test]

@@ -237,10 +237,28 @@ async fn essential_config_is_assembled_from_the_config_table_in_python_order() {
 }
 
 #[tokio::test]
-async fn a_missing_config_table_is_a_clear_error() {
+async fn a_missing_config_table_means_defaults_as_in_python_and_other_read_errors_stop() {
     let aws = sosw_core::testing::LocalAws::start().await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(aws.sdk_config()),
+        table: "config".into(),
+        env: "production".into(),
+    };
+    // Python sosw: DescribeTable fails, no config access, every document is `{}`.
+    assert_eq!(source.get("sosw_orchestrator_config").await.unwrap(), None);
+    let docs = source.load_documents("sosw_orchestrator", None).await.unwrap();
+    assert_eq!(docs, sosw_core::config::ConfigDocuments::default());
+    // Operator tools ask for the table explicitly.
+    let err = source.check_readable().await.unwrap_err().to_string();
+    assert!(
+        err.contains("DynamoDB table `config`") && err.contains("ResourceNotFound"),
+        "{err}"
+    );
+
+    // Anything else (here: nothing listening) is an error naming the table and the document.
+    let unreachable = sosw_core::testing::sdk_config_for("http://127.0.0.1:9").await;
+    let source = ConfigSource::Dynamo {
+        client: aws_sdk_dynamodb::Client::new(&unreachable),
         table: "config".into(),
         env: "production".into(),
     };
@@ -250,7 +268,7 @@ async fn a_missing_config_table_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("DynamoDB table `config`"), "{err}");
-    assert!(err.contains("ResourceNotFound"), "{err}");
+    assert!(err.contains("sosw_orchestrator_config"), "{err}");
 }
 
 #[tokio::test]

@@ -168,3 +168,49 @@ async fn a_task_created_by_ours_is_read_by_python_sosw_with_identical_attributes
         .collect();
     assert_eq!(ids, [py["task_id"].as_str().unwrap(), our_id.as_str()]);
 }
+
+/// Numbers Python keeps exactly and serde_json without `arbitrary_precision` does not.
+const EXTREME_PAYLOAD: &str = r#"{"big": 18446744073709551623, "neg_big": -18446744073709551623, "tiny": 5e-324, "small": 1e-07, "huge": 1.7976931348623157e+308, "neg_zero": -0.0, "zero": 0, "int_float": 1e+16, "nested": {"ids": [18446744073709551616, 1.5, -0.0]}, "name": "\u00e9"}"#;
+
+#[tokio::test]
+async fn invocation_payload_bytes_equal_python_sosw_for_extreme_numbers() {
+    let (aws, tm) = env_real_time().await;
+    // One task created by Python sosw, one by ours, with the same payload.
+    let py_task = python(&aws, &["create", "worker", EXTREME_PAYLOAD]);
+    let payload: Value = serde_json::from_str(EXTREME_PAYLOAD).unwrap();
+    let ours = tm
+        .create_task(
+            "worker",
+            json!({ "payload": payload }).as_object().cloned().unwrap(),
+            true,
+        )
+        .await
+        .unwrap();
+    let our_id = ours["task_id"].as_s().unwrap().clone();
+
+    // The stored payload: Python's json.dumps bytes.
+    let py_raw = python(&aws, &["raw", py_task["task_id"].as_str().unwrap()]);
+    let our_raw = python(&aws, &["raw", &our_id]);
+    assert_eq!(our_raw["payload"], py_raw["payload"]);
+    assert_eq!(
+        py_raw["payload"]["S"].as_str().unwrap(),
+        sosw_core::pyjson::dumps(&payload),
+    );
+
+    // What the worker receives, for both tasks, byte for byte.
+    let expected: Vec<String> =
+        serde_json::from_value(python(&aws, &["invocations", "worker", "5"])).unwrap();
+    let l = tm.register_labourer("worker").unwrap();
+    let got: Vec<String> = tm
+        .next_tasks(&l, 5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| tm.invocation_payload(t).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got, expected);
+    assert!(got[0].contains("\"big\": 18446744073709551623"), "{}", got[0]);
+    assert!(got[0].contains("\"neg_zero\": -0.0"), "{}", got[0]);
+    assert!(got[0].contains("\"tiny\": 5e-324"), "{}", got[0]);
+}

@@ -25,8 +25,12 @@ use tracing::{info, warn};
 pub struct OrchestratorConfig {
     /// The TaskManager's config (labourers, tables).
     pub task_config: TaskConfig,
-    /// Share of `max_simultaneous_invocations` invoked at each health (0..=4).
-    #[serde(default = "default_invocation_coefficients")]
+    /// Share of `max_simultaneous_invocations` invoked at each health (0..=4); above 1 invokes
+    /// more than the limit (1.5 is 150 %), as in Python.
+    #[serde(
+        default = "default_invocation_coefficients",
+        deserialize_with = "sosw_core::config::lenient::status_map"
+    )]
     pub invocation_number_coefficient: BTreeMap<u8, f64>,
     /// Meta rows.
     #[serde(default)]
@@ -58,15 +62,8 @@ impl OrchestratorConfig {
                 "max_in_flight must be at least 1".into(),
             ));
         }
-        if let Some(bad) = self
-            .invocation_number_coefficient
-            .iter()
-            .find(|(k, v)| **k > 4 || !(0.0..=1.0).contains(*v))
-        {
-            return Err(sosw_core::ConfigError::Invalid(format!(
-                "invocation_number_coefficient: {bad:?} (keys 0..=4, values 0..=1)"
-            )));
-        }
+        // Any number is a coefficient, as in Python: 1.5 invokes 150 % of the limit, a
+        // negative one invokes nothing. Statuses other than 0..=4 are never looked up.
         Ok(())
     }
 }
@@ -359,14 +356,23 @@ mod tests {
     }
 
     #[test]
-    fn coefficients_out_of_range_are_a_config_error() {
+    fn coefficients_above_one_load_as_in_python() {
         let mut doc = OrchestratorConfig::defaults();
-        sosw_core::config::merge(&mut doc, &json!({"invocation_number_coefficient": {"4": 2}}));
+        sosw_core::config::merge(
+            &mut doc,
+            &json!({"invocation_number_coefficient": {"4": 1.5, "3": 2.0}}),
+        );
         let cfg: OrchestratorConfig = sosw_core::config::from_value("t", doc).unwrap();
-        assert!(cfg
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("invocation_number_coefficient"));
+        cfg.validate().unwrap();
+        assert_eq!(cfg.invocation_number_coefficient[&4], 1.5);
+        assert_eq!(
+            sosw_core::ecology::desired_invocations(
+                10,
+                &cfg.invocation_number_coefficient,
+                sosw_core::labourer::EcoStatus(4),
+                0
+            ),
+            15
+        );
     }
 }

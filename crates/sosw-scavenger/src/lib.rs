@@ -38,7 +38,9 @@ pub struct ScavengerConfig {
     pub task_config: TaskConfig,
     /// Dead-task alerts.
     pub sns_config: SnsConfig,
-    /// Retry rows returned to the queue per labourer and run.
+    /// Retry rows returned to the queue per labourer and run; 0 (or `null`) means no limit, as
+    /// in Python.
+    #[serde(deserialize_with = "sosw_core::config::lenient::usize_or_zero")]
     pub retry_tasks_limit: usize,
     /// Meta rows.
     #[serde(default)]
@@ -63,6 +65,20 @@ impl ScavengerConfig {
         })
     }
 }
+
+/// The limit of retry rows per labourer and run: Python's `if limit:` treats 0 as "no limit".
+pub fn retry_limit(configured: usize) -> usize {
+    match configured {
+        0 => i32::MAX as usize,
+        n => n,
+    }
+}
+
+/// The subject of dead-task alerts, as Python sosw sends them (whatever `sns_config.subject` says).
+pub const DEAD_TASK_SUBJECT: &str = "``sosw`` Dead Task";
+
+/// Python sosw's separator between queued SNS messages.
+pub const ALERT_SEPARATOR: &str = "\n\n#####\n\n";
 
 /// SNS's limit on a message, in bytes.
 pub const SNS_MESSAGE_LIMIT: usize = 256 * 1024;
@@ -127,9 +143,13 @@ pub fn alert_messages(task_ids: &[String], limit: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for id in task_ids {
-        let line = format!("Closing dead task: {id}\n");
-        if !current.is_empty() && current.len() + line.len() > limit {
+        // Python's text, trailing space included, joined with Python's separator.
+        let line = format!("Closing dead task: {id} ");
+        let sep = if current.is_empty() { "" } else { ALERT_SEPARATOR };
+        if !current.is_empty() && current.len() + sep.len() + line.len() > limit {
             out.push(std::mem::take(&mut current));
+        } else {
+            current.push_str(sep);
         }
         current.push_str(&line);
     }
@@ -303,7 +323,7 @@ impl Scavenger {
         // 3. Due retries back to the front of the queue.
         match self
             .tasks
-            .tasks_due_for_retry(labourer, self.config.retry_tasks_limit)
+            .tasks_due_for_retry(labourer, retry_limit(self.config.retry_tasks_limit))
             .await
         {
             Ok(due) if !due.is_empty() => match self.tasks.oldest_greenfield(&labourer.id).await {
@@ -355,11 +375,7 @@ impl Scavenger {
     async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
         let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
         for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
-            if let Err(e) = self
-                .notifier
-                .publish(&self.config.sns_config.subject, message)
-                .await
-            {
+            if let Err(e) = self.notifier.publish(DEAD_TASK_SUBJECT, message).await {
                 warn!(labourer_id = %labourer.id, task_ids = ?ids, error = %e, "dead-task alert not published; tasks left for the next run");
                 stats.alert_failed += dead.len() as u64;
                 return;
@@ -472,7 +488,10 @@ mod tests {
         let messages = alert_messages(&ids, 4096);
         assert!(messages.len() > 1);
         assert!(messages.iter().all(|m| m.len() <= 4096));
-        assert_eq!(messages.concat().lines().count(), 1000);
-        assert!(messages[0].starts_with("Closing dead task: "));
+        let items: Vec<&str> = messages.iter().flat_map(|m| m.split(ALERT_SEPARATOR)).collect();
+        assert_eq!(items.len(), 1000);
+        assert_eq!(items[7], format!("Closing dead task: {:032} ", 7));
+        assert_eq!(retry_limit(0), i32::MAX as usize);
+        assert_eq!(retry_limit(20), 20);
     }
 }

@@ -142,7 +142,7 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
     assert_eq!(closed.attempts, 3, "dead after exactly max_attempts attempts");
     let messages = alerts.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].0, "``sosw`` Info");
+    assert_eq!(messages[0].0, "``sosw`` Dead Task", "Python's subject");
     assert!(messages[0].1.contains(&id), "the alert names the task");
     // The other labourer's tasks and the older queued task are untouched.
     for t in &untouched {
@@ -253,9 +253,36 @@ async fn dead_task_alerts_are_published_to_sns_before_the_run_ends() {
         .filter_map(|m| m.body().map(str::to_string))
         .collect();
     assert_eq!(bodies.len(), 1, "one message for the run's dead tasks");
-    for id in &ids {
-        assert!(bodies[0].contains(id.as_str()), "{bodies:?}");
-    }
+    // What a subscriber sees is what Python sosw sends: its subject, its lines, its separator.
+    let envelope: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(envelope["Subject"], "``sosw`` Dead Task", "{envelope}");
+    let mut lines: Vec<&str> = envelope["Message"]
+        .as_str()
+        .unwrap()
+        .split("\n\n#####\n\n")
+        .collect();
+    lines.sort_unstable();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("Closing dead task: {id} ")).collect();
+    expected.sort_unstable();
+    assert_eq!(lines, expected);
+}
+
+#[tokio::test]
+async fn retry_tasks_limit_zero_means_no_limit_as_in_python() {
+    let mut e = env(json!({"worker": {"max_duration": 60, "max_attempts": 3}})).await;
+    let mut doc = ScavengerConfig::defaults();
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"retry_tasks_limit": 0, "task_config": {"labourers": {"worker": {"max_duration": 60, "max_attempts": 3}}}}),
+    );
+    e.config = sosw_core::config::from_value("test", doc).unwrap();
+    e.queue("worker", 3).await;
+    e.invoke("worker", 3).await;
+    e.clock.advance(1201.0);
+    let scavenger = e.scavenger(Arc::new(RecordingNotifier::default()));
+    assert_eq!(scavenger.run().await.labourers["worker"].scheduled_for_retry, 3);
+    e.clock.advance(60.0);
+    assert_eq!(scavenger.run().await.labourers["worker"].returned_to_queue, 3);
 }
 
 #[tokio::test]

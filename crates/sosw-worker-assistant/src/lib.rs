@@ -129,13 +129,19 @@ pub fn parse(event: &Value) -> Result<Request, WorkerAssistantError> {
     })
 }
 
-/// The Worker Assistant's config document (`sosw_worker_assistant_config`): like Python's, the
-/// tasks table is described by a top-level `dynamo_db_config`.
+/// The Worker Assistant's config document (`sosw_worker_assistant_config`).
+///
+/// The tasks table is `task_config.dynamo_db_config` (so the prefixed tables of
+/// `sosw_essential_config` reach it, like every other essential), with a top-level
+/// `dynamo_db_config` (where Python's Worker Assistant reads it) merged over it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkerAssistantConfig {
-    /// The tasks table (`table_name`, `field_names`, ...).
+    /// The tasks table (`table_name`, `field_names`, ...), as in Python's Worker Assistant.
     #[serde(default)]
     pub dynamo_db_config: Value,
+    /// The TaskManager's config, as every essential reads it.
+    #[serde(default)]
+    pub task_config: Value,
     /// Meta rows.
     #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
@@ -144,12 +150,18 @@ pub struct WorkerAssistantConfig {
 impl WorkerAssistantConfig {
     /// The TaskConfig for the tasks table.
     pub fn task_config(&self) -> Result<TaskConfig, sosw_core::ConfigError> {
-        let dynamo = if self.dynamo_db_config.is_null() {
-            json!({})
+        let mut task = if self.task_config.is_object() {
+            self.task_config.clone()
         } else {
-            self.dynamo_db_config.clone()
+            json!({})
         };
-        TaskConfig::from_user(&json!({ "dynamo_db_config": dynamo }))
+        if self.dynamo_db_config.is_object() {
+            sosw_core::config::merge(
+                &mut task,
+                &json!({ "dynamo_db_config": self.dynamo_db_config.clone() }),
+            );
+        }
+        TaskConfig::from_user(&task)
     }
 }
 
@@ -265,5 +277,34 @@ mod tests {
             let err = parse(&event).unwrap_err().to_string();
             assert!(err.contains(needle), "{event}: {err}");
         }
+    }
+
+    #[test]
+    fn prefixed_tables_of_the_essential_config_reach_the_worker_assistant() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let essential = json!({"task_config": {
+            "dynamo_db_config": {"table_name": "qa_sosw_tasks", "field_names": {"greenfield": "gf"}},
+            "labourers": {"w": {}}
+        }});
+        let load = |own: Option<Value>| {
+            let docs = ConfigDocuments {
+                essential: Some(essential.clone()),
+                own,
+                custom: None,
+            };
+            let cfg: WorkerAssistantConfig = from_value(
+                "sosw_worker_assistant_config",
+                effective_config(&json!({}), &docs).unwrap(),
+            )
+            .unwrap();
+            cfg.task_config().unwrap()
+        };
+        let tc = load(None);
+        assert_eq!(tc.dynamo_db_config.table_name, "qa_sosw_tasks");
+        assert_eq!(tc.field("greenfield"), "gf");
+        // A top-level dynamo_db_config in the Worker Assistant's own document (Python's place) wins.
+        let tc = load(Some(json!({"dynamo_db_config": {"table_name": "wa_tasks"}})));
+        assert_eq!(tc.dynamo_db_config.table_name, "wa_tasks");
+        assert_eq!(tc.field("greenfield"), "gf");
     }
 }

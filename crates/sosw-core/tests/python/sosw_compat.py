@@ -5,6 +5,8 @@ Usage (environment points boto3 at moto):
     sosw_compat.py get TASK_ID                    -> prints get_task_by_id as JSON
     sosw_compat.py next LABOURER N                -> prints get_next_for_labourer as JSON
     sosw_compat.py raw TASK_ID                    -> prints the raw DynamoDB item (typed) as JSON
+    sosw_compat.py invocations LABOURER N         -> prints, per queued task, the exact Payload
+                                                     bytes TaskManager.invoke_task sends (a JSON list)
 """
 import json
 import sys
@@ -43,6 +45,18 @@ def main(argv):
     elif cmd == "next":
         tm = manager()
         print(json.dumps(tm.get_next_for_labourer(labourer(tm, argv[2]), cnt=int(argv[3])), default=str))
+    elif cmd == "invocations":
+        # What TaskManager.invoke_task sends: the task's payload flattened with the task's fields,
+        # then json.dumps (sosw 0.7.51, managers/task.py).
+        tm = manager()
+        out = []
+        for task in tm.get_next_for_labourer(labourer(tm, argv[2]), cnt=int(argv[3])):
+            call_payload = task.pop("payload", {})
+            if isinstance(call_payload, str):
+                call_payload = json.loads(call_payload)
+            call_payload.update(task)
+            out.append(json.dumps(call_payload))
+        print(json.dumps(out))
     elif cmd == "raw":
         item = boto3.client("dynamodb").get_item(TableName="sosw_tasks", Key={"task_id": {"S": argv[2]}})
         print(json.dumps(item.get("Item")))
