@@ -15,6 +15,56 @@ pub const DEFAULT_DURATION: i64 = 900;
 /// Default cooldown after `duration` before a task counts as expired (Python sosw: 300).
 pub const DEFAULT_COOLDOWN: i64 = 300;
 
+/// The largest `greenfield_invocation_delta`, `duration`, `cooldown` or `max_duration` accepted
+/// (100 years in seconds): far beyond any real value, and far from overflowing `now + delta`.
+pub const MAX_SECONDS: i64 = 100 * 366 * 86_400;
+/// The largest `greenfield_task_step` accepted: queue positions must stay far below "now" (a
+/// greenfield at or above the registration time reads as an invoked task).
+pub const MAX_TASK_STEP: i64 = 1_000_000;
+/// Lambda's longest timeout, the run time assumed for a labourer without `max_duration`.
+pub const LAMBDA_MAX_TIMEOUT: i64 = 900;
+
+/// Refuse, naming the key, timing settings that would make a running task look queued (and be
+/// invoked again), or that are out of range or would overflow:
+/// - `greenfield_task_step` in 1..=[`MAX_TASK_STEP`], `greenfield_invocation_delta` in 1..=[`MAX_SECONDS`];
+/// - per labourer `duration`, `max_duration` in 1..=[`MAX_SECONDS`], `cooldown` in 0..=[`MAX_SECONDS`];
+/// - `greenfield_invocation_delta` larger than every labourer's longest run
+///   (max(`duration`, `max_duration` or Lambda's 900 s)) + `cooldown`: an invoked task must
+///   expire (and go to the scavenger) before its greenfield falls back into the queue range.
+pub fn validate_timing(cfg: &TaskConfig) -> Result<(), crate::ConfigError> {
+    let bad = |key: String, value: i64, range: &str| {
+        Err(crate::ConfigError::Invalid(format!("task_config.{key} = {value}: must be in {range}")))
+    };
+    if !(1..=MAX_TASK_STEP).contains(&cfg.greenfield_task_step) {
+        return bad("greenfield_task_step".into(), cfg.greenfield_task_step, &format!("1..={MAX_TASK_STEP}"));
+    }
+    let delta = cfg.greenfield_invocation_delta;
+    if !(1..=MAX_SECONDS).contains(&delta) {
+        return bad("greenfield_invocation_delta".into(), delta, &format!("1..={MAX_SECONDS}"));
+    }
+    for (id, l) in &cfg.labourers {
+        for (name, value, min) in [("duration", l.duration, 1), ("max_duration", l.max_duration, 1), ("cooldown", l.cooldown, 0)] {
+            if let Some(v) = value {
+                if !(min..=MAX_SECONDS).contains(&v) {
+                    return bad(format!("labourers.{id}.{name}"), v, &format!("{min}..={MAX_SECONDS}"));
+                }
+            }
+        }
+        let run = l
+            .duration
+            .unwrap_or(DEFAULT_DURATION)
+            .max(l.max_duration.unwrap_or(LAMBDA_MAX_TIMEOUT));
+        let longest = run + l.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+        if delta <= longest {
+            return Err(crate::ConfigError::Invalid(format!(
+                "task_config.greenfield_invocation_delta = {delta} must be larger than labourer `{id}`'s longest run \
+                 + cooldown ({longest} s): otherwise a running task falls back into the queue range and is invoked again"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Health of a labourer, from 0 (Bad) to 4 (High), as Python sosw's `ECO_STATUSES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct EcoStatus(pub u8);
@@ -80,13 +130,13 @@ impl Labourer {
     pub fn register(id: &str, cfg: &LabourerConfig, task_config: &TaskConfig, now: i64) -> Self {
         let duration = cfg.duration.filter(|d| *d > 0).unwrap_or(DEFAULT_DURATION);
         let cooldown = cfg.cooldown.filter(|c| *c >= 0).unwrap_or(DEFAULT_COOLDOWN);
-        let invoked = now + task_config.greenfield_invocation_delta;
+        let invoked = now.saturating_add(task_config.greenfield_invocation_delta);
         Self {
             id: id.to_string(),
             arn: cfg.arn.clone().unwrap_or_else(|| id.to_string()),
             start: now,
             invoked,
-            expired: invoked - (duration + cooldown),
+            expired: invoked.saturating_sub(duration.saturating_add(cooldown)),
             duration,
             cooldown,
             max_attempts: task_config.max_attempts_for(id),
