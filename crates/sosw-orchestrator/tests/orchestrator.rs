@@ -21,7 +21,10 @@ struct Env {
 }
 
 async fn env(labourers: Value) -> Env {
-    let aws = LocalAws::start().await;
+    env_on(LocalAws::start().await, labourers).await
+}
+
+async fn env_on(aws: LocalAws, labourers: Value) -> Env {
     aws.deploy_storage().await;
     let mut doc = OrchestratorConfig::defaults();
     sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": labourers}}));
@@ -200,29 +203,96 @@ async fn cloudwatch_health_drives_the_number_invoked() {
 
 #[tokio::test]
 async fn two_orchestrators_at_the_same_time_never_invoke_a_task_twice() {
-    let e = env(json!({"worker": {"max_simultaneous_invocations": 30}})).await;
-    e.queue("worker", 40).await;
-    let a_invoker = Arc::new(RecordingInvoker::default());
-    let b_invoker = Arc::new(RecordingInvoker::default());
-    let (a, b) = (
-        e.orchestrator_with(a_invoker.clone()),
-        e.orchestrator_with(b_invoker.clone()),
-    );
-    let (sa, sb) = tokio::join!(a.run(), b.run());
-    let mut all = invoked_ids(&a_invoker.calls());
-    all.extend(invoked_ids(&b_invoker.calls()));
-    let unique: HashSet<&String> = all.iter().collect();
-    assert_eq!(unique.len(), all.len(), "no task invoked twice");
-    assert_eq!(all.len() as u64, sa.invoked + sb.invoked);
-    assert!(all.len() >= 30, "together they took at least one run's worth");
-    assert!(all.len() <= 40);
-    assert!(
-        sa.invoked + sa.skipped <= 30 && sb.invoked + sb.skipped <= 30,
-        "each within its own limit"
-    );
-    for id in &all {
-        assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 1);
+    // On the serialised emulator, whose conditional writes are atomic as DynamoDB's are: 4 rounds
+    // of two orchestrators racing over 100 queued tasks each (400 claim races).
+    let e = env_on(
+        LocalAws::start_serialised().await,
+        json!({"worker": {"max_simultaneous_invocations": 100}}),
+    )
+    .await;
+    let mut seen: HashSet<String> = HashSet::new();
+    for round in 0..4 {
+        let queued = e.queue("worker", 100).await;
+        let a_invoker = Arc::new(RecordingInvoker::default());
+        let b_invoker = Arc::new(RecordingInvoker::default());
+        let (a, b) = (
+            e.orchestrator_with(a_invoker.clone()),
+            e.orchestrator_with(b_invoker.clone()),
+        );
+        let (sa, sb) = tokio::join!(a.run(), b.run());
+        let mut all = invoked_ids(&a_invoker.calls());
+        all.extend(invoked_ids(&b_invoker.calls()));
+        let unique: HashSet<&String> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "round {round}: no task invoked twice");
+        assert_eq!(all.len() as u64, sa.invoked + sb.invoked);
+        assert_eq!(all.len(), 100, "round {round}: every queued task invoked once");
+        let mut expected = queued.clone();
+        expected.sort();
+        let mut got = all.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        for id in &all {
+            assert!(seen.insert(id.clone()), "never invoked in an earlier round");
+            assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 1);
+        }
+        // Complete them so that the next round starts from an idle labourer.
+        for id in &all {
+            e.tasks.mark_completed(id, None, None).await.unwrap();
+        }
+        let l = e.tasks.register_labourer("worker").unwrap();
+        for t in e.tasks.completed_tasks(&l).await.unwrap() {
+            assert!(e.tasks.archive(&t).await.unwrap());
+        }
     }
+}
+
+/// `n` claim races: two TaskManagers (separate connections) claim each task at the same moment.
+/// Returns how many tasks had two winners, and checks every task had at least one.
+async fn claim_races(e: &Env, n: usize) -> usize {
+    use futures::stream::{self, StreamExt};
+    e.queue("worker", n).await;
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let tasks = e.tasks.next_tasks(&l, n).await.unwrap();
+    let other = TaskManager::new(
+        aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+        aws_sdk_lambda::Client::new(e.aws.sdk_config()),
+        e.config.task_config.clone(),
+        e.clock.clone(),
+    );
+    let winners: Vec<usize> = stream::iter(tasks.iter())
+        .map(|t| {
+            let (l, other) = (&l, &other);
+            async move {
+                let (a, b) = tokio::join!(e.tasks.claim(l, t), other.claim(l, t));
+                [a.unwrap(), b.unwrap()]
+                    .iter()
+                    .filter(|o| **o == sosw_core::ClaimOutcome::Claimed)
+                    .count()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(winners.iter().all(|w| *w >= 1), "every race has a winner");
+    winners.iter().filter(|w| **w > 1).count()
+}
+
+#[tokio::test]
+async fn hundreds_of_claim_races_on_an_atomic_emulator_have_exactly_one_winner() {
+    let e = env_on(LocalAws::start_serialised().await, json!({"worker": {}})).await;
+    assert_eq!(claim_races(&e, 300).await, 0, "no race has two winners");
+}
+
+/// Why the tests above run on the serialised emulator: plain moto checks a condition and writes in
+/// two steps without a lock, so two concurrent claims can both succeed. Nondeterministic (it
+/// depends on thread scheduling), hence ignored; run with `--ignored` to see the figure.
+#[tokio::test]
+#[ignore = "shows a race in plain moto (nondeterministic); run with --ignored"]
+async fn plain_moto_can_let_two_claims_win_the_same_task() {
+    let e = env(json!({"worker": {}})).await;
+    let doubles = claim_races(&e, 1000).await;
+    println!("plain moto: {doubles} of 1000 claim races had two winners");
+    assert!(doubles > 0, "no double winner seen in 1000 races this time");
 }
 
 #[tokio::test]
