@@ -229,7 +229,13 @@ impl Orchestrator {
     }
 
     /// Quarantine one row; counts it.
-    async fn quarantine(&self, labourer: &Labourer, item: &sosw_core::task::Item, reason: &str, stats: &mut LabourerStats) {
+    async fn quarantine(
+        &self,
+        labourer: &Labourer,
+        item: &sosw_core::task::Item,
+        reason: &str,
+        stats: &mut LabourerStats,
+    ) {
         let task_id = sosw_core::task::manager::task_id_of(item, self.tasks.config().field("task_id"));
         match self
             .tasks
@@ -241,7 +247,10 @@ impl Orchestrator {
                 self.meta.post(
                     &task_id,
                     "quarantined",
-                    &[("labourer_id", json!(labourer.id)), ("closed_reason", json!(reason))],
+                    &[
+                        ("labourer_id", json!(labourer.id)),
+                        ("closed_reason", json!(reason)),
+                    ],
                 );
             }
             Ok(false) => stats.invalid_tasks_skipped += 1,
@@ -276,7 +285,8 @@ impl Orchestrator {
                 let id = m.task_id(self.tasks.config());
                 if bad.insert(id) {
                     found_bad = true;
-                    self.quarantine(labourer, &m.item, &m.error.to_string(), stats).await;
+                    self.quarantine(labourer, &m.item, &m.error.to_string(), stats)
+                        .await;
                 }
             }
             for task in listing.tasks {
@@ -337,7 +347,10 @@ impl Orchestrator {
         if stats.desired == 0 {
             return stats;
         }
-        let ready = match self.ready_tasks(labourer, stats.desired as usize, &mut stats).await {
+        let ready = match self
+            .ready_tasks(labourer, stats.desired as usize, &mut stats)
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; invoking nothing");
@@ -346,7 +359,7 @@ impl Orchestrator {
             }
         };
         let stop = AtomicBool::new(false);
-        let outcomes: Vec<Outcome> = stream::iter(ready.into_iter())
+        let outcomes: Vec<Outcome> = stream::iter(ready)
             .map(|(task, payload)| {
                 let stop = &stop;
                 async move { self.invoke_task(labourer, task, payload, stop).await }
@@ -372,7 +385,13 @@ impl Orchestrator {
         stats
     }
 
-    async fn invoke_task(&self, labourer: &Labourer, task: Task, payload: String, stop: &AtomicBool) -> Outcome {
+    async fn invoke_task(
+        &self,
+        labourer: &Labourer,
+        task: Task,
+        payload: String,
+        stop: &AtomicBool,
+    ) -> Outcome {
         if stop.load(Ordering::SeqCst) {
             return Outcome::Deferred;
         }
@@ -397,7 +416,10 @@ impl Orchestrator {
                   "invocation outcome unknown; the task stays claimed, will expire and be retried");
             return Outcome::Failed;
         }
-        if matches!(error.kind, InvokeFailure::Throttled | InvokeFailure::FunctionMissing) {
+        if matches!(
+            error.kind,
+            InvokeFailure::Throttled | InvokeFailure::FunctionMissing
+        ) {
             stop.store(true, Ordering::SeqCst);
         }
         match self.tasks.release_claim(&task, &claim).await {

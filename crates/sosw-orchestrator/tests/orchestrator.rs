@@ -381,7 +381,10 @@ async fn set_attr(e: &Env, id: &str, name: &str, value: aws_sdk_dynamodb::types:
         .unwrap();
 }
 
-async fn raw_closed(e: &Env, id: &str) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+async fn raw_closed(
+    e: &Env,
+    id: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
         .get_item()
         .table_name("sosw_closed_tasks")
@@ -424,21 +427,34 @@ async fn rows_that_cannot_be_invoked_are_quarantined_and_the_rest_of_the_queue_r
         (&ids[3], "-3"),
         (&ids[4], "over the asynchronous invocation limit"),
     ] {
-        assert!(e.tasks.get_task(id).await.ok().flatten().is_none(), "{id} out of the queue");
+        assert!(
+            e.tasks.get_task(id).await.ok().flatten().is_none(),
+            "{id} out of the queue"
+        );
         let closed = raw_closed(&e, id).await.expect("archived");
         assert_eq!(closed["labourer_id_task_status"], A::S("worker_0".into()), "dead");
         let why = closed["closed_reason"].as_s().unwrap();
         assert!(why.contains(reason), "{id}: {why}");
-        assert!(closed.contains_key("closed_at") && closed.contains_key("payload"), "whole row kept");
+        assert!(
+            closed.contains_key("closed_at") && closed.contains_key("payload"),
+            "whole row kept"
+        );
     }
-    assert_eq!(e.tasks.closed_count("worker", false).await.unwrap(), 5, "counted as dead");
+    assert_eq!(
+        e.tasks.closed_count("worker", false).await.unwrap(),
+        5,
+        "counted as dead"
+    );
     assert_eq!(emf(&stats, "worker")["quarantined"], 5.0);
     assert_eq!(stats.quarantined, 5);
 }
 
 #[tokio::test]
 async fn a_throttled_invocation_gives_the_claim_back_and_stops_the_labourers_run() {
-    let e = env(json!({"worker": {"max_simultaneous_invocations": 4}, "other": {"max_simultaneous_invocations": 2}})).await;
+    let e = env(
+        json!({"worker": {"max_simultaneous_invocations": 4}, "other": {"max_simultaneous_invocations": 2}}),
+    )
+    .await;
     let mut config = e.config.clone();
     config.max_in_flight = 1; // one invocation after another, in queue order
     let ids = e.queue("worker", 4).await;
@@ -449,7 +465,9 @@ async fn a_throttled_invocation_gives_the_claim_back_and_stops_the_labourers_run
     let o = Orchestrator::new(
         e.tasks.clone(),
         EcologyManager::new(
-            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(e.aws.sdk_config()))),
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                e.aws.sdk_config(),
+            ))),
             config.task_config.ecology_config.clone(),
             e.clock.clone(),
         ),
@@ -463,15 +481,26 @@ async fn a_throttled_invocation_gives_the_claim_back_and_stops_the_labourers_run
     );
     let stats = o.run().await;
     let s = &stats.labourers["worker"];
-    assert_eq!((s.throttled, s.invoked, s.deferred, s.invocation_failed), (1, 0, 3, 0), "{s:?}");
-    assert_eq!(stats.labourers["other"].invoked, 2, "other labourers are not held back");
+    assert_eq!(
+        (s.throttled, s.invoked, s.deferred, s.invocation_failed),
+        (1, 0, 3, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        stats.labourers["other"].invoked, 2,
+        "other labourers are not held back"
+    );
     assert_eq!(
         e.tasks.get_task(&ids[0]).await.unwrap().unwrap(),
         before,
         "greenfield and attempts as before the claim"
     );
     for id in &ids[1..] {
-        assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 0, "never claimed");
+        assert_eq!(
+            e.tasks.get_task(id).await.unwrap().unwrap().attempts,
+            0,
+            "never claimed"
+        );
     }
     assert_eq!(emf(&stats, "worker")["throttled"], 1.0);
     // Once Lambda accepts again, the task is invoked as its first attempt.
@@ -497,12 +526,16 @@ async fn refusing_lambda(status: u16, code: &'static str) -> String {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let len: usize = text[..end]
                         .lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                            k.trim()
+                                .eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
                         })
                         .unwrap_or(0);
                     if buf.len() < end + 4 + len {
@@ -541,7 +574,9 @@ async fn invocations_lambda_refuses_give_the_claim_back_without_burning_an_attem
         let o = Orchestrator::new(
             e.tasks.clone(),
             EcologyManager::new(
-                Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(e.aws.sdk_config()))),
+                Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                    e.aws.sdk_config(),
+                ))),
                 config.task_config.ecology_config.clone(),
                 e.clock.clone(),
             ),
@@ -555,7 +590,11 @@ async fn invocations_lambda_refuses_give_the_claim_back_without_burning_an_attem
         );
         let stats = o.run().await;
         let s = &stats.labourers["worker"];
-        assert_eq!((s.throttled, s.refused, s.invoked, s.invocation_failed), (throttled, refused, 0, 0), "{status}: {s:?}");
+        assert_eq!(
+            (s.throttled, s.refused, s.invoked, s.invocation_failed),
+            (throttled, refused, 0, 0),
+            "{status}: {s:?}"
+        );
         for id in &ids {
             let t = e.tasks.get_task(id).await.unwrap().unwrap();
             assert_eq!(t.attempts, 0, "{status}: no attempt burnt");
@@ -580,7 +619,9 @@ async fn a_claim_that_fails_is_a_claim_error_not_a_failed_invocation() {
     let o = Orchestrator::new(
         tasks,
         EcologyManager::new(
-            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(e.aws.sdk_config()))),
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                e.aws.sdk_config(),
+            ))),
             e.config.task_config.ecology_config.clone(),
             late.clone(),
         ),
@@ -594,7 +635,11 @@ async fn a_claim_that_fails_is_a_claim_error_not_a_failed_invocation() {
     );
     let stats = o.run().await;
     let s = &stats.labourers["worker"];
-    assert_eq!((s.claim_errors, s.invocation_failed, s.invoked), (1, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.claim_errors, s.invocation_failed, s.invoked),
+        (1, 0, 0),
+        "{s:?}"
+    );
     assert!(e.invoker.calls().is_empty());
     assert_eq!(e.tasks.get_task(&ids[0]).await.unwrap().unwrap().attempts, 0);
     assert_eq!(emf(&stats, "worker")["claim_errors"], 1.0);

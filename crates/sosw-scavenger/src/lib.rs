@@ -279,7 +279,10 @@ impl Scavenger {
                     self.meta.post(
                         &task_id,
                         "quarantined",
-                        &[("labourer_id", json!(labourer.id)), ("closed_reason", json!(reason))],
+                        &[
+                            ("labourer_id", json!(labourer.id)),
+                            ("closed_reason", json!(reason)),
+                        ],
                     );
                 }
                 Ok(false) => stats.skipped_changed += 1,
@@ -309,7 +312,8 @@ impl Scavenger {
         match self.tasks.completed_tasks_listing(labourer).await {
             Ok(listing) => {
                 let bad = self.malformed_rows(listing.malformed);
-                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats).await;
+                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
+                    .await;
                 let done = listing.tasks;
                 let results = self.archive_all(&done, n).await;
                 for (t, r) in done.iter().zip(results) {
@@ -335,7 +339,8 @@ impl Scavenger {
         match self.tasks.expired_tasks_listing(labourer).await {
             Ok(listing) => {
                 let bad = self.malformed_rows(listing.malformed);
-                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats).await;
+                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
+                    .await;
                 let expired = listing.tasks;
                 let (retry, dead): (Vec<&Task>, Vec<&Task>) = expired
                     .iter()
@@ -360,7 +365,9 @@ impl Scavenger {
                             self.quarantine_all(labourer, SourceTable::Tasks, nonsense, &mut stats)
                                 .await;
                             let results: Vec<_> = stream::iter(movable)
-                                .map(|(t, delay)| async move { (t, self.tasks.move_to_retry(t, delay).await) })
+                                .map(
+                                    |(t, delay)| async move { (t, self.tasks.move_to_retry(t, delay).await) },
+                                )
                                 .buffered(n)
                                 .collect()
                                 .await;
@@ -402,7 +409,8 @@ impl Scavenger {
         {
             Ok(listing) => {
                 let bad = self.malformed_rows(listing.malformed);
-                self.quarantine_all(labourer, SourceTable::Retry, bad, &mut stats).await;
+                self.quarantine_all(labourer, SourceTable::Retry, bad, &mut stats)
+                    .await;
                 let due = listing.tasks;
                 if !due.is_empty() {
                     match self.tasks.oldest_greenfield(&labourer.id).await {

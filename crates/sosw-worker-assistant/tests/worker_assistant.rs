@@ -172,7 +172,10 @@ async fn bad_events_are_refused_and_write_nothing() {
     let t = tasks.get_task(&id).await.unwrap().unwrap();
     assert!(t.completed_at.is_none() && !t.item.contains_key("failed_attempts"));
     assert!(tasks.get_task("ghost").await.unwrap().is_none(), "no phantom row");
-    assert!(meta_rows(&aws, &id).await.is_empty(), "invalid events leave no history");
+    assert!(
+        meta_rows(&aws, &id).await.is_empty(),
+        "invalid events leave no history"
+    );
     let ghost = meta_rows(&aws, "ghost").await;
     assert_eq!(ghost.len(), 1);
     assert_eq!(ghost[0]["action"], AttributeValue::S("report_refused".into()));

@@ -1006,7 +1006,9 @@ impl TaskManager {
                     self.config.greenfield_invocation_delta
                 ),
             })?;
-        let previous_attempts = super::model::number_i64(&task.item, self.f("attempts")).ok().flatten();
+        let previous_attempts = super::model::number_i64(&task.item, self.f("attempts"))
+            .ok()
+            .flatten();
         let result = self
             .dynamo
             .update_item()
@@ -1042,12 +1044,14 @@ impl TaskManager {
     #[instrument(skip(self, task, claim), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
     pub async fn release_claim(&self, task: &Task, claim: &Claim) -> Result<bool, TaskError> {
         let table = self.tasks_table();
-        let claimed_attempts = claim.previous_attempts.unwrap_or(0).checked_add(1).ok_or_else(|| {
-            TaskError::Malformed {
+        let claimed_attempts = claim
+            .previous_attempts
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| TaskError::Malformed {
                 task_id: task.task_id.0.clone(),
                 reason: "attempts overflow".into(),
-            }
-        })?;
+            })?;
         let mut q = self
             .dynamo
             .update_item()
@@ -1226,11 +1230,7 @@ impl TaskManager {
         put: Put,
         operation: &'static str,
     ) -> Result<bool, TaskError> {
-        let table = format!(
-            "{}` (from `{}",
-            put.table_name(),
-            self.tasks_table()
-        );
+        let table = format!("{}` (from `{}", put.table_name(), self.tasks_table());
         let delete = self.unchanged_delete(task);
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
@@ -1273,7 +1273,10 @@ impl TaskManager {
         };
         let mut closed = item.clone();
         closed.insert(self.f("task_id").to_string(), AttributeValue::S(task_id.clone()));
-        closed.insert(self.f("labourer_id").to_string(), AttributeValue::S(row_labourer.clone()));
+        closed.insert(
+            self.f("labourer_id").to_string(),
+            AttributeValue::S(row_labourer.clone()),
+        );
         closed.insert(
             self.f("labourer_id_task_status").to_string(),
             AttributeValue::S(format!("{row_labourer}_0")),
@@ -1340,7 +1343,10 @@ impl TaskManager {
             TransactWriteItem::builder().delete(delete).build(),
         ];
         let table = format!("{closed_table}` (from `{source_table}");
-        match self.transact(items, "TransactWriteItems(quarantine)", &table).await? {
+        match self
+            .transact(items, "TransactWriteItems(quarantine)", &table)
+            .await?
+        {
             TxOutcome::Done => {
                 warn!(task_id, labourer_id = %row_labourer, reason, from = %source_table, "task quarantined: archived as dead");
                 Ok(true)
@@ -1432,7 +1438,8 @@ impl TaskManager {
     ) -> Result<(), TaskError> {
         let mut sets = vec![(self.f("completed_at").to_string(), n(self.clock.now_secs()))];
         sets.extend(flatten_report(stats, result));
-        self.update_report(task_id, "mark_task_as_completed", sets, None).await
+        self.update_report(task_id, "mark_task_as_completed", sets, None)
+            .await
     }
 
     /// Mark a task failed (`failed_attempts` + 1) with flattened `stat_<k>` / `result_<k>`, only
