@@ -858,8 +858,14 @@ impl TaskManager {
         }
         let mut tasks = Vec::with_capacity(keys.len());
         for id in keys {
-            if let Some(t) = self.get_from(table, &id).await? {
-                tasks.push(t);
+            match self.get_from(table, &id).await {
+                Ok(Some(t)) => tasks.push(t),
+                Ok(None) => {}
+                // A quarantined row that does not parse: reviving it would only quarantine it again.
+                Err(e @ TaskError::Malformed { .. }) => {
+                    warn!(task_id = %id, error = %e, "dead row does not parse; left in the archive");
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(tasks)
@@ -1538,7 +1544,9 @@ impl TaskManager {
         })
     }
 
-    async fn get_raw(&self, table: &str, task_id: &str) -> Result<Option<Item>, TaskError> {
+    /// A row by id from a table keyed by `task_id` alone, as stored (it may not parse as a task,
+    /// e.g. a quarantined row).
+    pub async fn get_raw(&self, table: &str, task_id: &str) -> Result<Option<Item>, TaskError> {
         let out = self
             .dynamo
             .get_item()
