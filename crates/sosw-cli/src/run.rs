@@ -1,5 +1,6 @@
 //! `sosw run <essential> --event FILE`: run an essential's core once, locally, through the same
-//! code path its Lambda uses (debugging, benchmarks).
+//! code path its Lambda uses (debugging, benchmarks). Like the Lambda handlers, an orchestrator or
+//! scavenger run that could process no labourer at all exits non-zero (after printing its stats).
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -63,13 +64,23 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             let (orchestrator, _meta) = sosw_orchestrator::from_env(&sdk, "sosw_orchestrator", custom)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
-            serde_json::to_value(orchestrator.run().await)?
+            let stats = orchestrator.run().await;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            if let Some(failure) = stats.failure() {
+                anyhow::bail!(failure);
+            }
+            return Ok(());
         }
         Essential::Scavenger => {
             let (scavenger, _meta) = sosw_scavenger::from_env(&sdk, "sosw_scavenger", custom)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
-            serde_json::to_value(scavenger.run().await)?
+            let stats = scavenger.run().await;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            if let Some(failure) = stats.failure() {
+                anyhow::bail!(failure);
+            }
+            return Ok(());
         }
         Essential::WorkerAssistant => {
             let (assistant, _meta) = sosw_worker_assistant::from_env(&sdk, "sosw_worker_assistant")

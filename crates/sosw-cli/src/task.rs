@@ -47,16 +47,19 @@ pub async fn locate(ctx: &Ctx, task_id: &str) -> anyhow::Result<Option<(String, 
             )));
         }
     }
-    if let Some(task) = t.get_from(&t.config().sosw_closed_tasks_table, task_id).await? {
-        let state = if task.completed_at.is_some() {
-            "closed: completed"
+    // Read raw: a quarantined row may not parse as a task.
+    if let Some(item) = t.get_raw(&t.config().sosw_closed_tasks_table, task_id).await? {
+        let state = if item.contains_key(t.config().field("completed_at")) {
+            "closed: completed".to_string()
+        } else if let Some(AttributeValue::S(reason)) = item.get("closed_reason") {
+            format!("closed: dead (quarantined: {reason})")
         } else {
-            "closed: dead"
+            "closed: dead".to_string()
         };
         return Ok(Some((
             t.config().sosw_closed_tasks_table.clone(),
-            state.into(),
-            Value::Object(item_to_json(&task.item)),
+            state,
+            Value::Object(item_to_json(&item)),
         )));
     }
     Ok(None)

@@ -494,3 +494,43 @@ async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exits_non_zero() {
+    let (aws, tm, _) = deployed().await;
+    let item = tm.create_task("worker", task(1), true).await.unwrap();
+    let id = item["task_id"].as_s().unwrap().clone();
+    let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
+    dynamo
+        .update_item()
+        .table_name("sosw_tasks")
+        .key("task_id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .update_expression("SET attempts = :a")
+        .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
+        .send()
+        .await
+        .unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "orchestrator"]))).unwrap();
+    assert_eq!(out["quarantined"], 1, "{out}");
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id]))).unwrap();
+    assert_eq!(out["table"], "sosw_closed_tasks");
+    let state = out["state"].as_str().unwrap();
+    assert!(
+        state.starts_with("closed: dead (quarantined: malformed task"),
+        "{state}"
+    );
+
+    dynamo
+        .delete_table()
+        .table_name("sosw_tasks")
+        .send()
+        .await
+        .unwrap();
+    let err = stderr(&sosw(&aws, &["run", "orchestrator"]));
+    assert!(
+        err.contains("could process no labourer") && err.contains("sosw_tasks"),
+        "{err}"
+    );
+    let err = stderr(&sosw(&aws, &["run", "scavenger"]));
+    assert!(err.contains("could process no labourer"), "{err}");
+}

@@ -346,6 +346,7 @@ impl TaskConfig {
                 "task_config.greenfield_invocation_delta must be positive".into(),
             ));
         }
+        crate::labourer::validate_timing(self)?;
         for (key, value) in &self.extra {
             if let Some(id) = key.strip_prefix("max_attempts_") {
                 if lenient::integer(value).is_err() {

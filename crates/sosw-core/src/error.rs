@@ -65,6 +65,18 @@ pub enum TaskError {
         /// The table looked in.
         table: String,
     },
+    /// A worker's report for a task that is not in the invoked state: nothing was written to the task.
+    #[error("report `{action}` for task `{task_id}` refused: the task is {state}, not invoked (a report only counts for the run in flight); nothing was written to table `{table}`")]
+    ReportRefused {
+        /// The task id.
+        task_id: String,
+        /// `mark_task_as_completed` or `mark_task_as_failed`.
+        action: &'static str,
+        /// Where the task was found instead.
+        state: TaskWhereabouts,
+        /// The tasks table.
+        table: String,
+    },
     /// The task belongs to another labourer than the one given.
     #[error("task `{task_id}` belongs to labourer `{actual}`, not `{expected}`")]
     WrongLabourer {
@@ -77,14 +89,82 @@ pub enum TaskError {
     },
 }
 
+/// Where a task that is not in the invoked state was found (see [`TaskError::ReportRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskWhereabouts {
+    /// Waiting in the queue (new, or returned for a retry).
+    Queued,
+    /// Already marked completed by a worker.
+    Completed,
+    /// In the archive (`sosw_closed_tasks`), completed or dead.
+    Archived,
+    /// Neither in the queue nor in the archive: waiting in the retry table, or unknown.
+    RetryingOrUnknown,
+}
+
+impl std::fmt::Display for TaskWhereabouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Queued => "queued",
+            Self::Completed => "already completed",
+            Self::Archived => "archived",
+            Self::RetryingOrUnknown => "not in the queue nor the archive (retrying or unknown)",
+        })
+    }
+}
+
 /// Errors of the Lambda invoker.
 #[derive(Debug, Error)]
-#[error("invoking Lambda `{function}` failed: {message}")]
+#[error("invoking Lambda `{function}` failed ({kind}): {message}")]
 pub struct InvokeError {
     /// Function name or ARN.
     pub function: String,
+    /// What Lambda said, as far as it decides whether the worker started.
+    pub kind: InvokeFailure,
     /// The SDK error.
     pub message: String,
+}
+
+/// Why an asynchronous invocation failed, in the terms that decide what happens to the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeFailure {
+    /// Lambda refused the request because of throttling (HTTP 429 `TooManyRequestsException`):
+    /// the worker did not start.
+    Throttled,
+    /// The function does not exist (`ResourceNotFoundException`): the worker did not start.
+    FunctionMissing,
+    /// The payload is over Lambda's limit (HTTP 413 `RequestTooLargeException`): it never will start.
+    PayloadTooLarge,
+    /// Lambda answered with a server error (HTTP 5xx): the event was not queued.
+    ServerError,
+    /// Another refusal with an HTTP status (4xx): the event was not queued.
+    Refused,
+    /// The request was never sent (it could not be built): the worker did not start.
+    NotSent,
+    /// No answer (timeout, connection lost) or the function itself reported an error: the event
+    /// may have been queued, so the task must be treated as started.
+    Unknown,
+}
+
+impl InvokeFailure {
+    /// `true` when Lambda certainly did not queue the event: the claim may be given back.
+    pub fn worker_not_started(self) -> bool {
+        !matches!(self, Self::Unknown)
+    }
+}
+
+impl std::fmt::Display for InvokeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Throttled => "throttled",
+            Self::FunctionMissing => "function missing",
+            Self::PayloadTooLarge => "payload too large",
+            Self::ServerError => "Lambda server error",
+            Self::Refused => "refused",
+            Self::NotSent => "not sent",
+            Self::Unknown => "outcome unknown",
+        })
+    }
 }
 
 /// Errors of the ecology (CloudWatch metrics).

@@ -1,6 +1,7 @@
 //! Invoking worker Lambdas asynchronously (`InvocationType=Event`).
 
-use crate::error::{render_error, InvokeError};
+use crate::error::{render_error, InvokeError, InvokeFailure};
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use futures::future::BoxFuture;
@@ -37,12 +38,14 @@ impl Invoker for LambdaInvoker {
                 .await
                 .map_err(|e| InvokeError {
                     function: function.to_string(),
+                    kind: classify(&e),
                     message: render_error(&e),
                 })?;
             // Real Lambda answers 202 to an Event invoke; local emulators may answer 200 when done.
             if let Some(err) = out.function_error() {
                 return Err(InvokeError {
                     function: function.to_string(),
+                    kind: InvokeFailure::Unknown,
                     message: format!("function error: {err}"),
                 });
             }
@@ -51,11 +54,38 @@ impl Invoker for LambdaInvoker {
     }
 }
 
+/// What an Invoke error means for the task: did the worker start? Only an answer with an HTTP
+/// status says it did not; a lost connection or a timeout may have queued the event.
+pub fn classify<E>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> InvokeFailure
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ConstructionFailure(_) => InvokeFailure::NotSent,
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            match se.err().code() {
+                Some("TooManyRequestsException") => InvokeFailure::Throttled,
+                Some("ResourceNotFoundException") => InvokeFailure::FunctionMissing,
+                Some("RequestTooLargeException") => InvokeFailure::PayloadTooLarge,
+                _ => match status {
+                    429 => InvokeFailure::Throttled,
+                    413 => InvokeFailure::PayloadTooLarge,
+                    s if s >= 500 => InvokeFailure::ServerError,
+                    s if s >= 400 => InvokeFailure::Refused,
+                    _ => InvokeFailure::Unknown,
+                },
+            }
+        }
+        _ => InvokeFailure::Unknown,
+    }
+}
+
 /// An invoker that records invocations instead of making them (tests, dry runs).
 #[derive(Debug, Default)]
 pub struct RecordingInvoker {
     calls: Mutex<Vec<(String, String)>>,
-    fail_for: Mutex<Vec<String>>,
+    fail_for: Mutex<Vec<(String, InvokeFailure)>>,
 }
 
 impl RecordingInvoker {
@@ -63,12 +93,17 @@ impl RecordingInvoker {
     pub fn calls(&self) -> Vec<(String, String)> {
         self.calls.lock().expect("not poisoned").clone()
     }
-    /// Make invocations whose payload contains `needle` fail.
+    /// Make invocations whose payload contains `needle` fail with an unknown outcome (as a
+    /// timeout would: the worker may have started).
     pub fn fail_when_payload_contains(&self, needle: &str) {
+        self.fail_with_when_payload_contains(needle, InvokeFailure::Unknown);
+    }
+    /// Make invocations whose payload contains `needle` fail as `kind`.
+    pub fn fail_with_when_payload_contains(&self, needle: &str, kind: InvokeFailure) {
         self.fail_for
             .lock()
             .expect("not poisoned")
-            .push(needle.to_string());
+            .push((needle.to_string(), kind));
     }
 }
 
@@ -79,15 +114,17 @@ impl Invoker for RecordingInvoker {
         payload: String,
     ) -> BoxFuture<'a, Result<(), InvokeError>> {
         Box::pin(async move {
-            if self
+            let failure = self
                 .fail_for
                 .lock()
                 .expect("not poisoned")
                 .iter()
-                .any(|n| payload.contains(n))
-            {
+                .find(|(n, _)| payload.contains(n.as_str()))
+                .map(|(_, kind)| *kind);
+            if let Some(kind) = failure {
                 return Err(InvokeError {
                     function: function.into(),
+                    kind,
                     message: "injected failure".into(),
                 });
             }

@@ -47,7 +47,7 @@ pub mod testing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::TaskConfig;
 pub use ecology::EcologyManager;
-pub use error::{ConfigError, EcologyError, InvokeError, TaskError};
+pub use error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError, TaskWhereabouts};
 pub use labourer::{EcoStatus, Labourer};
 pub use meta::MetaHandler;
 pub use task::{ClaimOutcome, Task, TaskId, TaskManager};

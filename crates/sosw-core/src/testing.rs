@@ -82,12 +82,35 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
 }
 
 impl LocalAws {
-    /// Start moto on a free port and wait until it answers.
+    /// moto's cap on items per TransactWriteItems (DynamoDB allows 100): give it to
+    /// [`crate::TaskManager::with_max_transaction_items`]; child processes get it from [`Self::env`].
+    pub const TRANSACTION_ITEMS: usize = crate::task::manager::MOTO_TRANSACTION_ITEMS;
+
+    /// Start moto on a free port and wait until it answers. Its requests run concurrently, and
+    /// its conditional writes are **not** atomic under concurrent requests (see
+    /// [`Self::start_serialised`]).
     pub async fn start() -> Self {
-        let moto = venv_bin("moto_server");
+        Self::launch(false).await
+    }
+
+    /// Start moto with every request handled under one lock (`crates/sosw-core/moto_serialised.py`):
+    /// conditional writes and transactions become atomic, as DynamoDB's are. For the tests that
+    /// prove concurrency guarantees (claims, moves).
+    pub async fn start_serialised() -> Self {
+        Self::launch(true).await
+    }
+
+    async fn launch(serialised: bool) -> Self {
+        let (program, prefix): (PathBuf, Vec<String>) = if serialised {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_serialised.py");
+            (venv_bin("python"), vec![script.display().to_string()])
+        } else {
+            (venv_bin("moto_server"), Vec::new())
+        };
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new(&moto)
+            let mut child = Command::new(&program)
+                .args(&prefix)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -293,6 +316,7 @@ pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
         ("AWS_REGION", "us-west-2"),
         ("AWS_DEFAULT_REGION", "us-west-2"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
+        (crate::task::manager::TRANSACTION_ITEMS_ENV, "25"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -343,6 +343,9 @@ async fn worker_reports_are_flattened_and_unknown_tasks_write_nothing() {
     let e = env().await;
     let item = e.tm.create_task("worker", task(0), true).await.unwrap();
     let id = item["task_id"].as_s().unwrap().clone();
+    let l = e.tm.register_labourer("worker").unwrap();
+    let t = e.tm.next_tasks(&l, 1).await.unwrap().remove(0);
+    e.tm.claim(&l, &t).await.unwrap();
     let stats = json!({"rows": 3, "ratio": 0.5, "name": "x"})
         .as_object()
         .cloned()
@@ -363,7 +366,16 @@ async fn worker_reports_are_flattened_and_unknown_tasks_write_nothing() {
         e.tm.mark_completed("no-such-task", Some(&stats), None)
             .await
             .unwrap_err();
-    assert!(matches!(err, sosw_core::TaskError::NotFound { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            sosw_core::TaskError::ReportRefused {
+                state: sosw_core::TaskWhereabouts::RetryingOrUnknown,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(
         e.tm.get_task("no-such-task").await.unwrap().is_none(),
         "no phantom row"

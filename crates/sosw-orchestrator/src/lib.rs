@@ -6,8 +6,12 @@
 //!
 //! Unlike Python sosw, which invokes one task after another, claims and invocations run
 //! concurrently (at most `max_in_flight` at once) and labourers are processed independently. A
-//! task claimed by a concurrent orchestrator is skipped and counted; an invocation that fails after
-//! its claim is logged and counted — the task expires and the scavenger retries it.
+//! task claimed by a concurrent orchestrator is skipped and counted. A row that cannot be invoked
+//! (malformed, payload not a JSON object or over 256 KiB) is quarantined: archived as dead with a
+//! `closed_reason`, so it never blocks the queue. An invocation Lambda refused (throttled, 5xx,
+//! function missing) gives its claim back — greenfield and attempts as before — and a throttle
+//! stops the labourer's run; an invocation with an unknown outcome (no answer) stays claimed, and
+//! the task expires and is retried by the scavenger.
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -15,8 +19,10 @@ use serde_json::{json, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::ecology::{default_invocation_coefficients, desired_invocations};
 use sosw_core::invoker::Invoker;
-use sosw_core::{ClaimOutcome, EcologyManager, Labourer, MetaHandler, Task, TaskManager};
-use std::collections::BTreeMap;
+use sosw_core::task::manager::{SourceTable, ASYNC_PAYLOAD_LIMIT};
+use sosw_core::{EcologyManager, InvokeFailure, Labourer, MetaHandler, Task, TaskManager};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -81,9 +87,22 @@ pub struct LabourerStats {
     pub invoked: u64,
     /// Lost to a concurrent orchestrator.
     pub skipped: u64,
-    /// Claimed, but the invocation failed (the task will expire and be retried).
+    /// Claimed, and the invocation's outcome is unknown (no answer, or the function reported an
+    /// error): the task stays claimed, expires and is retried by the scavenger.
     pub invocation_failed: u64,
-    /// Tasks with an unusable payload, left unclaimed.
+    /// Refused by Lambda (5xx, function missing, other 4xx): the claim was given back, the task
+    /// keeps its place and its attempts.
+    pub refused: u64,
+    /// Refused by Lambda as throttled: the claim was given back and the labourer's run stopped.
+    pub throttled: u64,
+    /// Not tried because the labourer's run stopped after a throttle or a missing function.
+    pub deferred: u64,
+    /// The claim itself failed (DynamoDB error): nothing was invoked, the task is untouched.
+    pub claim_errors: u64,
+    /// Rows that cannot be invoked (malformed, payload not a JSON object or over the 256 KiB
+    /// invocation limit, nonsensical attempts), archived as dead with a `closed_reason`.
+    pub quarantined: u64,
+    /// Rows that cannot be invoked and could not be quarantined this run (left for the next one).
     pub invalid_tasks_skipped: u64,
     /// The labourer could not be processed this run (health or queue unreadable).
     pub error: Option<String>,
@@ -96,12 +115,41 @@ pub struct RunStats {
     pub invoked: u64,
     /// Skipped (claimed by someone else) in total.
     pub skipped: u64,
-    /// Failed invocations in total.
+    /// Invocations with an unknown outcome in total.
     pub invocation_failed: u64,
-    /// Invalid tasks in total.
+    /// Invocations refused by Lambda and given back, in total.
+    pub refused: u64,
+    /// Throttled invocations in total.
+    pub throttled: u64,
+    /// Claim errors in total.
+    pub claim_errors: u64,
+    /// Quarantined rows in total.
+    pub quarantined: u64,
+    /// Invalid rows left in place in total.
     pub invalid_tasks_skipped: u64,
+    /// Labourers that could not be processed.
+    pub labourer_errors: u64,
     /// Per labourer.
     pub labourers: BTreeMap<String, LabourerStats>,
+}
+
+impl RunStats {
+    /// `Some(message)` when the run could process no labourer at all (every labourer failed, e.g.
+    /// the tasks table is missing or access is denied): the Lambda handler returns it as an error.
+    pub fn failure(&self) -> Option<String> {
+        if self.labourers.is_empty() || self.labourers.values().any(|l| l.error.is_none()) {
+            return None;
+        }
+        let reasons: Vec<String> = self
+            .labourers
+            .iter()
+            .map(|(id, l)| format!("{id}: {}", l.error.as_deref().unwrap_or_default()))
+            .collect();
+        Some(format!(
+            "the orchestrator could process no labourer: {}",
+            reasons.join("; ")
+        ))
+    }
 }
 
 /// The Orchestrator.
@@ -118,8 +166,16 @@ enum Outcome {
     Invoked,
     Skipped,
     Failed,
+    Refused,
+    Throttled,
+    Deferred,
+    ClaimError,
+    Quarantined,
     Invalid,
 }
+
+/// Listing rounds per labourer and run when rows at the head of the queue had to be quarantined.
+const LISTING_ROUNDS: usize = 4;
 
 impl Orchestrator {
     /// An orchestrator over its dependencies.
@@ -150,16 +206,113 @@ impl Orchestrator {
             stats.invoked += s.invoked;
             stats.skipped += s.skipped;
             stats.invocation_failed += s.invocation_failed;
+            stats.refused += s.refused;
+            stats.throttled += s.throttled;
+            stats.claim_errors += s.claim_errors;
+            stats.quarantined += s.quarantined;
             stats.invalid_tasks_skipped += s.invalid_tasks_skipped;
+            stats.labourer_errors += u64::from(s.error.is_some());
             info!(
                 labourer_id = %l.id, health = s.health, running = s.running, desired = s.desired,
                 invoked = s.invoked, skipped = s.skipped, invocation_failed = s.invocation_failed,
+                refused = s.refused, throttled = s.throttled, deferred = s.deferred,
+                claim_errors = s.claim_errors, quarantined = s.quarantined,
                 error = s.error.as_deref().unwrap_or(""), "orchestrated labourer"
             );
             stats.labourers.insert(l.id.clone(), s);
         }
         self.meta.flush().await;
         stats
+    }
+
+    /// Quarantine one row; counts it.
+    async fn quarantine(
+        &self,
+        labourer: &Labourer,
+        item: &sosw_core::task::Item,
+        reason: &str,
+        stats: &mut LabourerStats,
+    ) {
+        let task_id = sosw_core::task::manager::task_id_of(item, self.tasks.config().field("task_id"));
+        match self
+            .tasks
+            .quarantine(SourceTable::Tasks, &labourer.id, item, reason)
+            .await
+        {
+            Ok(true) => {
+                stats.quarantined += 1;
+                self.meta.post(
+                    &task_id,
+                    "quarantined",
+                    &[
+                        ("labourer_id", json!(labourer.id)),
+                        ("closed_reason", json!(reason)),
+                    ],
+                );
+            }
+            Ok(false) => stats.invalid_tasks_skipped += 1,
+            Err(e) => {
+                warn!(labourer_id = %labourer.id, task_id, error = %e, "row could not be quarantined");
+                stats.invalid_tasks_skipped += 1;
+            }
+        }
+    }
+
+    /// The next `desired` invocable tasks with their payloads; rows that cannot be invoked are
+    /// quarantined on the way and the queue is read again, so they never take a slot.
+    async fn ready_tasks(
+        &self,
+        labourer: &Labourer,
+        desired: usize,
+        stats: &mut LabourerStats,
+    ) -> Result<Vec<(Task, String)>, sosw_core::TaskError> {
+        let mut ready: Vec<(Task, String)> = Vec::new();
+        let mut bad: HashSet<String> = HashSet::new();
+        for _ in 0..LISTING_ROUNDS {
+            let want = desired.saturating_sub(ready.len());
+            if want == 0 {
+                break;
+            }
+            let listing = self
+                .tasks
+                .next_tasks_listing(labourer, ready.len() + bad.len() + want)
+                .await?;
+            let mut found_bad = false;
+            for m in listing.malformed {
+                let id = m.task_id(self.tasks.config());
+                if bad.insert(id) {
+                    found_bad = true;
+                    self.quarantine(labourer, &m.item, &m.error.to_string(), stats)
+                        .await;
+                }
+            }
+            for task in listing.tasks {
+                if ready.len() >= desired {
+                    break;
+                }
+                if bad.contains(&task.task_id.0) || ready.iter().any(|(t, _)| t.task_id == task.task_id) {
+                    continue;
+                }
+                let reason = match self.tasks.invocation_payload(&task) {
+                    Ok(p) if p.len() <= ASYNC_PAYLOAD_LIMIT => {
+                        ready.push((task, p));
+                        continue;
+                    }
+                    Ok(p) => format!(
+                        "payload of {} bytes is over the asynchronous invocation limit of {ASYNC_PAYLOAD_LIMIT} bytes",
+                        p.len()
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                found_bad = true;
+                bad.insert(task.task_id.0.clone());
+                self.quarantine(labourer, &task.item, &reason, stats).await;
+            }
+            if !found_bad {
+                break;
+            }
+        }
+        Ok(ready)
     }
 
     async fn invoke_for_labourer(&self, labourer: &Labourer) -> LabourerStats {
@@ -176,6 +329,7 @@ impl Orchestrator {
         let running = match self.ecology.running_tasks(labourer, &self.tasks).await {
             Ok(n) => n,
             Err(e) => {
+                warn!(labourer_id = %labourer.id, error = %e, "running tasks unknown; invoking nothing");
                 stats.error = Some(e.to_string());
                 return stats;
             }
@@ -190,15 +344,23 @@ impl Orchestrator {
         if stats.desired == 0 {
             return stats;
         }
-        let next = match self.tasks.next_tasks(labourer, stats.desired as usize).await {
+        let ready = match self
+            .ready_tasks(labourer, stats.desired as usize, &mut stats)
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
+                warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; invoking nothing");
                 stats.error = Some(e.to_string());
                 return stats;
             }
         };
-        let outcomes: Vec<Outcome> = stream::iter(next.iter())
-            .map(|task| self.invoke_task(labourer, task))
+        let stop = AtomicBool::new(false);
+        let outcomes: Vec<Outcome> = stream::iter(ready)
+            .map(|(task, payload)| {
+                let stop = &stop;
+                async move { self.invoke_task(labourer, task, payload, stop).await }
+            })
             .buffered(self.config.max_in_flight)
             .collect()
             .await;
@@ -207,6 +369,11 @@ impl Orchestrator {
                 Outcome::Invoked => stats.invoked += 1,
                 Outcome::Skipped => stats.skipped += 1,
                 Outcome::Failed => stats.invocation_failed += 1,
+                Outcome::Refused => stats.refused += 1,
+                Outcome::Throttled => stats.throttled += 1,
+                Outcome::Deferred => stats.deferred += 1,
+                Outcome::ClaimError => stats.claim_errors += 1,
+                Outcome::Quarantined => stats.quarantined += 1,
                 Outcome::Invalid => stats.invalid_tasks_skipped += 1,
             }
         }
@@ -215,35 +382,93 @@ impl Orchestrator {
         stats
     }
 
-    async fn invoke_task(&self, labourer: &Labourer, task: &Task) -> Outcome {
-        let payload = match self.tasks.invocation_payload(task) {
-            Ok(p) => p,
+    async fn invoke_task(
+        &self,
+        labourer: &Labourer,
+        task: Task,
+        payload: String,
+        stop: &AtomicBool,
+    ) -> Outcome {
+        if stop.load(Ordering::SeqCst) {
+            return Outcome::Deferred;
+        }
+        let claim = match self.tasks.claim_for_invocation(labourer, &task).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Outcome::Skipped,
             Err(e) => {
-                warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %e, "invalid task left unclaimed");
-                return Outcome::Invalid;
+                warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %e, "claim failed; task untouched");
+                return Outcome::ClaimError;
             }
         };
-        match self.tasks.claim(labourer, task).await {
-            Ok(ClaimOutcome::Claimed) => {}
-            Ok(ClaimOutcome::AlreadyInvoked) => return Outcome::Skipped,
-            Err(e) => {
-                warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %e, "claim failed");
-                return Outcome::Failed;
-            }
-        }
-        match self.invoker.invoke_event(&labourer.arn, payload).await {
+        let error = match self.invoker.invoke_event(&labourer.arn, payload).await {
             Ok(()) => {
                 self.meta
                     .post(&task.task_id.0, "invoked", &[("labourer_id", json!(labourer.id))]);
-                Outcome::Invoked
+                return Outcome::Invoked;
             }
+            Err(e) => e,
+        };
+        if !error.kind.worker_not_started() {
+            warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %error,
+                  "invocation outcome unknown; the task stays claimed, will expire and be retried");
+            return Outcome::Failed;
+        }
+        if matches!(
+            error.kind,
+            InvokeFailure::Throttled | InvokeFailure::FunctionMissing
+        ) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        match self.tasks.release_claim(&task, &claim).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Failed,
             Err(e) => {
                 warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %e,
-                      "invocation failed after the claim; the task will expire and be retried");
-                Outcome::Failed
+                      "claim not given back; the task will expire and be retried");
+                return Outcome::Failed;
             }
         }
+        warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %error,
+              "Lambda refused the invocation; claim given back (attempts unchanged)");
+        match error.kind {
+            InvokeFailure::Throttled => Outcome::Throttled,
+            InvokeFailure::PayloadTooLarge => {
+                let reason = format!("Lambda refused the payload as too large: {error}");
+                match self
+                    .tasks
+                    .quarantine(SourceTable::Tasks, &labourer.id, &task.item, &reason)
+                    .await
+                {
+                    Ok(true) => Outcome::Quarantined,
+                    _ => Outcome::Invalid,
+                }
+            }
+            _ => Outcome::Refused,
+        }
     }
+
+    /// One run, as the Lambda handler and `sosw run` do it: an error when no labourer at all
+    /// could be processed (the stats are in the error's message).
+    pub async fn run_checked(&self) -> Result<RunStats, RunFailed> {
+        let stats = self.run().await;
+        match stats.failure() {
+            Some(message) => Err(RunFailed {
+                message,
+                stats: Box::new(stats),
+            }),
+            None => Ok(stats),
+        }
+    }
+}
+
+/// A run that could process no labourer at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RunFailed {
+    /// What failed, per labourer.
+    pub message: String,
+    /// The run's figures.
+    pub stats: Box<RunStats>,
 }
 
 /// Everything an orchestrator needs, from the environment (the Lambda and `sosw run orchestrator`).
@@ -296,6 +521,11 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
                     ("invocation_failed", s.invocation_failed as f64),
                     ("running", s.running as f64),
                     ("health", f64::from(s.health)),
+                    ("refused", s.refused as f64),
+                    ("throttled", s.throttled as f64),
+                    ("claim_errors", s.claim_errors as f64),
+                    ("quarantined", s.quarantined as f64),
+                    ("labourer_errors", u64::from(s.error.is_some()) as f64),
                 ],
                 timestamp_ms,
             )
@@ -349,7 +579,18 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["invoked", "skipped", "invocation_failed", "running", "health"]
+            [
+                "invoked",
+                "skipped",
+                "invocation_failed",
+                "running",
+                "health",
+                "refused",
+                "throttled",
+                "claim_errors",
+                "quarantined",
+                "labourer_errors"
+            ]
         );
         let b: Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(b["invocation_failed"], 4.0);

@@ -21,7 +21,10 @@ struct Env {
 }
 
 async fn env(labourers: Value) -> Env {
-    let aws = LocalAws::start().await;
+    env_on(LocalAws::start().await, labourers).await
+}
+
+async fn env_on(aws: LocalAws, labourers: Value) -> Env {
     aws.deploy_storage().await;
     let mut doc = OrchestratorConfig::defaults();
     sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": labourers}}));
@@ -200,29 +203,96 @@ async fn cloudwatch_health_drives_the_number_invoked() {
 
 #[tokio::test]
 async fn two_orchestrators_at_the_same_time_never_invoke_a_task_twice() {
-    let e = env(json!({"worker": {"max_simultaneous_invocations": 30}})).await;
-    e.queue("worker", 40).await;
-    let a_invoker = Arc::new(RecordingInvoker::default());
-    let b_invoker = Arc::new(RecordingInvoker::default());
-    let (a, b) = (
-        e.orchestrator_with(a_invoker.clone()),
-        e.orchestrator_with(b_invoker.clone()),
-    );
-    let (sa, sb) = tokio::join!(a.run(), b.run());
-    let mut all = invoked_ids(&a_invoker.calls());
-    all.extend(invoked_ids(&b_invoker.calls()));
-    let unique: HashSet<&String> = all.iter().collect();
-    assert_eq!(unique.len(), all.len(), "no task invoked twice");
-    assert_eq!(all.len() as u64, sa.invoked + sb.invoked);
-    assert!(all.len() >= 30, "together they took at least one run's worth");
-    assert!(all.len() <= 40);
-    assert!(
-        sa.invoked + sa.skipped <= 30 && sb.invoked + sb.skipped <= 30,
-        "each within its own limit"
-    );
-    for id in &all {
-        assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 1);
+    // On the serialised emulator, whose conditional writes are atomic as DynamoDB's are: 4 rounds
+    // of two orchestrators racing over 100 queued tasks each (400 claim races).
+    let e = env_on(
+        LocalAws::start_serialised().await,
+        json!({"worker": {"max_simultaneous_invocations": 100}}),
+    )
+    .await;
+    let mut seen: HashSet<String> = HashSet::new();
+    for round in 0..4 {
+        let queued = e.queue("worker", 100).await;
+        let a_invoker = Arc::new(RecordingInvoker::default());
+        let b_invoker = Arc::new(RecordingInvoker::default());
+        let (a, b) = (
+            e.orchestrator_with(a_invoker.clone()),
+            e.orchestrator_with(b_invoker.clone()),
+        );
+        let (sa, sb) = tokio::join!(a.run(), b.run());
+        let mut all = invoked_ids(&a_invoker.calls());
+        all.extend(invoked_ids(&b_invoker.calls()));
+        let unique: HashSet<&String> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "round {round}: no task invoked twice");
+        assert_eq!(all.len() as u64, sa.invoked + sb.invoked);
+        assert_eq!(all.len(), 100, "round {round}: every queued task invoked once");
+        let mut expected = queued.clone();
+        expected.sort();
+        let mut got = all.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        for id in &all {
+            assert!(seen.insert(id.clone()), "never invoked in an earlier round");
+            assert_eq!(e.tasks.get_task(id).await.unwrap().unwrap().attempts, 1);
+        }
+        // Complete them so that the next round starts from an idle labourer.
+        for id in &all {
+            e.tasks.mark_completed(id, None, None).await.unwrap();
+        }
+        let l = e.tasks.register_labourer("worker").unwrap();
+        for t in e.tasks.completed_tasks(&l).await.unwrap() {
+            assert!(e.tasks.archive(&t).await.unwrap());
+        }
     }
+}
+
+/// `n` claim races: two TaskManagers (separate connections) claim each task at the same moment.
+/// Returns how many tasks had two winners, and checks every task had at least one.
+async fn claim_races(e: &Env, n: usize) -> usize {
+    use futures::stream::{self, StreamExt};
+    e.queue("worker", n).await;
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let tasks = e.tasks.next_tasks(&l, n).await.unwrap();
+    let other = TaskManager::new(
+        aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+        aws_sdk_lambda::Client::new(e.aws.sdk_config()),
+        e.config.task_config.clone(),
+        e.clock.clone(),
+    );
+    let winners: Vec<usize> = stream::iter(tasks.iter())
+        .map(|t| {
+            let (l, other) = (&l, &other);
+            async move {
+                let (a, b) = tokio::join!(e.tasks.claim(l, t), other.claim(l, t));
+                [a.unwrap(), b.unwrap()]
+                    .iter()
+                    .filter(|o| **o == sosw_core::ClaimOutcome::Claimed)
+                    .count()
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(winners.iter().all(|w| *w >= 1), "every race has a winner");
+    winners.iter().filter(|w| **w > 1).count()
+}
+
+#[tokio::test]
+async fn hundreds_of_claim_races_on_an_atomic_emulator_have_exactly_one_winner() {
+    let e = env_on(LocalAws::start_serialised().await, json!({"worker": {}})).await;
+    assert_eq!(claim_races(&e, 300).await, 0, "no race has two winners");
+}
+
+/// Why the tests above run on the serialised emulator: plain moto checks a condition and writes in
+/// two steps without a lock, so two concurrent claims can both succeed. Nondeterministic (it
+/// depends on thread scheduling), hence ignored; run with `--ignored` to see the figure.
+#[tokio::test]
+#[ignore = "shows a race in plain moto (nondeterministic); run with --ignored"]
+async fn plain_moto_can_let_two_claims_win_the_same_task() {
+    let e = env(json!({"worker": {}})).await;
+    let doubles = claim_races(&e, 1000).await;
+    println!("plain moto: {doubles} of 1000 claim races had two winners");
+    assert!(doubles > 0, "no double winner seen in 1000 races this time");
 }
 
 #[tokio::test]
@@ -241,7 +311,7 @@ async fn a_failed_invocation_is_counted_and_the_task_stays_claimed_for_the_scave
 }
 
 #[tokio::test]
-async fn labourers_are_independent_and_an_invalid_task_is_skipped_unclaimed() {
+async fn labourers_are_independent_and_an_invalid_task_is_quarantined_unclaimed() {
     let e = env(json!({"a": {"max_simultaneous_invocations": 2}, "b": {"max_simultaneous_invocations": 2}}))
         .await;
     e.queue("a", 2).await;
@@ -265,8 +335,10 @@ async fn labourers_are_independent_and_an_invalid_task_is_skipped_unclaimed() {
     let stats = e.orchestrator().run().await;
     assert_eq!(stats.labourers["a"].invoked, 2);
     assert_eq!(stats.labourers["b"].invoked, 1);
-    assert_eq!(stats.labourers["b"].invalid_tasks_skipped, 1);
-    assert_eq!(e.tasks.get_task(&id).await.unwrap().unwrap().attempts, 0);
+    assert_eq!(stats.labourers["b"].quarantined, 1);
+    assert!(e.tasks.get_task(&id).await.unwrap().is_none(), "out of the queue");
+    let closed = e.tasks.get_from("sosw_closed_tasks", &id).await.unwrap().unwrap();
+    assert_eq!(closed.attempts, 0, "never claimed");
     let json = serde_json::to_value(&stats).unwrap();
     assert_eq!(
         json["labourers"]["a"]["invoked"], 2,
@@ -294,4 +366,296 @@ async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payl
         assert_eq!(v["labourer_id"], "worker");
         assert!(v["task_id"].is_string());
     }
+}
+
+async fn set_attr(e: &Env, id: &str, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) {
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .update_item()
+        .table_name("sosw_tasks")
+        .key("task_id", aws_sdk_dynamodb::types::AttributeValue::S(id.into()))
+        .update_expression("SET #n = :v")
+        .expression_attribute_names("#n", name)
+        .expression_attribute_values(":v", value)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn raw_closed(
+    e: &Env,
+    id: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .get_item()
+        .table_name("sosw_closed_tasks")
+        .key("task_id", aws_sdk_dynamodb::types::AttributeValue::S(id.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+fn emf(stats: &sosw_orchestrator::RunStats, labourer: &str) -> Value {
+    sosw_orchestrator::emf_lines("sosw_orchestrator", stats, 1)
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["labourer_id"] == labourer)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rows_that_cannot_be_invoked_are_quarantined_and_the_rest_of_the_queue_runs_in_the_same_run() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    // One slot: before, any of these rows at the head of the queue blocked the labourer for good.
+    let e = env(json!({"worker": {"max_simultaneous_invocations": 1}})).await;
+    let ids = e.queue("worker", 6).await;
+    set_attr(&e, &ids[0], "attempts", A::S("two".into())).await; // does not parse
+    set_attr(&e, &ids[1], "payload", A::S("[1, 2]".into())).await; // JSON, not an object
+    set_attr(&e, &ids[2], "payload", A::S("{'a': 1}".into())).await; // Python repr (revived archive)
+    set_attr(&e, &ids[3], "attempts", A::N("-3".into())).await; // nonsensical attempts
+    let big = format!(r#"{{"blob": "{}"}}"#, "x".repeat(270 * 1024));
+    set_attr(&e, &ids[4], "payload", A::S(big)).await; // over the 256 KiB Event limit
+    let stats = e.orchestrator().run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!(s.quarantined, 5, "{s:?}");
+    assert_eq!(s.invoked, 1, "the one good task still runs this run");
+    assert_eq!(invoked_ids(&e.invoker.calls()), vec![ids[5].clone()]);
+    for (id, reason) in [
+        (&ids[0], "attempts"),
+        (&ids[1], "not a JSON object"),
+        (&ids[2], "not a JSON object"),
+        (&ids[3], "-3"),
+        (&ids[4], "over the asynchronous invocation limit"),
+    ] {
+        assert!(
+            e.tasks.get_task(id).await.ok().flatten().is_none(),
+            "{id} out of the queue"
+        );
+        let closed = raw_closed(&e, id).await.expect("archived");
+        assert_eq!(closed["labourer_id_task_status"], A::S("worker_0".into()), "dead");
+        let why = closed["closed_reason"].as_s().unwrap();
+        assert!(why.contains(reason), "{id}: {why}");
+        assert!(
+            closed.contains_key("closed_at") && closed.contains_key("payload"),
+            "whole row kept"
+        );
+    }
+    assert_eq!(
+        e.tasks.closed_count("worker", false).await.unwrap(),
+        5,
+        "counted as dead"
+    );
+    assert_eq!(emf(&stats, "worker")["quarantined"], 5.0);
+    assert_eq!(stats.quarantined, 5);
+}
+
+#[tokio::test]
+async fn a_throttled_invocation_gives_the_claim_back_and_stops_the_labourers_run() {
+    let e = env(
+        json!({"worker": {"max_simultaneous_invocations": 4}, "other": {"max_simultaneous_invocations": 2}}),
+    )
+    .await;
+    let mut config = e.config.clone();
+    config.max_in_flight = 1; // one invocation after another, in queue order
+    let ids = e.queue("worker", 4).await;
+    e.queue("other", 2).await;
+    let before = e.tasks.get_task(&ids[0]).await.unwrap().unwrap();
+    let invoker = Arc::new(RecordingInvoker::default());
+    invoker.fail_with_when_payload_contains(&ids[0], sosw_core::InvokeFailure::Throttled);
+    let o = Orchestrator::new(
+        e.tasks.clone(),
+        EcologyManager::new(
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                e.aws.sdk_config(),
+            ))),
+            config.task_config.ecology_config.clone(),
+            e.clock.clone(),
+        ),
+        Arc::new(MetaHandler::new(
+            aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+            &MetaHandlerConfig::default(),
+            e.clock.clone(),
+        )),
+        invoker.clone(),
+        config,
+    );
+    let stats = o.run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!(
+        (s.throttled, s.invoked, s.deferred, s.invocation_failed),
+        (1, 0, 3, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        stats.labourers["other"].invoked, 2,
+        "other labourers are not held back"
+    );
+    assert_eq!(
+        e.tasks.get_task(&ids[0]).await.unwrap().unwrap(),
+        before,
+        "greenfield and attempts as before the claim"
+    );
+    for id in &ids[1..] {
+        assert_eq!(
+            e.tasks.get_task(id).await.unwrap().unwrap().attempts,
+            0,
+            "never claimed"
+        );
+    }
+    assert_eq!(emf(&stats, "worker")["throttled"], 1.0);
+    // Once Lambda accepts again, the task is invoked as its first attempt.
+    let again = e.orchestrator().run().await;
+    assert_eq!(again.labourers["worker"].invoked, 4);
+    assert_eq!(e.tasks.get_task(&ids[0]).await.unwrap().unwrap().attempts, 1);
+}
+
+/// A Lambda endpoint on loopback that answers every Invoke with `status` and error `code`.
+async fn refusing_lambda(status: u16, code: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body = format!(r#"{{"Type":"User","message":"{code}"}}"#);
+                    let reply = format!(
+                        "HTTP/1.1 {status} Refused\r\nX-Amzn-ErrorType: {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn invocations_lambda_refuses_give_the_claim_back_without_burning_an_attempt() {
+    for (status, code, throttled, refused) in [
+        (429, "TooManyRequestsException", 1, 0),
+        (500, "ServiceException", 0, 2),
+        (404, "ResourceNotFoundException", 0, 1),
+    ] {
+        let e = env(json!({"worker": {"max_simultaneous_invocations": 2, "arn": "sosw_worker_fn"}})).await;
+        let mut config = e.config.clone();
+        config.max_in_flight = 1;
+        let ids = e.queue("worker", 2).await;
+        let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
+            .endpoint_url(refusing_lambda(status, code).await)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf)));
+        let o = Orchestrator::new(
+            e.tasks.clone(),
+            EcologyManager::new(
+                Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                    e.aws.sdk_config(),
+                ))),
+                config.task_config.ecology_config.clone(),
+                e.clock.clone(),
+            ),
+            Arc::new(MetaHandler::new(
+                aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+                &MetaHandlerConfig::default(),
+                e.clock.clone(),
+            )),
+            invoker,
+            config,
+        );
+        let stats = o.run().await;
+        let s = &stats.labourers["worker"];
+        assert_eq!(
+            (s.throttled, s.refused, s.invoked, s.invocation_failed),
+            (throttled, refused, 0, 0),
+            "{status}: {s:?}"
+        );
+        for id in &ids {
+            let t = e.tasks.get_task(id).await.unwrap().unwrap();
+            assert_eq!(t.attempts, 0, "{status}: no attempt burnt");
+            assert!(t.greenfield < e.clock.now_secs(), "{status}: back in the queue");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_claim_that_fails_is_a_claim_error_not_a_failed_invocation() {
+    // A clock so far ahead that `now + greenfield_invocation_delta` overflows: the claim cannot be
+    // written (checked arithmetic), nothing is invoked, the task is untouched.
+    let e = env(json!({"worker": {"max_simultaneous_invocations": 2}})).await;
+    let ids = e.queue("worker", 1).await;
+    let late: Arc<dyn Clock> = Arc::new(ManualClock::at(i64::MAX as f64));
+    let tasks = TaskManager::new(
+        aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+        aws_sdk_lambda::Client::new(e.aws.sdk_config()),
+        e.config.task_config.clone(),
+        late.clone(),
+    );
+    let o = Orchestrator::new(
+        tasks,
+        EcologyManager::new(
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                e.aws.sdk_config(),
+            ))),
+            e.config.task_config.ecology_config.clone(),
+            late.clone(),
+        ),
+        Arc::new(MetaHandler::new(
+            aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+            &MetaHandlerConfig::default(),
+            late,
+        )),
+        e.invoker.clone(),
+        e.config.clone(),
+    );
+    let stats = o.run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!(
+        (s.claim_errors, s.invocation_failed, s.invoked),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    assert!(e.invoker.calls().is_empty());
+    assert_eq!(e.tasks.get_task(&ids[0]).await.unwrap().unwrap().attempts, 0);
+    assert_eq!(emf(&stats, "worker")["claim_errors"], 1.0);
+}
+
+#[tokio::test]
+async fn an_orchestrator_that_can_process_no_labourer_fails_and_names_the_table() {
+    let e = env(json!({"a": {}, "b": {}})).await;
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .delete_table()
+        .table_name("sosw_tasks")
+        .send()
+        .await
+        .unwrap();
+    let err = e.orchestrator().run_checked().await.unwrap_err();
+    assert!(err.to_string().contains("sosw_tasks"), "{err}");
+    assert_eq!(err.stats.labourer_errors, 2);
+    assert_eq!(emf(&err.stats, "a")["labourer_errors"], 1.0);
 }

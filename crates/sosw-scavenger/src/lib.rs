@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::error::render_error;
+use sosw_core::task::manager::{task_id_of, transaction_items_from_env, Malformed, SourceTable};
 use sosw_core::{Labourer, MetaHandler, Task, TaskManager};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -176,6 +177,15 @@ pub struct LabourerStats {
     pub alert_failed: u64,
     /// Failures on single tasks, or on the labourer.
     pub errors: u64,
+    /// Completed or dead tasks that could not be archived this run because of an error (they stay
+    /// in the queue for the next run; each is logged with its task id).
+    pub archive_failed: u64,
+    /// Rows that cannot be processed (malformed, nonsensical attempts), archived as dead with a
+    /// `closed_reason` instead of blocking the labourer.
+    pub quarantined: u64,
+    /// Steps of the run (archive, expire, retry) that failed for the whole labourer (a table
+    /// missing or unreadable, the worker's timeout unknown).
+    pub labourer_errors: u64,
 }
 
 /// The figures of a run.
@@ -185,6 +195,22 @@ pub struct RunStats {
     pub total: LabourerStats,
     /// Per labourer.
     pub labourers: BTreeMap<String, LabourerStats>,
+}
+
+impl RunStats {
+    /// `Some(message)` when the run could process no labourer at all (every labourer had a step
+    /// fail as a whole, e.g. a table missing or access denied): the Lambda handler returns it as
+    /// an error.
+    pub fn failure(&self) -> Option<String> {
+        if self.labourers.is_empty() || self.labourers.values().any(|l| l.labourer_errors == 0) {
+            return None;
+        }
+        let ids: Vec<&str> = self.labourers.keys().map(String::as_str).collect();
+        Some(format!(
+            "the scavenger could process no labourer ({}); see the logged errors",
+            ids.join(", ")
+        ))
+    }
 }
 
 /// The Scavenger.
@@ -226,10 +252,14 @@ impl Scavenger {
             t.skipped_changed += s.skipped_changed;
             t.alert_failed += s.alert_failed;
             t.errors += s.errors;
+            t.archive_failed += s.archive_failed;
+            t.quarantined += s.quarantined;
+            t.labourer_errors += s.labourer_errors;
             info!(
                 labourer_id = %l.id, archived = s.archived, scheduled_for_retry = s.scheduled_for_retry,
                 returned_to_queue = s.returned_to_queue, dead = s.dead, skipped_changed = s.skipped_changed,
-                alert_failed = s.alert_failed, errors = s.errors, "scavenged labourer"
+                alert_failed = s.alert_failed, errors = s.errors, archive_failed = s.archive_failed,
+                quarantined = s.quarantined, labourer_errors = s.labourer_errors, "scavenged labourer"
             );
             stats.labourers.insert(l.id.clone(), s);
         }
@@ -253,16 +283,64 @@ impl Scavenger {
         }
     }
 
+    /// Quarantine rows that cannot be processed (archived as dead with `closed_reason`).
+    async fn quarantine_all(
+        &self,
+        labourer: &Labourer,
+        from: SourceTable,
+        rows: Vec<(sosw_core::task::Item, String)>,
+        stats: &mut LabourerStats,
+    ) {
+        for (item, reason) in rows {
+            let task_id = task_id_of(&item, self.tasks.config().field("task_id"));
+            match self.tasks.quarantine(from, &labourer.id, &item, &reason).await {
+                Ok(true) => {
+                    stats.quarantined += 1;
+                    self.meta.post(
+                        &task_id,
+                        "quarantined",
+                        &[
+                            ("labourer_id", json!(labourer.id)),
+                            ("closed_reason", json!(reason)),
+                        ],
+                    );
+                }
+                Ok(false) => stats.skipped_changed += 1,
+                Err(e) => {
+                    warn!(labourer_id = %labourer.id, task_id, error = %e, "row could not be quarantined");
+                    stats.errors += 1;
+                }
+            }
+        }
+    }
+
+    fn malformed_rows(&self, malformed: Vec<Malformed>) -> Vec<(sosw_core::task::Item, String)> {
+        malformed
+            .into_iter()
+            .map(|m| {
+                let reason = m.error.to_string();
+                (m.item, reason)
+            })
+            .collect()
+    }
+
     async fn scavenge(&self, labourer: &Labourer) -> LabourerStats {
         let mut stats = LabourerStats::default();
         let n = self.config.max_in_flight.max(1);
 
         // 1. Archive completed tasks.
-        match self.tasks.completed_tasks(labourer).await {
-            Ok(done) => {
+        match self.tasks.completed_tasks_listing(labourer).await {
+            Ok(listing) => {
+                let bad = self.malformed_rows(listing.malformed);
+                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
+                    .await;
+                let done = listing.tasks;
                 let results = self.archive_all(&done, n).await;
                 for (t, r) in done.iter().zip(results) {
                     let archived = matches!(r, Ok(true));
+                    if r.is_err() {
+                        stats.archive_failed += 1;
+                    }
                     Self::count(&mut stats, r, t, |s| s.archived += 1);
                     if archived {
                         self.meta
@@ -273,22 +351,43 @@ impl Scavenger {
             Err(e) => {
                 warn!(labourer_id = %labourer.id, error = %e, "completed tasks unreadable");
                 stats.errors += 1;
+                stats.labourer_errors += 1;
             }
         }
 
         // 2. Expired tasks: retry later, or close as dead.
-        match self.tasks.expired_tasks(labourer).await {
-            Ok(expired) => {
+        match self.tasks.expired_tasks_listing(labourer).await {
+            Ok(listing) => {
+                let bad = self.malformed_rows(listing.malformed);
+                self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
+                    .await;
+                let expired = listing.tasks;
                 let (retry, dead): (Vec<&Task>, Vec<&Task>) = expired
                     .iter()
                     .partition(|t| t.attempts < i64::from(labourer.max_attempts));
                 if !retry.is_empty() {
                     match self.tasks.max_duration(labourer).await {
                         Ok(max_duration) => {
-                            let results: Vec<_> = stream::iter(retry.iter())
-                                .map(|t| async move {
-                                    (*t, self.tasks.move_to_retry(t, max_duration * t.attempts).await)
-                                })
+                            let mut movable = Vec::new();
+                            let mut nonsense = Vec::new();
+                            for t in retry {
+                                match max_duration.checked_mul(t.attempts) {
+                                    Some(delay) => movable.push((t, delay)),
+                                    None => nonsense.push((
+                                        t.item.clone(),
+                                        format!(
+                                            "retry delay max_duration {max_duration} × attempts {} overflows",
+                                            t.attempts
+                                        ),
+                                    )),
+                                }
+                            }
+                            self.quarantine_all(labourer, SourceTable::Tasks, nonsense, &mut stats)
+                                .await;
+                            let results: Vec<_> = stream::iter(movable)
+                                .map(
+                                    |(t, delay)| async move { (t, self.tasks.move_to_retry(t, delay).await) },
+                                )
                                 .buffered(n)
                                 .collect()
                                 .await;
@@ -307,6 +406,7 @@ impl Scavenger {
                         Err(e) => {
                             warn!(labourer_id = %labourer.id, error = %e, tasks = retry.len(), "max_duration unknown; expired tasks left for the next run");
                             stats.errors += retry.len() as u64;
+                            stats.labourer_errors += 1;
                         }
                     }
                 }
@@ -317,45 +417,65 @@ impl Scavenger {
             Err(e) => {
                 warn!(labourer_id = %labourer.id, error = %e, "expired tasks unreadable");
                 stats.errors += 1;
+                stats.labourer_errors += 1;
             }
         }
 
         // 3. Due retries back to the front of the queue.
         match self
             .tasks
-            .tasks_due_for_retry(labourer, retry_limit(self.config.retry_tasks_limit))
+            .tasks_due_for_retry_listing(labourer, retry_limit(self.config.retry_tasks_limit))
             .await
         {
-            Ok(due) if !due.is_empty() => match self.tasks.oldest_greenfield(&labourer.id).await {
-                Ok(oldest) => {
-                    let results: Vec<_> = stream::iter(due.iter().enumerate())
-                        .map(|(i, t)| async move {
-                            (t, self.tasks.return_to_queue(t, oldest - 1 - i as i64).await)
-                        })
-                        .buffered(n)
-                        .collect()
-                        .await;
-                    for (t, r) in results {
-                        let moved = matches!(r, Ok(true));
-                        Self::count(&mut stats, r, t, |s| s.returned_to_queue += 1);
-                        if moved {
-                            self.meta.post(
-                                &t.task_id.0,
-                                "ready_for_retry",
-                                &[("labourer_id", json!(labourer.id))],
-                            );
+            Ok(listing) => {
+                let bad = self.malformed_rows(listing.malformed);
+                self.quarantine_all(labourer, SourceTable::Retry, bad, &mut stats)
+                    .await;
+                let due = listing.tasks;
+                if !due.is_empty() {
+                    match self.tasks.oldest_greenfield(&labourer.id).await {
+                        Ok(oldest) => {
+                            let results: Vec<_> = stream::iter(due.iter().enumerate())
+                                .map(|(i, t)| async move {
+                                    let greenfield = i64::try_from(i)
+                                        .ok()
+                                        .and_then(|i| oldest.checked_sub(1)?.checked_sub(i));
+                                    let r = match greenfield {
+                                        Some(g) => self.tasks.return_to_queue(t, g).await,
+                                        None => Err(sosw_core::TaskError::Malformed {
+                                            task_id: t.task_id.0.clone(),
+                                            reason: format!("queue position {oldest} - 1 - {i} overflows"),
+                                        }),
+                                    };
+                                    (t, r)
+                                })
+                                .buffered(n)
+                                .collect()
+                                .await;
+                            for (t, r) in results {
+                                let moved = matches!(r, Ok(true));
+                                Self::count(&mut stats, r, t, |s| s.returned_to_queue += 1);
+                                if moved {
+                                    self.meta.post(
+                                        &t.task_id.0,
+                                        "ready_for_retry",
+                                        &[("labourer_id", json!(labourer.id))],
+                                    );
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; retries left for the next run");
+                            stats.errors += 1;
+                            stats.labourer_errors += 1;
                         }
                     }
                 }
-                Err(e) => {
-                    warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; retries left for the next run");
-                    stats.errors += 1;
-                }
-            },
-            Ok(_) => {}
+            }
             Err(e) => {
                 warn!(labourer_id = %labourer.id, error = %e, "retry table unreadable");
                 stats.errors += 1;
+                stats.labourer_errors += 1;
             }
         }
         stats
@@ -364,7 +484,7 @@ impl Scavenger {
     /// Archive tasks in transactions of several tasks each, a few transactions in flight.
     async fn archive_all(&self, tasks: &[Task], in_flight: usize) -> Vec<Result<bool, sosw_core::TaskError>> {
         let batches: Vec<Vec<Result<bool, sosw_core::TaskError>>> =
-            stream::iter(tasks.chunks(sosw_core::task::manager::TRANSACTION_TASKS))
+            stream::iter(tasks.chunks(self.tasks.transaction_tasks()))
                 .map(|chunk| self.tasks.archive_many(chunk))
                 .buffered(in_flight)
                 .collect()
@@ -386,6 +506,9 @@ impl Scavenger {
         let results = self.archive_all(&dead, n).await;
         for (t, r) in dead.iter().zip(results) {
             let archived = matches!(r, Ok(true));
+            if r.is_err() {
+                stats.archive_failed += 1;
+            }
             Self::count(stats, r, t, |s| s.dead += 1);
             if archived {
                 info!(labourer_id = %labourer.id, task_id = %t.task_id, attempts = t.attempts, "closed dead task");
@@ -421,7 +544,8 @@ pub async fn from_env(
         clients.lambda.clone(),
         config.task_config.clone(),
         clock,
-    );
+    )
+    .with_max_transaction_items(transaction_items_from_env());
     let notifier = Arc::new(SnsNotifier {
         client: clients.sns.clone(),
         topic: config.sns_config.recipient.clone(),
@@ -444,6 +568,11 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
                     ("returned_to_queue", s.returned_to_queue as f64),
                     ("dead", s.dead as f64),
                     ("errors", s.errors as f64),
+                    ("skipped_changed", s.skipped_changed as f64),
+                    ("alert_failed", s.alert_failed as f64),
+                    ("archive_failed", s.archive_failed as f64),
+                    ("quarantined", s.quarantined as f64),
+                    ("labourer_errors", s.labourer_errors as f64),
                 ],
                 timestamp_ms,
             )

@@ -17,6 +17,10 @@ async fn main() -> Result<(), Error> {
         for line in sosw_scavenger::emf_lines(function_name, &stats, chrono::Utc::now().timestamp_millis()) {
             println!("{line}");
         }
+        // A run that could process no labourer is an error: Lambda's Errors metric and alarms see it.
+        if let Some(failure) = stats.failure() {
+            return Err(Error::from(failure));
+        }
         Ok::<Value, Error>(serde_json::to_value(stats)?)
     }))
     .await

@@ -18,7 +18,10 @@ struct Env {
 }
 
 async fn env(labourers: Value) -> Env {
-    let aws = LocalAws::start().await;
+    env_on(LocalAws::start().await, labourers).await
+}
+
+async fn env_on(aws: LocalAws, labourers: Value) -> Env {
     aws.deploy_storage().await;
     let mut doc = ScavengerConfig::defaults();
     sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": labourers}}));
@@ -29,7 +32,8 @@ async fn env(labourers: Value) -> Env {
         aws_sdk_lambda::Client::new(aws.sdk_config()),
         config.task_config.clone(),
         Arc::new(clock.clone()),
-    );
+    )
+    .with_max_transaction_items(LocalAws::TRANSACTION_ITEMS);
     Env {
         aws,
         clock,
@@ -296,6 +300,9 @@ async fn an_unpublished_alert_leaves_the_dead_tasks_for_the_next_run() {
     let stats = e.scavenger(alerts.clone()).run().await;
     assert_eq!(stats.total.alert_failed, 1);
     assert_eq!(stats.total.dead, 0);
+    let line: Value =
+        serde_json::from_str(&sosw_scavenger::emf_lines("sosw_scavenger", &stats, 1)[0]).unwrap();
+    assert_eq!(line["alert_failed"], 1.0, "alert_failed is a metric");
     assert!(
         e.tasks.get_task(&id).await.unwrap().is_some(),
         "not archived without its alert"
@@ -388,4 +395,177 @@ async fn max_duration_comes_from_the_lambda_configuration_when_not_configured() 
         retry.item["desired_launch_time"],
         AttributeValue::N((l.start + 42).to_string())
     );
+}
+
+async fn set_attr(e: &Env, table: &str, key: &[(&str, &str)], name: &str, value: AttributeValue) {
+    let mut q = aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .update_item()
+        .table_name(table)
+        .update_expression("SET #n = :v")
+        .expression_attribute_names("#n", name)
+        .expression_attribute_values(":v", value);
+    for (k, v) in key {
+        q = q.key(*k, AttributeValue::S((*v).into()));
+    }
+    q.send().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_rows_in_every_listing_are_quarantined_and_the_rest_is_scavenged() {
+    let e = env(json!({"worker": {"max_duration": 60}})).await;
+    e.queue("worker", 4).await;
+    let ids = e.invoke("worker", 4).await;
+    e.tasks.mark_completed(&ids[0], None, None).await.unwrap();
+    e.tasks.mark_completed(&ids[1], None, None).await.unwrap();
+    e.clock.advance(1201.0);
+    // A completed row and an expired row that do not parse.
+    set_attr(
+        &e,
+        "sosw_tasks",
+        &[("task_id", &ids[1])],
+        "attempts",
+        AttributeValue::S("x".into()),
+    )
+    .await;
+    set_attr(
+        &e,
+        "sosw_tasks",
+        &[("task_id", &ids[2])],
+        "completed_at",
+        AttributeValue::S("soon".into()),
+    )
+    .await;
+    // A retry row without a greenfield, due now.
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .put_item()
+        .table_name("sosw_retry_tasks")
+        .item("labourer_id", AttributeValue::S("worker".into()))
+        .item("task_id", AttributeValue::S("bad-retry".into()))
+        .item("desired_launch_time", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!(s.quarantined, 3, "{s:?}");
+    assert_eq!(
+        s.archived, 1,
+        "the good completed task is archived in the same run"
+    );
+    assert_eq!(
+        s.scheduled_for_retry, 1,
+        "the good expired task is retried in the same run"
+    );
+    for id in [&ids[1], &ids[2], &"bad-retry".to_string()] {
+        let closed = aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+            .get_item()
+            .table_name("sosw_closed_tasks")
+            .key("task_id", AttributeValue::S(id.clone()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("archived");
+        assert_eq!(
+            closed["labourer_id_task_status"],
+            AttributeValue::S("worker_0".into())
+        );
+        assert!(
+            closed["closed_reason"].as_s().unwrap().contains("malformed task"),
+            "{closed:?}"
+        );
+    }
+    assert!(
+        e.tasks.retry_count("worker").await.unwrap() == 1,
+        "only the good retry row is left"
+    );
+    let line: Value =
+        serde_json::from_str(&sosw_scavenger::emf_lines("sosw_scavenger", &stats, 1)[0]).unwrap();
+    assert_eq!(line["quarantined"], 3.0);
+}
+
+#[tokio::test]
+async fn a_missing_retry_table_is_named_and_a_run_that_processes_no_labourer_fails() {
+    let e = env(json!({"worker": {"max_duration": 60}})).await;
+    e.queue("worker", 1).await;
+    e.invoke("worker", 1).await;
+    e.clock.advance(1201.0);
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .delete_table()
+        .table_name("sosw_retry_tasks")
+        .send()
+        .await
+        .unwrap();
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let expired = e.tasks.expired_tasks(&l).await.unwrap().remove(0);
+    let err = e.tasks.move_to_retry(&expired, 60).await.unwrap_err().to_string();
+    assert!(err.contains("sosw_retry_tasks"), "{err}");
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert!(stats.labourers["worker"].labourer_errors >= 1);
+    let failure = stats.failure().expect("the run fails");
+    assert!(failure.contains("worker"), "{failure}");
+    let line: Value =
+        serde_json::from_str(&sosw_scavenger::emf_lines("sosw_scavenger", &stats, 1)[0]).unwrap();
+    assert!(line["labourer_errors"].as_f64().unwrap() >= 1.0);
+    assert!(
+        e.tasks.get_task(&expired.task_id.0).await.unwrap().is_some(),
+        "nothing lost"
+    );
+}
+
+/// `n` tasks claimed and completed, concurrently.
+async fn completed(e: &Env, n: usize) -> usize {
+    use futures::stream::{self, StreamExt};
+    e.queue("worker", n).await;
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let next = e.tasks.next_tasks(&l, n).await.unwrap();
+    stream::iter(next.iter())
+        .for_each_concurrent(16, |t| async {
+            e.tasks.claim(&l, t).await.unwrap();
+            e.tasks.mark_completed(&t.task_id.0, None, None).await.unwrap();
+        })
+        .await;
+    n
+}
+
+#[tokio::test]
+async fn hundreds_of_completed_tasks_are_all_archived_in_one_run() {
+    // On the serialised emulator (atomic transactions, as DynamoDB's), with moto's 25-item cap:
+    // 25 transactions of 12 tasks, 16 in flight. (moto copies whole tables in every transaction,
+    // so 1,000 tasks take minutes here; the diagnostic below runs 1,000 on plain moto.)
+    let e = env_on(
+        LocalAws::start_serialised().await,
+        json!({"worker": {"max_duration": 60}}),
+    )
+    .await;
+    let n = completed(&e, 300).await as u64;
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert_eq!(stats.total.archived, n, "{:?}", stats.total);
+    assert_eq!((stats.total.errors, stats.total.archive_failed), (0, 0));
+    assert_eq!(e.tasks.closed_count("worker", true).await.unwrap(), n);
+    let l = e.tasks.register_labourer("worker").unwrap();
+    assert_eq!(
+        e.tasks.completed_count(&l).await.unwrap(),
+        0,
+        "nothing left behind"
+    );
+}
+
+/// Diagnostic for the plain (non-atomic) emulator: run with `--ignored` to see what it does under
+/// concurrent transactions. Prints the figures; passes when the run accounts for every task
+/// (archived, or counted as failed/changed and left in the queue).
+#[tokio::test]
+#[ignore = "diagnostic on plain moto (nondeterministic); run with --ignored"]
+async fn plain_moto_archive_run_accounts_for_every_task() {
+    let e = env(json!({"worker": {"max_duration": 60}})).await;
+    let n = completed(&e, 1000).await as u64;
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    let archived = e.tasks.closed_count("worker", true).await.unwrap();
+    let l = e.tasks.register_labourer("worker").unwrap();
+    let left = e.tasks.completed_count(&l).await.unwrap();
+    println!(
+        "plain moto: stats {:?}; archived in table {archived}; left in queue {left}",
+        stats.total
+    );
+    assert_eq!(archived + left, n, "every task is archived or still queued");
 }

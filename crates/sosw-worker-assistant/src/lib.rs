@@ -9,8 +9,12 @@
 //!
 //! `stats` and `result` may be objects or JSON strings of objects; they are stored flattened as
 //! `stat_<key>` / `result_<key>`. `mark_task_as_completed` sets `completed_at`,
-//! `mark_task_as_failed` increments `failed_attempts`. Unlike the original, an unknown task is an
-//! error and writes nothing (Python upserts a phantom row).
+//! `mark_task_as_failed` increments `failed_attempts`. Unlike the original, a report counts only
+//! for the run in flight: it is applied only to a task in the invoked state (greenfield in the
+//! invoked range, not yet completed), in one conditional write. A report for a task that is queued
+//! again, already completed, archived, retrying or unknown writes nothing to the task, is recorded
+//! in `sosw_tasks_meta` as `report_refused`, and is refused with a typed error (Python upserts a
+//! phantom row for an unknown task and archives a re-queued task on a late report).
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -18,7 +22,7 @@ use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::{MetaHandler, TaskError, TaskManager};
 use std::sync::Arc;
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 
 /// What a worker asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,22 +182,52 @@ impl WorkerAssistant {
         Self { tasks, meta }
     }
 
-    /// Handle one worker event.
+    /// Handle one worker event. A report is applied only to a task in the invoked state (the run
+    /// in flight); a report for a task that is queued, already completed, archived, retrying or
+    /// unknown writes nothing to the task, is recorded in the task's meta history
+    /// (`report_refused`) and returned as [`TaskError::ReportRefused`].
     pub async fn handle(&self, event: &Value) -> Result<Value, WorkerAssistantError> {
         let req = parse(event)?;
-        match req.action {
-            Action::MarkCompleted => {
+        let (result, done) = match req.action {
+            Action::MarkCompleted => (
                 self.tasks
                     .mark_completed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
-                    .await?;
-                self.meta.post(&req.task_id, "marked_as_completed", &[]);
-            }
-            Action::MarkFailed => {
+                    .await,
+                "marked_as_completed",
+            ),
+            Action::MarkFailed => (
                 self.tasks
                     .mark_failed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
-                    .await?;
-                self.meta.post(&req.task_id, "marked_as_failed", &[]);
+                    .await,
+                "marked_as_failed",
+            ),
+        };
+        match result {
+            Ok(()) => self.meta.post(&req.task_id, done, &[]),
+            Err(TaskError::ReportRefused {
+                task_id,
+                action,
+                state,
+                table,
+            }) => {
+                warn!(task_id, action, %state, "worker report refused: the task is not invoked");
+                self.meta.post(
+                    &task_id,
+                    "report_refused",
+                    &[
+                        ("refused_action", json!(action)),
+                        ("task_state", json!(state.to_string())),
+                    ],
+                );
+                self.meta.flush().await;
+                return Err(WorkerAssistantError::Task(TaskError::ReportRefused {
+                    task_id,
+                    action,
+                    state,
+                    table,
+                }));
             }
+            Err(e) => return Err(e.into()),
         }
         self.meta.flush().await;
         info!(task_id = %req.task_id, action = req.action.name(), "worker report stored");

@@ -43,6 +43,37 @@ async fn queued_task(tasks: &TaskManager) -> String {
         .clone()
 }
 
+/// Claim the task as an orchestrator does (the run in flight).
+async fn claim(tasks: &TaskManager, id: &str) {
+    let l = tasks.register_labourer("worker").unwrap();
+    let t = tasks.get_task(id).await.unwrap().unwrap();
+    assert_eq!(
+        tasks.claim(&l, &t).await.unwrap(),
+        sosw_core::ClaimOutcome::Claimed
+    );
+}
+
+/// A task a worker is running.
+async fn invoked_task(tasks: &TaskManager) -> String {
+    let id = queued_task(tasks).await;
+    claim(tasks, &id).await;
+    id
+}
+
+async fn meta_rows(aws: &LocalAws, id: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks_meta")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|m| m["task_id"] == AttributeValue::S(id.into()))
+        .cloned()
+        .collect()
+}
+
 #[derive(Default)]
 struct Captured(Mutex<Vec<Value>>);
 impl Reporter for Captured {
@@ -67,7 +98,7 @@ async fn bad_worker(_: Value) -> Result<Report, String> {
 #[tokio::test]
 async fn sdk_worker_success_marks_the_task_completed_with_stats_and_results() {
     let (_aws, tasks, wa) = env().await;
-    let id = queued_task(&tasks).await;
+    let id = invoked_task(&tasks).await;
     let captured = Captured::default();
     process(json!({"task_id": id, "x": 1}), &good_worker, &captured)
         .await
@@ -84,7 +115,7 @@ async fn sdk_worker_success_marks_the_task_completed_with_stats_and_results() {
 #[tokio::test]
 async fn sdk_worker_failure_marks_the_task_failed() {
     let (aws, tasks, wa) = env().await;
-    let id = queued_task(&tasks).await;
+    let id = invoked_task(&tasks).await;
     let captured = Captured::default();
     assert!(process(json!({"task_id": id}), &bad_worker, &captured)
         .await
@@ -113,7 +144,7 @@ async fn sdk_worker_failure_marks_the_task_failed() {
 #[tokio::test]
 async fn bad_events_are_refused_and_write_nothing() {
     let (aws, tasks, wa) = env().await;
-    let id = queued_task(&tasks).await;
+    let id = invoked_task(&tasks).await;
     let cases = [
         (json!({"task_id": id}), "missing required parameter `action`"),
         (
@@ -131,7 +162,7 @@ async fn bad_events_are_refused_and_write_nothing() {
         ),
         (
             json!({"action": "mark_task_as_completed", "task_id": "ghost"}),
-            "task `ghost` does not exist",
+            "for task `ghost` refused: the task is not in the queue nor the archive",
         ),
     ];
     for (event, needle) in cases {
@@ -141,19 +172,78 @@ async fn bad_events_are_refused_and_write_nothing() {
     let t = tasks.get_task(&id).await.unwrap().unwrap();
     assert!(t.completed_at.is_none() && !t.item.contains_key("failed_attempts"));
     assert!(tasks.get_task("ghost").await.unwrap().is_none(), "no phantom row");
-    let meta = aws_sdk_dynamodb::Client::new(aws.sdk_config())
-        .scan()
-        .table_name("sosw_tasks_meta")
-        .send()
+    assert!(
+        meta_rows(&aws, &id).await.is_empty(),
+        "invalid events leave no history"
+    );
+    let ghost = meta_rows(&aws, "ghost").await;
+    assert_eq!(ghost.len(), 1);
+    assert_eq!(ghost[0]["action"], AttributeValue::S("report_refused".into()));
+}
+
+#[tokio::test]
+async fn a_late_report_for_a_task_queued_again_writes_nothing_and_is_recorded() {
+    let (aws, tasks, wa) = env().await;
+    let id = invoked_task(&tasks).await;
+    // The first run expires: the scavenger moves the task to the retry table, then back to the queue.
+    let running = tasks.get_task(&id).await.unwrap().unwrap();
+    assert!(tasks.move_to_retry(&running, 0).await.unwrap());
+    let retrying = tasks.get_retrying("worker", &id).await.unwrap().unwrap();
+    let completed = json!({"action": "mark_task_as_completed", "task_id": id});
+    let failed = json!({"action": "mark_task_as_failed", "task_id": id});
+    let err = wa.handle(&completed).await.unwrap_err();
+    assert!(err.to_string().contains("retrying or unknown"), "{err}");
+    assert!(tasks.return_to_queue(&retrying, 500).await.unwrap());
+    let queued = tasks.get_task(&id).await.unwrap().unwrap();
+
+    // The first run's late reports arrive while the task is queued again.
+    for event in [&completed, &failed] {
+        let err = wa.handle(event).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                sosw_worker_assistant::WorkerAssistantError::Task(sosw_core::TaskError::ReportRefused {
+                    state: sosw_core::TaskWhereabouts::Queued,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        tasks.get_task(&id).await.unwrap().unwrap(),
+        queued,
+        "nothing written to the queued task"
+    );
+
+    // The second run completes; a late report of the first run after that is refused too.
+    claim(&tasks, &id).await;
+    wa.handle(&completed).await.unwrap();
+    let done = tasks.get_task(&id).await.unwrap().unwrap();
+    assert!(wa.handle(&failed).await.is_err());
+    assert_eq!(tasks.get_task(&id).await.unwrap().unwrap(), done);
+    // Once archived, reports are refused as archived.
+    assert!(tasks.archive(&done).await.unwrap());
+    let err = wa.handle(&completed).await.unwrap_err().to_string();
+    assert!(err.contains("archived"), "{err}");
+
+    // Every refusal is in the task's history, with the state it met.
+    let states: Vec<String> = meta_rows(&aws, &id)
         .await
-        .unwrap();
-    assert_eq!(meta.count(), 0);
+        .iter()
+        .filter(|m| m["action"] == AttributeValue::S("report_refused".into()))
+        .map(|m| m["task_state"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(states.len(), 5, "{states:?}");
+    for state in ["queued", "already completed", "archived", "retrying or unknown"] {
+        assert!(states.iter().any(|s| s.contains(state)), "{state} in {states:?}");
+    }
 }
 
 #[tokio::test]
 async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
     let (aws, tasks, wa) = env().await;
-    let id = queued_task(&tasks).await;
+    let id = invoked_task(&tasks).await;
     let (lambda_endpoint, seen) = sosw_core::testing::recording_lambda().await;
     let script = repo_root().join("crates/sosw-worker-assistant/tests/python/python_worker.py");
     let out = tokio::process::Command::new(venv_bin("python"))

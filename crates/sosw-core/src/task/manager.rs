@@ -12,7 +12,7 @@
 use super::model::{attribute_to_json, guess_attribute, n, n_float, Item, Task, TaskId};
 use crate::clock::Clock;
 use crate::config::TaskConfig;
-use crate::error::{render_error, EcologyError, TaskError};
+use crate::error::{render_error, EcologyError, TaskError, TaskWhereabouts};
 use crate::labourer::Labourer;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, PutRequest, ReturnValue, Select, TransactWriteItem, WriteRequest,
@@ -25,11 +25,77 @@ use tracing::{debug, instrument, warn};
 
 /// DynamoDB's limit of items per BatchWriteItem (moto does not enforce it; we do).
 pub const BATCH_WRITE_LIMIT: usize = 25;
-/// Tasks moved per TransactWriteItems (two items each). Real DynamoDB allows 100 items; moto caps
-/// transactions at 25, so 12 tasks keep both working.
-pub const TRANSACTION_TASKS: usize = 12;
+/// Items per TransactWriteItems allowed by DynamoDB (each task moved takes two: put + delete).
+pub const DEFAULT_TRANSACTION_ITEMS: usize = 100;
+/// moto's cap on items per TransactWriteItems (the test harness sets it).
+pub const MOTO_TRANSACTION_ITEMS: usize = 25;
+/// Environment variable overriding [`DEFAULT_TRANSACTION_ITEMS`] (2..=100), read by the essentials'
+/// `from_env` (the local-AWS harness sets it to moto's 25).
+pub const TRANSACTION_ITEMS_ENV: &str = "SOSW_MAX_TRANSACTION_ITEMS";
+/// Lambda's limit on the payload of an asynchronous (`Event`) invocation, in bytes.
+pub const ASYNC_PAYLOAD_LIMIT: usize = 256 * 1024;
+/// Attempts at a TransactWriteItems that conflicts or fails on the server before giving up.
+const TRANSACT_ATTEMPTS: u32 = 8;
 /// Attempts at writing unprocessed items of a batch before giving up.
 const BATCH_WRITE_ATTEMPTS: u32 = 8;
+
+/// A claim we own: what the task held before, so that a refused invocation can give it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The greenfield the claim wrote (`now + greenfield_invocation_delta`).
+    pub greenfield: i64,
+    /// The greenfield before the claim (the queue position).
+    pub previous_greenfield: i64,
+    /// `attempts` before the claim; `None` when the row had none.
+    pub previous_attempts: Option<i64>,
+}
+
+/// Where a row listed for processing came from (to move it out of that table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceTable {
+    /// `sosw_tasks`.
+    Tasks,
+    /// `sosw_retry_tasks`.
+    Retry,
+}
+
+/// A row that cannot be processed: it is quarantined (archived as dead with a `closed_reason`).
+#[derive(Debug)]
+pub struct Malformed {
+    /// The raw item.
+    pub item: Item,
+    /// Why it cannot be processed.
+    pub error: TaskError,
+}
+
+impl Malformed {
+    /// The task id, if the row has one.
+    pub fn task_id(&self, cfg: &TaskConfig) -> String {
+        match self.item.get(cfg.field("task_id")) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => "<unknown>".into(),
+        }
+    }
+}
+
+/// The rows of a listing: tasks that parse, and rows that do not (never in the way of the others).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Parsed tasks, in index order.
+    pub tasks: Vec<Task>,
+    /// Rows that did not parse.
+    pub malformed: Vec<Malformed>,
+}
+
+impl Listing {
+    /// The tasks, or the first row's error if any row is malformed (the strict view).
+    pub fn strict(mut self) -> Result<Vec<Task>, TaskError> {
+        match self.malformed.drain(..).next() {
+            Some(m) => Err(m.error),
+            None => Ok(self.tasks),
+        }
+    }
+}
 
 /// The outcome of claiming a task for invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +118,16 @@ pub struct TaskManager {
     config: Arc<TaskConfig>,
     clock: Arc<dyn Clock>,
     max_durations: Arc<Mutex<HashMap<String, i64>>>,
+    transaction_items: usize,
+}
+
+/// The transaction size from [`TRANSACTION_ITEMS_ENV`], or [`DEFAULT_TRANSACTION_ITEMS`].
+pub fn transaction_items_from_env() -> usize {
+    std::env::var(TRANSACTION_ITEMS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(|n| n.clamp(2, DEFAULT_TRANSACTION_ITEMS))
+        .unwrap_or(DEFAULT_TRANSACTION_ITEMS)
 }
 
 fn dynamo_err<E>(operation: &'static str, table: &str, err: E) -> TaskError
@@ -83,7 +159,9 @@ enum TxOutcome {
     ConditionFailed,
 }
 
-/// What a transaction's cancellation means.
+/// What a transaction's cancellation means: `Some(false)` a failed condition (final),
+/// `Some(true)` worth retrying (a conflict, a throttle, or a reason we do not know, such as the
+/// internal errors moto reports under concurrent transactions), `None` a final failure.
 fn cancellation_kind(
     err: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
@@ -94,16 +172,28 @@ fn cancellation_kind(
     match err.as_service_error() {
         // Some(true): a conflict with a concurrent transaction, worth retrying.
         Some(E::TransactionCanceledException(c)) => {
-            let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
-            if codes.contains(&"TransactionConflict") {
-                Some(true)
-            } else if codes.contains(&"ConditionalCheckFailed") {
+            let codes: Vec<&str> = c
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .filter(|c| *c != "None")
+                .collect();
+            if codes.contains(&"ConditionalCheckFailed") {
                 Some(false)
-            } else {
+            } else if codes
+                .iter()
+                .any(|c| c.contains("ResourceNotFound") || c.contains("Validation"))
+            {
                 None
+            } else {
+                Some(true)
             }
         }
-        Some(E::TransactionInProgressException(_)) => Some(true),
+        Some(E::TransactionInProgressException(_))
+        | Some(E::ProvisionedThroughputExceededException(_))
+        | Some(E::ThrottlingException(_))
+        | Some(E::RequestLimitExceeded(_))
+        | Some(E::InternalServerError(_)) => Some(true),
         _ => None,
     }
 }
@@ -129,11 +219,14 @@ impl TaskManager {
                 Err(e) => match cancellation_kind(&e) {
                     Some(false) => return Ok(TxOutcome::ConditionFailed),
                     // A server-side failure (HTTP 5xx) is retried like a conflict.
-                    None if attempt < 8 && e.raw_response().is_some_and(|r| r.status().is_server_error()) => {
+                    None if attempt < TRANSACT_ATTEMPTS
+                        && e.raw_response().is_some_and(|r| r.status().is_server_error()) =>
+                    {
                         attempt += 1;
+                        warn!(operation, table, attempt, error = %render_error(&e), "transaction failed on the server; retrying");
                         tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
                     }
-                    Some(true) if attempt < 8 => {
+                    Some(true) if attempt < TRANSACT_ATTEMPTS => {
                         attempt += 1;
                         tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
                     }
@@ -156,7 +249,20 @@ impl TaskManager {
             config: Arc::new(config),
             clock,
             max_durations: Arc::default(),
+            transaction_items: DEFAULT_TRANSACTION_ITEMS,
         }
+    }
+
+    /// Set the largest TransactWriteItems this TaskManager sends (2..=100 items; DynamoDB allows
+    /// 100, moto 25). Archiving moves `items / 2` tasks per transaction.
+    pub fn with_max_transaction_items(mut self, items: usize) -> Self {
+        self.transaction_items = items.clamp(2, DEFAULT_TRANSACTION_ITEMS);
+        self
+    }
+
+    /// Tasks moved per archive transaction.
+    pub fn transaction_tasks(&self) -> usize {
+        (self.transaction_items / 2).max(1)
     }
 
     /// The config.
@@ -589,40 +695,67 @@ impl TaskManager {
             .transpose()
     }
 
-    async fn query_tasks(
+    /// Page through a greenfield-index query, parsing rows; a row that does not parse is kept
+    /// aside (never aborts the listing). `limit` counts parsed tasks only.
+    async fn query_listing(
         &self,
         labourer_id: &str,
         range: &str,
         values: &[(&str, AttributeValue)],
         filter: Option<&str>,
         limit: Option<usize>,
-    ) -> Result<Vec<Task>, TaskError> {
-        let table = self.tasks_table();
+    ) -> Result<Listing, TaskError> {
         let query = self.greenfield_query(labourer_id, range, values, filter);
-        let mut tasks = Vec::new();
+        self.collect_listing(query, self.tasks_table(), limit).await
+    }
+
+    async fn collect_listing(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        table: &str,
+        limit: Option<usize>,
+    ) -> Result<Listing, TaskError> {
+        let mut listing = Listing::default();
         let mut start_key = None;
         loop {
             let mut q = query.clone().set_exclusive_start_key(start_key);
             if let Some(limit) = limit {
-                q = q.limit((limit - tasks.len()).min(i32::MAX as usize) as i32);
+                let wanted = limit.saturating_sub(listing.tasks.len()).max(1);
+                q = q.limit(wanted.min(i32::MAX as usize) as i32);
             }
             let out = q.send().await.map_err(|e| dynamo_err("Query", table, e))?;
             for item in out.items.unwrap_or_default() {
-                tasks.push(Task::from_item(item, &self.config.dynamo_db_config)?);
+                match Task::from_item(item.clone(), &self.config.dynamo_db_config) {
+                    Ok(t) => listing.tasks.push(t),
+                    Err(error) => {
+                        warn!(table, task_id = %task_id_of(&item, self.f("task_id")), error = %error, "malformed row");
+                        listing.malformed.push(Malformed { item, error })
+                    }
+                }
             }
             start_key = out.last_evaluated_key;
-            if start_key.is_none() || limit.is_some_and(|l| tasks.len() >= l) {
-                return Ok(tasks);
+            if start_key.is_none() || limit.is_some_and(|l| listing.tasks.len() >= l) {
+                if let Some(l) = limit {
+                    listing.tasks.truncate(l);
+                }
+                return Ok(listing);
             }
         }
     }
 
     /// The next `limit` queued tasks of the labourer (greenfield < start), in queue order.
+    /// Strict: a malformed row is an error (the orchestrator uses [`Self::next_tasks_listing`]).
     pub async fn next_tasks(&self, labourer: &Labourer, limit: usize) -> Result<Vec<Task>, TaskError> {
+        self.next_tasks_listing(labourer, limit).await?.strict()
+    }
+
+    /// The next `limit` queued tasks of the labourer, in queue order, and the malformed rows met
+    /// on the way (which do not count against `limit`).
+    pub async fn next_tasks_listing(&self, labourer: &Labourer, limit: usize) -> Result<Listing, TaskError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Listing::default());
         }
-        self.query_tasks(
+        self.query_listing(
             &labourer.id,
             "#g < :start",
             &[(":start", n(labourer.start))],
@@ -725,8 +858,14 @@ impl TaskManager {
         }
         let mut tasks = Vec::with_capacity(keys.len());
         for id in keys {
-            if let Some(t) = self.get_from(table, &id).await? {
-                tasks.push(t);
+            match self.get_from(table, &id).await {
+                Ok(Some(t)) => tasks.push(t),
+                Ok(None) => {}
+                // A quarantined row that does not parse: reviving it would only quarantine it again.
+                Err(e @ TaskError::Malformed { .. }) => {
+                    warn!(task_id = %id, error = %e, "dead row does not parse; left in the archive");
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(tasks)
@@ -800,9 +939,14 @@ impl TaskManager {
         ))
     }
 
-    /// Tasks marked completed by workers (invoked, with `completed_at`).
+    /// Tasks marked completed by workers (invoked, with `completed_at`). Strict.
     pub async fn completed_tasks(&self, labourer: &Labourer) -> Result<Vec<Task>, TaskError> {
-        self.query_tasks(
+        self.completed_tasks_listing(labourer).await?.strict()
+    }
+
+    /// Tasks marked completed by workers, and the malformed rows among them.
+    pub async fn completed_tasks_listing(&self, labourer: &Labourer) -> Result<Listing, TaskError> {
+        self.query_listing(
             &labourer.id,
             "#g >= :now",
             &[(":now", n_float(self.clock.now()))],
@@ -812,9 +956,14 @@ impl TaskManager {
         .await
     }
 
-    /// Tasks invoked and expired without being completed (greenfield between start and expired).
+    /// Tasks invoked and expired without being completed (greenfield between start and expired). Strict.
     pub async fn expired_tasks(&self, labourer: &Labourer) -> Result<Vec<Task>, TaskError> {
-        self.query_tasks(
+        self.expired_tasks_listing(labourer).await?.strict()
+    }
+
+    /// Expired tasks, and the malformed rows among them.
+    pub async fn expired_tasks_listing(&self, labourer: &Labourer) -> Result<Listing, TaskError> {
+        self.query_listing(
             &labourer.id,
             "#g BETWEEN :a AND :b",
             &[(":a", n(labourer.start)), (":b", n(labourer.expired))],
@@ -829,8 +978,21 @@ impl TaskManager {
     /// Claim a queued task for invocation with the conditional update of the original:
     /// `greenfield = now + delta, attempts = attempts + 1` if `greenfield < labourer.start`.
     /// A concurrent claimer gets [`ClaimOutcome::AlreadyInvoked`], not an error.
-    #[instrument(skip(self, labourer, task), fields(labourer_id = %labourer.id, task_id = %task.task_id))]
     pub async fn claim(&self, labourer: &Labourer, task: &Task) -> Result<ClaimOutcome, TaskError> {
+        Ok(match self.claim_for_invocation(labourer, task).await? {
+            Some(_) => ClaimOutcome::Claimed,
+            None => ClaimOutcome::AlreadyInvoked,
+        })
+    }
+
+    /// [`Self::claim`], returning what the claim replaced (`None`: someone else has it), so that
+    /// [`Self::release_claim`] can give it back if Lambda refuses the invocation.
+    #[instrument(skip(self, labourer, task), fields(labourer_id = %labourer.id, task_id = %task.task_id))]
+    pub async fn claim_for_invocation(
+        &self,
+        labourer: &Labourer,
+        task: &Task,
+    ) -> Result<Option<Claim>, TaskError> {
         if task.labourer_id != labourer.id {
             return Err(TaskError::WrongLabourer {
                 task_id: task.task_id.0.clone(),
@@ -839,6 +1001,20 @@ impl TaskManager {
             });
         }
         let table = self.tasks_table();
+        let greenfield = self
+            .clock
+            .now_secs()
+            .checked_add(self.config.greenfield_invocation_delta)
+            .ok_or_else(|| TaskError::Malformed {
+                task_id: task.task_id.0.clone(),
+                reason: format!(
+                    "now + greenfield_invocation_delta ({}) overflows",
+                    self.config.greenfield_invocation_delta
+                ),
+            })?;
+        let previous_attempts = super::model::number_i64(&task.item, self.f("attempts"))
+            .ok()
+            .flatten();
         let result = self
             .dynamo
             .update_item()
@@ -848,20 +1024,63 @@ impl TaskManager {
             .condition_expression("#g < :start")
             .expression_attribute_names("#g", self.f("greenfield"))
             .expression_attribute_names("#a", self.f("attempts"))
-            .expression_attribute_values(
-                ":g",
-                n(self.clock.now_secs() + self.config.greenfield_invocation_delta),
-            )
+            .expression_attribute_values(":g", n(greenfield))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":start", n(labourer.start))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(ClaimOutcome::Claimed),
+            Ok(_) => Ok(Some(Claim {
+                greenfield,
+                previous_greenfield: task.greenfield,
+                previous_attempts,
+            })),
             Err(e) if is_conditional_check_failed(&e) => {
                 debug!("task already invoked by someone else");
-                Ok(ClaimOutcome::AlreadyInvoked)
+                Ok(None)
+            }
+            Err(e) => Err(dynamo_err("UpdateItem", table, e)),
+        }
+    }
+
+    /// Give a claim back after Lambda refused the invocation (the worker never started): greenfield
+    /// and attempts as before the claim, in one write conditioned on the claim being ours and the
+    /// task untouched since (no report arrived). Returns `false` if the task changed meanwhile.
+    #[instrument(skip(self, task, claim), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
+    pub async fn release_claim(&self, task: &Task, claim: &Claim) -> Result<bool, TaskError> {
+        let table = self.tasks_table();
+        let claimed_attempts = claim
+            .previous_attempts
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| TaskError::Malformed {
+                task_id: task.task_id.0.clone(),
+                reason: "attempts overflow".into(),
+            })?;
+        let mut q = self
+            .dynamo
+            .update_item()
+            .table_name(table)
+            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
+            .condition_expression("#g = :claimed AND #a = :claimed_attempts AND attribute_not_exists(#c)")
+            .expression_attribute_names("#g", self.f("greenfield"))
+            .expression_attribute_names("#a", self.f("attempts"))
+            .expression_attribute_names("#c", self.f("completed_at"))
+            .expression_attribute_values(":claimed", n(claim.greenfield))
+            .expression_attribute_values(":claimed_attempts", n(claimed_attempts))
+            .expression_attribute_values(":g", n(claim.previous_greenfield));
+        q = match claim.previous_attempts {
+            Some(a) => q
+                .update_expression("SET #g = :g, #a = :a")
+                .expression_attribute_values(":a", n(a)),
+            None => q.update_expression("SET #g = :g REMOVE #a"),
+        };
+        match q.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => {
+                warn!("claim not given back: the task changed since it was claimed");
+                Ok(false)
             }
             Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
@@ -906,39 +1125,37 @@ impl TaskManager {
 
     // ----- moving between tables -------------------------------------------------------------
 
-    /// Archive many tasks with as few requests as possible: up to [`TRANSACTION_TASKS`] tasks per
-    /// TransactWriteItems, each task's move conditioned as in [`Self::archive`]. A batch refused
-    /// because one of its tasks changed is retried task by task, so the others still move.
-    /// Returns, per task in order, whether it was archived.
+    /// Archive many tasks with as few requests as possible: up to [`Self::transaction_tasks`] tasks
+    /// per TransactWriteItems, each task's move conditioned as in [`Self::archive`]. A batch that
+    /// is refused (one of its tasks changed) or fails after its retries is retried task by task,
+    /// so every task that can move does. Returns, per task in order, whether it was archived.
     pub async fn archive_many(&self, tasks: &[Task]) -> Vec<Result<bool, TaskError>> {
         let mut out = Vec::with_capacity(tasks.len());
-        for chunk in tasks.chunks(TRANSACTION_TASKS) {
+        let closed = &self.config.sosw_closed_tasks_table;
+        let table = format!("{closed}` (from `{}", self.tasks_table());
+        for chunk in tasks.chunks(self.transaction_tasks()) {
+            if chunk.len() == 1 {
+                out.push(self.archive(&chunk[0]).await);
+                continue;
+            }
             let mut items = Vec::with_capacity(chunk.len() * 2);
             for task in chunk {
                 let (put, delete) = self.archive_items(task);
                 items.push(TransactWriteItem::builder().put(put).build());
                 items.push(TransactWriteItem::builder().delete(delete).build());
             }
-            match self
-                .transact(items, "TransactWriteItems(archive)", self.tasks_table())
-                .await
-            {
+            match self.transact(items, "TransactWriteItems(archive)", &table).await {
                 Ok(TxOutcome::Done) => out.extend(chunk.iter().map(|_| Ok(true))),
-                Ok(TxOutcome::ConditionFailed) if chunk.len() > 1 => {
+                Ok(TxOutcome::ConditionFailed) => {
                     for task in chunk {
                         out.push(self.archive(task).await);
                     }
                 }
-                Ok(TxOutcome::ConditionFailed) => out.push(Ok(false)),
                 Err(e) => {
-                    let message = e.to_string();
-                    out.extend(chunk.iter().map(|_| {
-                        Err(TaskError::Dynamo {
-                            operation: "TransactWriteItems(archive)",
-                            table: self.tasks_table().to_string(),
-                            message: message.clone(),
-                        })
-                    }));
+                    warn!(tasks = chunk.len(), error = %e, "archive transaction failed; archiving its tasks one by one");
+                    for task in chunk {
+                        out.push(self.archive(task).await);
+                    }
                 }
             }
         }
@@ -977,10 +1194,15 @@ impl TaskManager {
     #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
     pub async fn move_to_retry(&self, task: &Task, delay: i64) -> Result<bool, TaskError> {
         let mut row = task.item.clone();
-        row.insert(
-            self.f("desired_launch_time").to_string(),
-            n(self.clock.now_secs() + delay),
-        );
+        let launch = self
+            .clock
+            .now_secs()
+            .checked_add(delay)
+            .ok_or_else(|| TaskError::Malformed {
+                task_id: task.task_id.0.clone(),
+                reason: format!("retry delay {delay} overflows"),
+            })?;
+        row.insert(self.f("desired_launch_time").to_string(), n(launch));
         let put = Put::builder()
             .table_name(&self.config.sosw_retry_tasks_table)
             .set_item(Some(row))
@@ -1014,13 +1236,13 @@ impl TaskManager {
         put: Put,
         operation: &'static str,
     ) -> Result<bool, TaskError> {
-        let table = self.tasks_table();
+        let table = format!("{}` (from `{}", put.table_name(), self.tasks_table());
         let delete = self.unchanged_delete(task);
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().delete(delete).build(),
         ];
-        match self.transact(items, operation, table).await? {
+        match self.transact(items, operation, &table).await? {
             TxOutcome::Done => Ok(true),
             TxOutcome::ConditionFailed => {
                 warn!(task_id = %task.task_id, "task changed since it was read; left in place");
@@ -1029,40 +1251,149 @@ impl TaskManager {
         }
     }
 
-    /// Retry rows of the labourer due now (`desired_launch_time <= start`), oldest first.
+    /// Move a row that cannot be processed (malformed, payload unusable or over the invocation
+    /// limit, nonsensical attempts) out of `from` into the archive as dead, with `closed_reason`,
+    /// so it is never in the way again and an operator sees it (`sosw task`, `sosw status`). The
+    /// move is one transaction conditioned on the row being unchanged since it was read. Returns
+    /// `false` when the row changed meanwhile (left for the next run).
+    #[instrument(skip(self, item, reason), fields(task_id = %task_id_of(item, self.f("task_id")), labourer_id))]
+    pub async fn quarantine(
+        &self,
+        from: SourceTable,
+        labourer_id: &str,
+        item: &Item,
+        reason: &str,
+    ) -> Result<bool, TaskError> {
+        let task_id = match item.get(self.f("task_id")) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => {
+                return Err(TaskError::Malformed {
+                    task_id: "<unknown>".into(),
+                    reason: format!("cannot quarantine a row without a string `{}`", self.f("task_id")),
+                })
+            }
+        };
+        let row_labourer = match item.get(self.f("labourer_id")) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => labourer_id.to_string(),
+        };
+        let mut closed = item.clone();
+        closed.insert(self.f("task_id").to_string(), AttributeValue::S(task_id.clone()));
+        closed.insert(
+            self.f("labourer_id").to_string(),
+            AttributeValue::S(row_labourer.clone()),
+        );
+        closed.insert(
+            self.f("labourer_id_task_status").to_string(),
+            AttributeValue::S(format!("{row_labourer}_0")),
+        );
+        closed.insert(self.f("closed_at").to_string(), n(self.clock.now_secs()));
+        closed.insert("closed_reason".to_string(), AttributeValue::S(reason.to_string()));
+        let closed_table = &self.config.sosw_closed_tasks_table;
+        let put = Put::builder()
+            .table_name(closed_table)
+            .set_item(Some(closed))
+            .build()
+            .expect("table and item are set");
+        let (source_table, mut delete) = match from {
+            SourceTable::Tasks => (
+                self.tasks_table().to_string(),
+                Delete::builder()
+                    .table_name(self.tasks_table())
+                    .key(self.f("task_id"), AttributeValue::S(task_id.clone())),
+            ),
+            SourceTable::Retry => (
+                self.config.sosw_retry_tasks_table.clone(),
+                Delete::builder()
+                    .table_name(&self.config.sosw_retry_tasks_table)
+                    .key(self.f("labourer_id"), AttributeValue::S(row_labourer.clone()))
+                    .key(self.f("task_id"), AttributeValue::S(task_id.clone())),
+            ),
+        };
+        // Unchanged since read: every small attribute equal, every other one still present, and
+        // sosw's own fields that were absent still absent.
+        let keys = [self.f("task_id").to_string(), self.f("labourer_id").to_string()];
+        let mut conditions = Vec::new();
+        let mut names: Vec<&String> = item.keys().filter(|k| !keys.contains(k)).collect();
+        names.sort();
+        for (i, name) in names.into_iter().enumerate() {
+            let value = &item[name];
+            delete = delete.expression_attribute_names(format!("#q{i}"), name);
+            let small = match value {
+                AttributeValue::S(s) => s.len() <= 1024,
+                AttributeValue::N(_) | AttributeValue::Bool(_) | AttributeValue::Null(_) => true,
+                _ => false,
+            };
+            if small {
+                conditions.push(format!("#q{i} = :q{i}"));
+                delete = delete.expression_attribute_values(format!(":q{i}"), value.clone());
+            } else {
+                conditions.push(format!("attribute_exists(#q{i})"));
+            }
+        }
+        for (i, field) in ["greenfield", "attempts", "completed_at"].into_iter().enumerate() {
+            let name = self.f(field);
+            if !item.contains_key(name) {
+                delete = delete.expression_attribute_names(format!("#m{i}"), name);
+                conditions.push(format!("attribute_not_exists(#m{i})"));
+            }
+        }
+        delete = delete.expression_attribute_names("#t", self.f("task_id"));
+        conditions.push("attribute_exists(#t)".into());
+        let delete = delete
+            .condition_expression(conditions.join(" AND "))
+            .build()
+            .expect("table and key are set");
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        let table = format!("{closed_table}` (from `{source_table}");
+        match self
+            .transact(items, "TransactWriteItems(quarantine)", &table)
+            .await?
+        {
+            TxOutcome::Done => {
+                warn!(task_id, labourer_id = %row_labourer, reason, from = %source_table, "task quarantined: archived as dead");
+                Ok(true)
+            }
+            TxOutcome::ConditionFailed => {
+                warn!(task_id, "row changed since it was read; not quarantined");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Retry rows of the labourer due now (`desired_launch_time <= start`), oldest first. Strict.
     pub async fn tasks_due_for_retry(
         &self,
         labourer: &Labourer,
         limit: usize,
     ) -> Result<Vec<Task>, TaskError> {
-        let table = &self.config.sosw_retry_tasks_table;
-        let mut tasks = Vec::new();
-        let mut start_key = None;
-        loop {
-            let out = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .index_name(&self.config.sosw_retry_tasks_greenfield_index)
-                .key_condition_expression("#l = :l AND #d <= :start")
-                .expression_attribute_names("#l", self.f("labourer_id"))
-                .expression_attribute_names("#d", self.f("desired_launch_time"))
-                .expression_attribute_values(":l", AttributeValue::S(labourer.id.clone()))
-                .expression_attribute_values(":start", n(labourer.start))
-                .limit((limit - tasks.len()).max(1) as i32)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", table, e))?;
-            for item in out.items.unwrap_or_default() {
-                tasks.push(Task::from_item(item, &self.config.dynamo_db_config)?);
-            }
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() || tasks.len() >= limit {
-                tasks.truncate(limit);
-                return Ok(tasks);
-            }
+        self.tasks_due_for_retry_listing(labourer, limit).await?.strict()
+    }
+
+    /// Retry rows due now, and the malformed rows met on the way (not counted in `limit`).
+    pub async fn tasks_due_for_retry_listing(
+        &self,
+        labourer: &Labourer,
+        limit: usize,
+    ) -> Result<Listing, TaskError> {
+        if limit == 0 {
+            return Ok(Listing::default());
         }
+        let table = &self.config.sosw_retry_tasks_table;
+        let query = self
+            .dynamo
+            .query()
+            .table_name(table)
+            .index_name(&self.config.sosw_retry_tasks_greenfield_index)
+            .key_condition_expression("#l = :l AND #d <= :start")
+            .expression_attribute_names("#l", self.f("labourer_id"))
+            .expression_attribute_names("#d", self.f("desired_launch_time"))
+            .expression_attribute_values(":l", AttributeValue::S(labourer.id.clone()))
+            .expression_attribute_values(":start", n(labourer.start));
+        self.collect_listing(query, table, Some(limit)).await
     }
 
     /// Put a retry row back into the queue with `greenfield`, atomically with its removal from
@@ -1101,8 +1432,10 @@ impl TaskManager {
 
     // ----- worker reports ----------------------------------------------------------------------
 
-    /// Mark a task completed (`completed_at` = now) with flattened `stat_<k>` / `result_<k>`.
-    /// An unknown task is [`TaskError::NotFound`] and writes nothing.
+    /// Mark a task completed (`completed_at` = now) with flattened `stat_<k>` / `result_<k>`,
+    /// only if it is in the invoked state (greenfield in the invoked range, not completed):
+    /// otherwise nothing is written and the refusal says where the task is
+    /// ([`TaskError::ReportRefused`]).
     pub async fn mark_completed(
         &self,
         task_id: &str,
@@ -1111,10 +1444,12 @@ impl TaskManager {
     ) -> Result<(), TaskError> {
         let mut sets = vec![(self.f("completed_at").to_string(), n(self.clock.now_secs()))];
         sets.extend(flatten_report(stats, result));
-        self.update_report(task_id, sets, None).await
+        self.update_report(task_id, "mark_task_as_completed", sets, None)
+            .await
     }
 
-    /// Mark a task failed (`failed_attempts` + 1) with flattened `stat_<k>` / `result_<k>`.
+    /// Mark a task failed (`failed_attempts` + 1) with flattened `stat_<k>` / `result_<k>`, only
+    /// if it is in the invoked state (as [`Self::mark_completed`]).
     pub async fn mark_failed(
         &self,
         task_id: &str,
@@ -1122,25 +1457,35 @@ impl TaskManager {
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
         let sets = flatten_report(stats, result);
-        self.update_report(task_id, sets, Some(self.f("failed_attempts").to_string()))
-            .await
+        self.update_report(
+            task_id,
+            "mark_task_as_failed",
+            sets,
+            Some(self.f("failed_attempts").to_string()),
+        )
+        .await
     }
 
     async fn update_report(
         &self,
         task_id: &str,
+        action: &'static str,
         sets: Vec<(String, AttributeValue)>,
         increment: Option<String>,
     ) -> Result<(), TaskError> {
         let table = self.tasks_table();
         let mut parts = Vec::new();
+        // Invoked: greenfield beyond now (a queued task holds a queue position, far below).
         let mut q = self
             .dynamo
             .update_item()
             .table_name(table)
             .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .condition_expression("attribute_exists(#id)")
-            .expression_attribute_names("#id", self.f("task_id"));
+            .condition_expression("attribute_exists(#id) AND #g > :now AND attribute_not_exists(#c)")
+            .expression_attribute_names("#id", self.f("task_id"))
+            .expression_attribute_names("#g", self.f("greenfield"))
+            .expression_attribute_names("#c", self.f("completed_at"))
+            .expression_attribute_values(":now", n(self.clock.now_secs()));
         for (i, (name, value)) in sets.into_iter().enumerate() {
             parts.push(format!("#s{i} = :s{i}"));
             q = q
@@ -1154,9 +1499,8 @@ impl TaskManager {
                 .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":one", n(1));
         }
-        if parts.is_empty() {
-            return Ok(());
-        }
+        // Both actions always write something (completed_at, or the failed_attempts increment).
+        debug_assert!(!parts.is_empty());
         match q
             .update_expression(format!("SET {}", parts.join(", ")))
             .return_values(ReturnValue::None)
@@ -1164,12 +1508,55 @@ impl TaskManager {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Err(TaskError::NotFound {
+            Err(e) if is_conditional_check_failed(&e) => Err(TaskError::ReportRefused {
                 task_id: task_id.into(),
+                action,
+                state: self.whereabouts(task_id).await?,
                 table: table.into(),
             }),
             Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
+    }
+
+    /// Where a task is that is not in the invoked state (for a refused report).
+    async fn whereabouts(&self, task_id: &str) -> Result<TaskWhereabouts, TaskError> {
+        let table = self.tasks_table();
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(table)
+            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem", table, e))?;
+        if let Some(item) = out.item {
+            return Ok(if item.contains_key(self.f("completed_at")) {
+                TaskWhereabouts::Completed
+            } else {
+                TaskWhereabouts::Queued
+            });
+        }
+        let closed = self.config.sosw_closed_tasks_table.clone();
+        Ok(match self.get_raw(&closed, task_id).await? {
+            Some(_) => TaskWhereabouts::Archived,
+            None => TaskWhereabouts::RetryingOrUnknown,
+        })
+    }
+
+    /// A row by id from a table keyed by `task_id` alone, as stored (it may not parse as a task,
+    /// e.g. a quarantined row).
+    pub async fn get_raw(&self, table: &str, task_id: &str) -> Result<Option<Item>, TaskError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(table)
+            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("GetItem", table, e))?;
+        Ok(out.item)
     }
 
     // ----- durations -------------------------------------------------------------------------
@@ -1274,6 +1661,14 @@ impl TaskManager {
             tasks.push(Task::from_item(item, &self.config.dynamo_db_config)?);
         }
         Ok(tasks)
+    }
+}
+
+/// The `task_id` of a raw row, for logs.
+pub fn task_id_of(item: &Item, field: &str) -> String {
+    match item.get(field) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => "<unknown>".into(),
     }
 }
 

@@ -3,5 +3,5 @@
 pub mod manager;
 pub mod model;
 
-pub use manager::{ClaimOutcome, NewTask, TaskManager};
+pub use manager::{Claim, ClaimOutcome, Listing, Malformed, NewTask, SourceTable, TaskManager};
 pub use model::{GreenfieldState, Item, Task, TaskId};

@@ -55,6 +55,10 @@ pub enum GreenfieldState {
     Completed,
 }
 
+/// The most attempts a row may record; more is nonsense (a task is dead long before) and would
+/// overflow the retry delay (`max_duration × attempts`).
+pub const MAX_ATTEMPTS_IN_ROW: i64 = 1_000_000;
+
 /// A typed view of a task row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -106,6 +110,12 @@ impl Task {
         let attempts = number_i64(&item, cfg.field("attempts"))
             .map_err(malformed)?
             .unwrap_or(0);
+        if !(0..=MAX_ATTEMPTS_IN_ROW).contains(&attempts) {
+            return Err(malformed(format!(
+                "attribute `{}` is {attempts}, outside 0..={MAX_ATTEMPTS_IN_ROW}",
+                cfg.field("attempts")
+            )));
+        }
         let completed_at = number_i64(&item, cfg.field("completed_at")).map_err(malformed)?;
         Ok(Self {
             task_id: TaskId(task_id),
