@@ -58,6 +58,8 @@ async fn env_with(rows_to_process: usize, extra: Value) -> Env {
         &json!({
             "queue_bucket": bucket,
             "rows_to_process": rows_to_process,
+            // moto caps TransactWriteItems at 25 items (DynamoDB: 100, the default).
+            "transaction_items": 25,
             "task_config": {"labourers": {"worker": {"max_duration": 60}, "other": {}}},
             "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}, "nested": {"chunkable_attrs": [["section", {}], ["word", {}]]}}
         }),
@@ -176,7 +178,7 @@ async fn a_run_out_of_time_hands_the_rest_to_a_sibling_that_finishes_the_file() 
         .unwrap();
     assert_eq!(first.tasks_created, 300);
     assert!(first.sibling_spawned);
-    assert_eq!(first.rows_handed_over, 700);
+    assert_eq!(first.rows_handed_over_from, Some(300));
     let calls = env.invoker.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].0, "sosw_scheduler", "the sibling is this same function");
@@ -381,4 +383,213 @@ async fn a_broken_config_is_rejected_at_start_up_naming_the_key() {
     );
     let err = SchedulerConfig::from_document(doc).unwrap_err().to_string();
     assert!(err.contains("singular"), "{err}");
+}
+
+// ----- exactly once ----------------------------------------------------------------------------
+
+/// Every task of the labourer in sosw_tasks (queued or not), by id.
+async fn all_tasks(env: &Env) -> std::collections::HashMap<String, sosw_core::Task> {
+    let out = aws_sdk_dynamodb::Client::new(env.aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.last_evaluated_key.is_none(), "test tables fit one page");
+    out.items()
+        .iter()
+        .map(|i| {
+            let t = sosw_core::Task::from_item(i.clone(), &env.tasks.config().dynamo_db_config).unwrap();
+            (t.task_id.0.clone(), t)
+        })
+        .collect()
+}
+
+/// Claim (invoke) the first `claim` queued tasks, move `retry` of them to the retry table and
+/// archive `archive` of them; returns the ids moved to the retry table and the archive.
+async fn invoke_some(env: &Env, claim: usize, retry: usize, archive: usize) -> (Vec<String>, Vec<String>) {
+    let labourer = env.tasks.register_labourer("worker").unwrap();
+    let queued = env.tasks.next_tasks(&labourer, claim).await.unwrap();
+    assert_eq!(queued.len(), claim);
+    for t in &queued {
+        assert_eq!(
+            env.tasks.claim(&labourer, t).await.unwrap(),
+            sosw_core::ClaimOutcome::Claimed
+        );
+    }
+    let mut retried = Vec::new();
+    let mut archived = Vec::new();
+    for t in queued.iter().take(retry) {
+        let t = env.tasks.get_task(&t.task_id.0).await.unwrap().unwrap();
+        assert!(env.tasks.move_to_retry(&t, 600).await.unwrap());
+        retried.push(t.task_id.0.clone());
+    }
+    for t in queued.iter().skip(retry).take(archive) {
+        let t = env.tasks.get_task(&t.task_id.0).await.unwrap().unwrap();
+        assert!(env.tasks.archive(&t).await.unwrap());
+        archived.push(t.task_id.0.clone());
+    }
+    (retried, archived)
+}
+
+/// No task is in two tables, the claimed ones keep `attempts` 1 and their invoked greenfield,
+/// and every row of a `n`-row job has exactly one task somewhere.
+async fn assert_exactly_once(env: &Env, n: usize, name: &str, retried: &[String], archived: &[String]) {
+    let tasks = all_tasks(env).await;
+    for id in retried.iter().chain(archived) {
+        assert!(
+            !tasks.contains_key(id),
+            "task {id} left the queue and was written again"
+        );
+    }
+    assert_eq!(tasks.len() + retried.len() + archived.len(), n);
+    for row in 0..n {
+        let id = sosw_core::TaskId::derived(name, row).0;
+        assert!(
+            tasks.contains_key(&id) || retried.contains(&id) || archived.contains(&id),
+            "row {row} has no task"
+        );
+    }
+    let labourer = env.tasks.register_labourer("worker").unwrap();
+    let claimed: Vec<_> = tasks.values().filter(|t| t.attempts > 0).collect();
+    for t in &claimed {
+        assert_eq!(t.attempts, 1, "task {} was reset or claimed twice", t.task_id);
+        assert!(
+            t.greenfield >= labourer.start,
+            "claimed task {} was put back in the queue",
+            t.task_id
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lock_without_a_checkpoint_or_with_a_garbage_one_never_resets_invoked_tasks() {
+    for garbage in [None, Some("not a number"), Some("-5")] {
+        let env = env_with(50, json!({})).await;
+        let name = "tasks_queue_req-nock.txt";
+        // A first attempt wrote all 120 rows and died before releasing the lock; the orchestrator
+        // invoked 70 of them since, 10 are waiting for a retry and 10 are archived.
+        let rows = env
+            .scheduler
+            .plan(
+                &words_job(120),
+                chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            )
+            .unwrap();
+        let file = sosw_scheduler::queue::QueueFile {
+            rows: rows.iter().map(sosw_core::pyjson::dumps).collect(),
+            first_row: 0,
+        };
+        env.scheduler.queue().put_locked(name, &file).await.unwrap();
+        let written: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (sosw_core::TaskId::derived(name, i), r.clone()))
+            .collect();
+        env.tasks
+            .create_tasks_with_ids("worker", written, true)
+            .await
+            .unwrap();
+        let (retried, archived) = invoke_some(&env, 70, 10, 10).await;
+        if let Some(g) = garbage {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(env.aws.sdk_config())
+                    .force_path_style(true)
+                    .build(),
+            );
+            s3.put_object()
+                .bucket(&env.bucket)
+                .key(format!("sosw/scheduler/locked_{name}.checkpoint"))
+                .body(g.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let stats = env
+            .scheduler
+            .handle(&words_job(120), "req-nock", &Budget::unlimited())
+            .await
+            .unwrap();
+        assert_eq!(stats.tasks_created, 0, "{garbage:?}");
+        assert_eq!(stats.rows_already_written, 120, "{garbage:?}");
+        assert_exactly_once(&env, 120, name, &retried, &archived).await;
+        assert_eq!(
+            all_tasks(&env).await.values().filter(|t| t.attempts == 1).count(),
+            50
+        );
+        assert!(env.scheduler.queue().list().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_continuation_delivered_twice_writes_each_row_once_and_resets_nothing() {
+    let env = env_with(50, json!({})).await;
+    let name = "tasks_queue_req-twice.txt";
+    let first = env
+        .scheduler
+        .handle(&words_job(300), "req-twice", &Budget::batches(2))
+        .await
+        .unwrap();
+    assert_eq!(first.tasks_created, 100);
+    let event = json!({"file_name": name});
+    // Delivery 1 takes the file and writes rows 100..250 before it stalls; the orchestrator
+    // invokes what is queued.
+    let taken = env.scheduler.queue().take_unlocked(name).await.unwrap().unwrap();
+    assert_eq!(taken.next_row, 100);
+    let rows = env
+        .scheduler
+        .plan(&words_job(300), chrono::Utc::now().date_naive())
+        .unwrap();
+    let written: Vec<_> = (100..250)
+        .map(|i| (sosw_core::TaskId::derived(name, i), rows[i].clone()))
+        .collect();
+    env.tasks.create_tasks_once("worker", written, 25).await.unwrap();
+    let (retried, archived) = invoke_some(&env, 250, 20, 20).await;
+    // Delivery 2 of the same event finds the file locked and goes through it.
+    let second = env
+        .scheduler
+        .handle(&event, "req-twice-2", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(second.tasks_created, 50);
+    assert_eq!(second.rows_already_written, 150);
+    assert_exactly_once(&env, 300, name, &retried, &archived).await;
+    // A third delivery after the file is done writes nothing and says why.
+    let err = env
+        .scheduler
+        .handle(&event, "req-twice-3", &Budget::unlimited())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SchedulerError::NoSuchQueueFile(_)), "{err}");
+    assert_exactly_once(&env, 300, name, &retried, &archived).await;
+}
+
+#[tokio::test]
+async fn a_parent_retried_after_its_hand_over_writes_nothing_again() {
+    let env = env_with(50, json!({})).await;
+    let name = "tasks_queue_req-parent.txt";
+    let parent = env
+        .scheduler
+        .handle(&words_job(200), "req-parent", &Budget::batches(2))
+        .await
+        .unwrap();
+    assert!(parent.sibling_spawned);
+    let sibling = env
+        .scheduler
+        .handle(&json!({"file_name": name}), "req-sib", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(parent.tasks_created + sibling.tasks_created, 200);
+    let (retried, archived) = invoke_some(&env, 150, 30, 30).await;
+    // Lambda retries the parent (same request id, same job): the file is gone, it is planned
+    // again, and every row is found.
+    let retry = env
+        .scheduler
+        .handle(&words_job(200), "req-parent", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(retry.tasks_created, 0);
+    assert_eq!(retry.rows_already_written, 200);
+    assert_exactly_once(&env, 200, name, &retried, &archived).await;
+    assert!(env.scheduler.queue().list().await.unwrap().is_empty());
 }
