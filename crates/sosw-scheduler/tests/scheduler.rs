@@ -593,3 +593,213 @@ async fn a_parent_retried_after_its_hand_over_writes_nothing_again() {
     assert_exactly_once(&env, 200, name, &retried, &archived).await;
     assert!(env.scheduler.queue().list().await.unwrap().is_empty());
 }
+
+// ----- nothing lost silently ---------------------------------------------------------------------
+
+fn s3_client(env: &Env) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(env.aws.sdk_config())
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+async fn put_raw(env: &Env, key: &str, body: Vec<u8>, metadata: &[(&str, &str)]) {
+    let mut put = s3_client(env)
+        .put_object()
+        .bucket(&env.bucket)
+        .key(key)
+        .body(body.into());
+    for (k, v) in metadata {
+        put = put.metadata(*k, *v);
+    }
+    put.send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_checkpoint_past_the_end_of_the_file_is_an_error_and_the_file_stays() {
+    let env = env_with(50, json!({})).await;
+    let name = "tasks_queue_req-past.txt";
+    let rows = env
+        .scheduler
+        .plan(
+            &words_job(120),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        )
+        .unwrap();
+    let file = sosw_scheduler::queue::QueueFile {
+        rows: rows.iter().map(sosw_core::pyjson::dumps).collect(),
+        first_row: 0,
+    };
+    env.scheduler.queue().put_locked(name, &file).await.unwrap();
+    env.scheduler.queue().set_checkpoint(name, 500).await.unwrap();
+    let err = env
+        .scheduler
+        .handle(&words_job(120), "req-past", &Budget::unlimited())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("locked_{name}")), "{err}");
+    assert!(err.contains("ends at row 120") && err.contains("500"), "{err}");
+    assert!(queue(&env, "worker").await.is_empty(), "nothing written");
+    assert!(env
+        .scheduler
+        .queue()
+        .list()
+        .await
+        .unwrap()
+        .contains(&format!("sosw/scheduler/locked_{name}")));
+}
+
+#[tokio::test]
+async fn garbage_first_row_metadata_is_an_error_naming_the_file_and_the_file_stays() {
+    let env = env_with(50, json!({})).await;
+    let body = b"{\"labourer_id\": \"worker\", \"x\": 1}\n".to_vec();
+    put_raw(
+        &env,
+        "sosw/scheduler/handed.txt",
+        body,
+        &[("sosw-first-row", "12abc")],
+    )
+    .await;
+    let err = env
+        .scheduler
+        .handle(
+            &json!({"file_name": "handed.txt"}),
+            "req-meta",
+            &Budget::unlimited(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("handed.txt") && err.contains("sosw-first-row") && err.contains("12abc"),
+        "{err}"
+    );
+    assert!(queue(&env, "worker").await.is_empty());
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/locked_handed.txt"],
+        "the file waits, locked, for an operator"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_or_a_truncated_row_are_errors_naming_the_file_and_row() {
+    let env = env_with(50, json!({})).await;
+    let good = "{\"labourer_id\": \"worker\", \"x\": 1}\n";
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "latin1.txt",
+            [
+                good.as_bytes(),
+                good.as_bytes(),
+                b"{\"labourer_id\": \"worker\", \"x\": \"caf\xe9\"}\n",
+            ]
+            .concat(),
+            "not UTF-8",
+        ),
+        (
+            "cut.txt",
+            [
+                good.as_bytes(),
+                good.as_bytes(),
+                b"{\"labourer_id\": \"worker\", \"x\": \"ca",
+            ]
+            .concat(),
+            "truncated",
+        ),
+    ];
+    for (file, body, needle) in cases {
+        put_raw(&env, &format!("sosw/scheduler/{file}"), body, &[]).await;
+        let err = env
+            .scheduler
+            .handle(&json!({"file_name": file}), "req-bytes", &Budget::unlimited())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(file) && err.contains("row 2") && err.contains(needle),
+            "{err}"
+        );
+        assert!(env
+            .scheduler
+            .queue()
+            .list()
+            .await
+            .unwrap()
+            .contains(&format!("sosw/scheduler/locked_{file}")));
+    }
+    assert!(
+        queue(&env, "worker").await.is_empty(),
+        "rows 0 and 1 share the batch: nothing written"
+    );
+}
+
+// ----- names ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn queue_files_with_spaces_and_url_characters_in_their_names_hand_over_and_finish() {
+    let env = env_with(50, json!({"queue_file": "my tasks #1+?é.txt"})).await;
+    let first = env
+        .scheduler
+        .handle(&words_job(150), "req 1+?", &Budget::batches(1))
+        .await
+        .unwrap();
+    assert!(first.sibling_spawned);
+    let event: Value = serde_json::from_str(&env.invoker.calls()[0].1).unwrap();
+    assert_eq!(event, json!({"file_name": "my tasks #1+?é_req 1+?.txt"}));
+    let second = env
+        .scheduler
+        .handle(&event, "req-2", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(first.tasks_created + second.tasks_created, 150);
+    assert_eq!(queue(&env, "worker").await.len(), 150);
+    assert!(env.scheduler.queue().list().await.unwrap().is_empty());
+}
+
+// ----- queue positions and arithmetic ------------------------------------------------------------
+
+#[tokio::test]
+async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labourer_and_the_limit() {
+    // The clock is at 1,750,000,000: with a step of 500,000,000 the queue holds two tasks
+    // (1.0e9 and 1.5e9); a third would be at 2.0e9, beyond now, where sosw reads it as invoked.
+    let env = env_with(50, json!({"task_config": {"greenfield_task_step": 500_000_000}})).await;
+    let err = env
+        .scheduler
+        .handle(&words_job(3), "req-full", &Budget::unlimited())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`worker`") && err.contains("1750000000") && err.contains("2000000000"),
+        "{err}"
+    );
+    assert!(all_tasks(&env).await.is_empty(), "nothing of the batch written");
+    let ok = env
+        .scheduler
+        .handle(&words_job(2), "req-fits", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(ok.tasks_created, 2);
+    let greenfields: Vec<i64> = queue(&env, "worker").await.iter().map(|t| t.greenfield).collect();
+    assert_eq!(greenfields, [1_000_000_000, 1_500_000_000]);
+}
+
+#[test]
+fn a_greenfield_step_or_delta_that_would_overflow_is_refused_at_start_up_naming_the_key() {
+    for key in ["greenfield_task_step", "greenfield_invocation_delta"] {
+        let mut doc = SchedulerConfig::defaults();
+        sosw_core::config::merge(
+            &mut doc,
+            &json!({"task_config": {key: 9_000_000_000_000_000_000i64}}),
+        );
+        let err = SchedulerConfig::from_document(doc).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("too large"), "{err}");
+    }
+    let mut doc = SchedulerConfig::defaults();
+    sosw_core::config::merge(&mut doc, &json!({"transaction_items": 101}));
+    let err = SchedulerConfig::from_document(doc).unwrap_err().to_string();
+    assert!(err.contains("transaction_items"), "{err}");
+}
