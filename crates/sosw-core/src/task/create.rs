@@ -14,9 +14,8 @@
 //!
 //! Costs: a transaction writes at most `transaction_items / 3` tasks (33 with DynamoDB's limit of
 //! 100 items; 8 on moto, which caps transactions at 25) and at most [`TRANSACTION_BYTES`] of items.
-//! Transactional writes consume two WCU per KB of each `Put`, and each `ConditionCheck` consumes
-//! write capacity like a write of the checked key's size, so a small task costs about 2 + 2 + 2 = 6 WCU
-//! instead of 1 with a plain BatchWriteItem.
+//! The `Put` consumes two WCU per KB (a plain put: one), and the two `ConditionCheck`s consume
+//! transactional capacity of the archive and retry tables at the checked key's size.
 
 use super::manager::{NewTask, TaskManager};
 use super::model::{n, Item, TaskId};
