@@ -1,9 +1,8 @@
 //! Benchmark (prints figures, asserts nothing about speed): scheduling 200 and 1,000 tasks
 //! against moto behind aws-request-counter. Run: `cargo bench -p sosw-scheduler`.
-//! Tasks are created exactly once with conditional TransactWriteItems of 3 items per task; moto
-//! caps transactions at 25 items (8 tasks), DynamoDB at 100 (33 tasks): the figures here are
-//! an upper bound of the requests per task in production. moto also copies each table a
-//! transaction touches, so it slows down as the table grows: keep N small.
+//! Tasks are created exactly once with conditional TransactWriteItems of 3 items per task, 33
+//! tasks per transaction (DynamoDB's limit of 100 items, which moto 5.2 also accepts). moto
+//! copies each table a transaction touches, so it slows down as the table grows: keep N small.
 //! Python sosw on this kind of machine: 1,000 tasks in ~240 s, 3 requests and ~500 items read per task.
 
 use serde_json::json;
@@ -39,7 +38,6 @@ async fn main() {
             &json!({
                 "queue_bucket": bucket,
                 "task_config": {"labourers": {"worker": {}}},
-                "transaction_items": 25,
                 "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}
             }),
         );
@@ -86,20 +84,5 @@ async fn main() {
         for (op, c) in &counts.by_op {
             println!("    {op:<32} {c:>6}  ({:.4} per task)", *c as f64 / n as f64);
         }
-        // The same run with DynamoDB's 100-item transactions (33 tasks each instead of 8): only
-        // the TransactWriteItems count changes, one per started 33 rows of each batch.
-        let tx_moto = counts
-            .by_op
-            .iter()
-            .filter(|(op, _)| op.ends_with("TransactWriteItems"))
-            .map(|(_, c)| *c)
-            .sum::<u64>();
-        let batch = 50u64;
-        let tx_dynamo = (n as u64).div_ceil(batch) * batch.div_ceil(33);
-        let projected = counts.requests - tx_moto + tx_dynamo;
-        println!(
-            "  derived for DynamoDB's 100-item transactions: {projected} requests ({:.3} per task)",
-            projected as f64 / n as f64
-        );
     }
 }

@@ -48,7 +48,7 @@ pub struct SchedulerConfig {
     /// Rows written per batch.
     pub rows_to_process: usize,
     /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
-    /// 100, by default; 25 for moto.
+    /// 100, by default (moto 5.2 accepts 100 too).
     #[serde(default = "default_transaction_items")]
     pub transaction_items: usize,
     /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many

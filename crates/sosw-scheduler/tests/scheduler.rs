@@ -58,8 +58,6 @@ async fn env_with(rows_to_process: usize, extra: Value) -> Env {
         &json!({
             "queue_bucket": bucket,
             "rows_to_process": rows_to_process,
-            // moto caps TransactWriteItems at 25 items (DynamoDB: 100, the default).
-            "transaction_items": 25,
             "task_config": {"labourers": {"worker": {"max_duration": 60}, "other": {}}},
             "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}, "nested": {"chunkable_attrs": [["section", {}], ["word", {}]]}}
         }),
@@ -546,7 +544,10 @@ async fn a_continuation_delivered_twice_writes_each_row_once_and_resets_nothing(
     let written: Vec<_> = (100..250)
         .map(|i| (sosw_core::TaskId::derived(name, i), rows[i].clone()))
         .collect();
-    env.tasks.create_tasks_once("worker", written, 25).await.unwrap();
+    env.tasks
+        .create_tasks_once("worker", written, sosw_core::task::create::TRANSACTION_ITEMS)
+        .await
+        .unwrap();
     let (retried, archived) = invoke_some(&env, 250, 20, 20).await;
     // Delivery 2 of the same event finds the file locked and goes through it.
     let second = env

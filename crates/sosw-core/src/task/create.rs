@@ -13,7 +13,7 @@
 //! again without them.
 //!
 //! Costs: a transaction writes at most `transaction_items / 3` tasks (33 with DynamoDB's limit of
-//! 100 items; 8 on moto, which caps transactions at 25) and at most [`TRANSACTION_BYTES`] of items.
+//! 100 items) and at most [`TRANSACTION_BYTES`] of items.
 //! The `Put` consumes two WCU per KB (a plain put: one), and the two `ConditionCheck`s consume
 //! transactional capacity of the archive and retry tables at the checked key's size.
 
@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use std::time::Duration;
 use tracing::{debug, warn};
 
-/// DynamoDB's limit of items per TransactWriteItems (moto: 25).
+/// DynamoDB's limit of items per TransactWriteItems (moto 5.2 accepts it too).
 pub const TRANSACTION_ITEMS: usize = 100;
 /// Items of a transaction are kept under this many bytes (DynamoDB's limit is 4 MB per transaction).
 pub const TRANSACTION_BYTES: usize = 3_500_000;
@@ -88,7 +88,7 @@ impl TaskManager {
     /// Create tasks with caller-chosen ids at the end of the labourer's queue, each exactly once:
     /// a task whose id exists in `sosw_tasks`, `sosw_retry_tasks` or `sosw_closed_tasks` is left
     /// as it is and reported in [`CreateOnceOutcome::existing`]. `transaction_items` is the
-    /// item limit of one TransactWriteItems (100 on DynamoDB, 25 on moto). Fields are checked as
+    /// item limit of one TransactWriteItems (100 on DynamoDB and moto 5.2). Fields are checked as
     /// in strict mode (no generated fields).
     ///
     /// Positions continue from the newest queued greenfield in steps of `greenfield_task_step` and
