@@ -167,6 +167,21 @@ fn function_templates_declare_arm64_json_logs_and_no_async_retries_for_schedules
             let retry = &t["Resources"]["AsyncInvokeConfig"]["Properties"];
             assert_eq!(retry["MaximumRetryAttempts"], json!(0), "{file}");
         }
+        if function == "sosw_scheduler" {
+            // A job that fails every attempt is kept in the failed-jobs queue (moto's
+            // CloudFormation does not create EventInvokeConfig, so this is checked here).
+            let async_config = &t["Resources"]["AsyncInvokeConfig"];
+            assert_eq!(async_config["Type"], "AWS::Lambda::EventInvokeConfig");
+            assert_eq!(
+                async_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+                json!({"Fn::GetAtt": ["FailedJobs", "Arn"]})
+            );
+            assert_eq!(
+                async_config["Properties"]["FunctionName"],
+                json!({"Ref": "Function"})
+            );
+            assert_eq!(t["Resources"]["FailedJobs"]["Type"], "AWS::SQS::Queue");
+        }
     }
 }
 
@@ -287,8 +302,18 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
             e.insert(
                 "ExistingTasks",
                 (
-                    vec!["dynamodb:BatchGetItem"],
+                    vec!["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"],
                     vec![d.table("sosw_closed_tasks"), d.table("sosw_retry_tasks")],
+                ),
+            );
+            e.insert(
+                "FailedJobs",
+                (
+                    vec!["sqs:SendMessage"],
+                    vec![format!(
+                        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}sosw_scheduler_failed_jobs",
+                        d.function_prefix
+                    )],
                 ),
             );
             e.insert(
@@ -699,6 +724,17 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         assert_eq!(outputs["FunctionName"], name, "{stack}");
         assert_eq!(outputs["FunctionArn"], Deployment::function_arn(&name), "{stack}");
         assert_eq!(outputs["LogGroupName"], format!("/aws/lambda/{name}"), "{stack}");
+        if essential == "sosw_scheduler" {
+            // Failed jobs are kept: the queue exists and the stack names it.
+            let queue = format!("{name}_failed_jobs");
+            assert_eq!(outputs["FailedJobsQueueName"], queue, "{stack}");
+            let sqs = aws_sdk_sqs::Client::new(aws.sdk_config());
+            let url = sqs.get_queue_url().queue_name(&queue).send().await?;
+            // moto answers with its own endpoint, CloudFormation with the regional one.
+            let tail = format!("/{ACCOUNT}/{queue}");
+            assert!(url.queue_url().is_some_and(|u| u.ends_with(&tail)), "{url:?}");
+            assert!(outputs["FailedJobsQueueUrl"].ends_with(&tail), "{stack}");
+        }
 
         // The function.
         let f = lambda

@@ -316,6 +316,10 @@ pub fn default_task_config() -> Value {
     serde_json::to_value(TaskConfig::default()).expect("config serializes")
 }
 
+/// The largest `greenfield_task_step` and `greenfield_invocation_delta` accepted (10^12 seconds,
+/// about 31,700 years).
+pub const GREENFIELD_VALUE_LIMIT: i64 = 1_000_000_000_000;
+
 impl TaskConfig {
     /// Build from a user's `task_config` object merged over the defaults, then validate.
     pub fn from_user(user: &Value) -> Result<Self, ConfigError> {
@@ -345,6 +349,19 @@ impl TaskConfig {
             return Err(ConfigError::Invalid(
                 "task_config.greenfield_invocation_delta must be positive".into(),
             ));
+        }
+        // Greenfields are seconds since the epoch plus these; bounding them keeps every sum and
+        // product of the queue arithmetic far from i64 overflow.
+        for (key, value) in [
+            ("greenfield_task_step", self.greenfield_task_step),
+            ("greenfield_invocation_delta", self.greenfield_invocation_delta),
+        ] {
+            if value > GREENFIELD_VALUE_LIMIT {
+                return Err(ConfigError::Invalid(format!(
+                    "task_config.{key} = {value} is too large: at most {GREENFIELD_VALUE_LIMIT} \
+                     (greenfields are seconds since the epoch; larger values overflow)"
+                )));
+            }
         }
         crate::labourer::validate_timing(self)?;
         for (key, value) in &self.extra {

@@ -87,6 +87,28 @@ pub enum TaskError {
         /// The labourer in the task.
         actual: String,
     },
+    /// New tasks would get queue positions at or beyond now, where sosw reads a greenfield as
+    /// invoked (or they would overflow): nothing of the batch is written.
+    #[error(
+        "labourer `{labourer_id}`: {count} new task(s) do not fit in the queue: positions continue from the \
+         newest queued greenfield {newest} in steps of greenfield_task_step {step} and must stay below now \
+         ({ceiling}); {}. Wait for the queue to drain, or lower task_config.greenfield_task_step",
+        match greenfield { Some(g) => format!("the next would be {g}"), None => "the next would overflow".to_string() }
+    )]
+    QueueFull {
+        /// The labourer.
+        labourer_id: String,
+        /// The newest queued greenfield.
+        newest: i64,
+        /// `greenfield_task_step`.
+        step: i64,
+        /// Tasks that were to be created.
+        count: usize,
+        /// The limit (now): queued greenfields stay below it.
+        ceiling: i64,
+        /// The first position that does not fit (`None` if it overflows i64).
+        greenfield: Option<i64>,
+    },
 }
 
 /// Where a task that is not in the invoked state was found (see [`TaskError::ReportRefused`]).

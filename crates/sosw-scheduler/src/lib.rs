@@ -6,14 +6,17 @@
 //! When the Lambda is about to run out of time, the rest of the file is handed to a sibling
 //! invocation (`{"file_name": ...}`) that continues from S3.
 //!
-//! No row is written twice: task ids derive from (queue file, row index), a checkpoint in S3
-//! records how many rows are in the table, and a resumed file first checks which of its next rows
-//! already exist in any of sosw's tables. A crash leaves the locked file in S3; Lambda's retry of
-//! the same invocation (same request id, so the same file name) resumes it.
+//! Every row becomes exactly one task: task ids derive from (queue file, row index) and each task
+//! is created by a transaction that refuses it if the id exists in the queue, the retry table or
+//! the archive ([`TaskManager::create_tasks_once`]), so no existing task is ever overwritten,
+//! whatever a checkpoint says. A crash or an error leaves the file in S3; Lambda's retry of the
+//! same invocation (same request id, so the same file name) resumes it. The file is read as a
+//! stream; bad rows, bad metadata and a checkpoint past the end are errors naming the file and
+//! row. See docs/essentials.md for exactly what is guaranteed.
 
 pub mod queue;
 
-use queue::{QueueError, QueueFile, QueueStore};
+use queue::{QueueError, QueueFile, QueueReader, QueueStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
@@ -44,9 +47,25 @@ pub struct SchedulerConfig {
     pub shutdown_period: u64,
     /// Rows written per batch.
     pub rows_to_process: usize,
+    /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
+    /// 100, by default (moto 5.2 accepts 100 too).
+    #[serde(default = "default_transaction_items")]
+    pub transaction_items: usize,
+    /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many
+    /// rows; the checkpoint saves work, correctness does not depend on it).
+    #[serde(default = "default_checkpoint_rows")]
+    pub checkpoint_rows: usize,
     /// The whole document, for the chunking rules (`job_schema`, `job_schema_variants`).
     #[serde(skip)]
     pub document: Value,
+}
+
+fn default_transaction_items() -> usize {
+    sosw_core::task::create::TRANSACTION_ITEMS
+}
+
+fn default_checkpoint_rows() -> usize {
+    500
 }
 
 impl SchedulerConfig {
@@ -59,6 +78,9 @@ impl SchedulerConfig {
             "queue_bucket": "autotest-bucket",
             "shutdown_period": 60,
             "rows_to_process": 50,
+            // Not in Python sosw: items per TransactWriteItems, rows between checkpoints.
+            "transaction_items": 100,
+            "checkpoint_rows": 500,
             // `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
             // absent; it is not a layer here, so a list set in `sosw_essential_config` survives.
             "task_operational_overhead_for_ddb": 0.03
@@ -72,6 +94,18 @@ impl SchedulerConfig {
         if cfg.rows_to_process == 0 {
             return Err(sosw_core::ConfigError::Invalid(
                 "rows_to_process must be at least 1".into(),
+            ));
+        }
+        if !(3..=sosw_core::task::create::TRANSACTION_ITEMS).contains(&cfg.transaction_items) {
+            return Err(sosw_core::ConfigError::Invalid(format!(
+                "transaction_items = {} must be between 3 and {} (three items per task)",
+                cfg.transaction_items,
+                sosw_core::task::create::TRANSACTION_ITEMS
+            )));
+        }
+        if cfg.checkpoint_rows == 0 {
+            return Err(sosw_core::ConfigError::Invalid(
+                "checkpoint_rows must be at least 1".into(),
             ));
         }
         if !cfg.queue_file.contains('.') {
@@ -171,7 +205,8 @@ impl TimeLeft for Deadline {
 pub struct SchedulerStats {
     /// The queue file.
     pub file_name: String,
-    /// Rows in the file when this invocation took it.
+    /// Rows of the file this invocation read (written, found existing), after those skipped
+    /// as already handled by an earlier invocation.
     pub rows_in_file: usize,
     /// Tasks written to `sosw_tasks` by this invocation.
     pub tasks_created: usize,
@@ -179,8 +214,8 @@ pub struct SchedulerStats {
     pub rows_already_written: usize,
     /// Whether the rest was handed to a sibling.
     pub sibling_spawned: bool,
-    /// Rows handed over.
-    pub rows_handed_over: usize,
+    /// The first row the sibling writes, when the rest was handed over.
+    pub rows_handed_over_from: Option<usize>,
 }
 
 /// The Scheduler.
@@ -268,6 +303,12 @@ impl Scheduler {
                         first_row: 0,
                     };
                     self.queue.put_locked(&name, &file).await?;
+                    drop(file);
+                    let file = self
+                        .queue
+                        .get_locked(&name)
+                        .await?
+                        .ok_or_else(|| SchedulerError::NoSuchQueueFile(format!("locked_{name}")))?;
                     (name, file, false)
                 }
             }
@@ -278,32 +319,39 @@ impl Scheduler {
     async fn process(
         &self,
         name: &str,
-        file: QueueFile,
+        mut file: QueueReader,
         resumed: bool,
         time_left: &dyn TimeLeft,
     ) -> Result<SchedulerStats, SchedulerError> {
         let mut stats = SchedulerStats {
             file_name: name.to_string(),
-            rows_in_file: file.rows.len(),
             ..Default::default()
         };
-        let mut done = file.first_row;
+        // Where to start: the hand-over's `sosw-next-row`, or a later checkpoint of a resumed
+        // file. Both only save work: every row is created on the condition that its task does
+        // not exist anywhere, so a wrong or missing checkpoint never writes a task twice.
+        let mut start = file.next_row;
+        let mut source = "sosw-next-row metadata";
         if resumed {
             if let Some(checkpoint) = self.queue.checkpoint(name).await? {
-                done = done.max(checkpoint);
+                if checkpoint > start {
+                    start = checkpoint;
+                    source = "checkpoint";
+                }
             }
         }
-        let end = file.first_row + file.rows.len();
-        let mut check_existing = resumed;
+        file.skip_to(start, source).await?;
+        // A resumed file (or one whose rows turn out to exist) is checked for existing rows
+        // with BatchGetItem before writing, which is cheaper than refused transactions.
+        let mut check_existing = resumed || start > file.first_row;
         let shutdown = Duration::from_secs(self.config.shutdown_period);
-        while done < end {
+        let mut since_checkpoint = 0usize;
+        loop {
             if time_left.remaining() <= shutdown {
-                let rest = QueueFile {
-                    rows: file.rows[done - file.first_row..].to_vec(),
-                    first_row: done,
-                };
-                stats.rows_handed_over = rest.rows.len();
-                self.queue.hand_over(name, &rest).await?;
+                let done = file.position();
+                // Anything left? Peeking would need a read; a hand-over of an exhausted file is
+                // harmless (the sibling finds no rows and releases it).
+                self.queue.hand_over(name, file.first_row, done).await?;
                 let payload = json!({ "file_name": name }).to_string();
                 self.invoker
                     .invoke_event(&self.function_name, payload)
@@ -313,24 +361,24 @@ impl Scheduler {
                         message: e.to_string(),
                     })?;
                 stats.sibling_spawned = true;
-                info!(file_name = %name, rows_handed_over = stats.rows_handed_over, "handed the rest to a sibling");
+                stats.rows_handed_over_from = Some(done);
+                info!(file_name = %name, next_row = done, "handed the rest to a sibling");
                 break;
             }
-            let batch_end = end.min(done + self.config.rows_to_process);
-            let (written, skipped) = self
-                .write_rows(
-                    name,
-                    &file.rows[done - file.first_row..batch_end - file.first_row],
-                    done,
-                    check_existing,
-                )
-                .await?;
-            check_existing = false;
+            let batch = file.next_rows(self.config.rows_to_process).await?;
+            if batch.is_empty() {
+                break;
+            }
+            stats.rows_in_file += batch.len();
+            let (written, skipped) = self.write_rows(name, &batch, check_existing).await?;
+            // Keep checking while rows turn out to exist (a concurrent or earlier delivery).
+            check_existing = skipped > 0;
             stats.tasks_created += written;
             stats.rows_already_written += skipped;
-            done = batch_end;
-            if done < end {
-                self.queue.set_checkpoint(name, done).await?;
+            since_checkpoint += batch.len();
+            if since_checkpoint >= self.config.checkpoint_rows {
+                self.queue.set_checkpoint(name, file.position()).await?;
+                since_checkpoint = 0;
             }
             if let Some(per_item) = self.write_pacing {
                 tokio::time::sleep(Duration::from_secs_f64(per_item * written as f64)).await;
@@ -350,34 +398,33 @@ impl Scheduler {
         Ok(stats)
     }
 
-    /// Write rows `[start, start + rows.len())` of a file; returns (written, skipped as existing).
+    /// Write rows (absolute index, raw line) of a file, each exactly once; returns (written,
+    /// skipped because their task exists).
     async fn write_rows(
         &self,
         name: &str,
-        rows: &[String],
-        start: usize,
+        rows: &[(usize, String)],
         check_existing: bool,
     ) -> Result<(usize, usize), SchedulerError> {
         let labourer_field = self.tasks.config().field("labourer_id").to_string();
         let mut parsed: Vec<(String, TaskId, NewTask)> = Vec::with_capacity(rows.len());
-        for (i, raw) in rows.iter().enumerate() {
-            let row = start + i;
+        for (row, raw) in rows {
             let malformed = |reason: String| SchedulerError::MalformedRow {
                 file: name.to_string(),
-                row,
+                row: *row,
                 reason,
             };
             let fields: Map<String, Value> = match serde_json::from_str(raw) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => return Err(malformed("not a JSON object".into())),
-                Err(e) => return Err(malformed(e.to_string())),
+                Err(e) => return Err(malformed(format!("{e} (truncated or not JSON)"))),
             };
             let labourer = fields
                 .get(&labourer_field)
                 .and_then(Value::as_str)
                 .ok_or_else(|| malformed(format!("no string `{labourer_field}`")))?
                 .to_string();
-            parsed.push((labourer, TaskId::derived(name, row), fields));
+            parsed.push((labourer, TaskId::derived(name, *row), fields));
         }
         let mut skipped = 0;
         if check_existing {
@@ -404,8 +451,20 @@ impl Scheduler {
                 .iter()
                 .map(|(_, id, f)| (id.clone(), f.clone()))
                 .collect();
-            let items = self.tasks.create_tasks_with_ids(&labourer, group, true).await?;
-            for item in &items {
+            let outcome = self
+                .tasks
+                .create_tasks_once(&labourer, group, self.config.transaction_items)
+                .await?;
+            if !outcome.existing.is_empty() {
+                warn!(
+                    file_name = %name,
+                    labourer_id = %labourer,
+                    existing = outcome.existing.len(),
+                    "rows whose tasks already exist were not written again"
+                );
+            }
+            skipped += outcome.existing.len();
+            for item in &outcome.written {
                 if let Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) =
                     item.get(self.tasks.config().field("task_id"))
                 {
@@ -413,7 +472,7 @@ impl Scheduler {
                         .post(id, "created", &[("labourer", Value::String(labourer.clone()))]);
                 }
             }
-            written += items.len();
+            written += outcome.written.len();
             i = j;
         }
         Ok((written, skipped))
