@@ -212,3 +212,45 @@ fn other_keys_of_a_sub_job_are_dropped_where_the_original_drops_them() {
     assert!(rows[0].get("note").is_none());
     assert_eq!(rows[0]["stores"], json!(["a"]));
 }
+
+#[test]
+fn a_labourer_id_other_than_lambda_name_is_refused_chunked_or_not() {
+    for job in [
+        json!({"lambda_name": "worker", "labourer_id": "ghost"}),
+        json!({"lambda_name": "worker", "labourer_id": "ghost", "sections": ["a"], "isolate_sections": true}),
+        json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "labourer_id": 7}),
+    ] {
+        let err = plan(&["section"], job.clone()).unwrap_err();
+        assert!(matches!(err, JobError::LabourerMismatch { .. }), "{job}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("labourer_id") && text.contains("`worker`"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_labourer_id_equal_to_lambda_name_is_accepted_as_python_does() {
+    let rows = plan(
+        &["section"],
+        json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "labourer_id": "worker", "a": 1}),
+    )
+    .unwrap();
+    assert_eq!(rows, [json!({"labourer_id": "worker", "a": 1})]);
+}
+
+#[test]
+fn rows_are_generated_lazily_in_the_same_order_as_plan() {
+    let job = json!({"lambda_name": "worker", "period": "last_3_days", "isolate_days": true,
+                     "sections": {"s1": {"stores": ["a", "b"]}, "s2": null}, "isolate_stores": true});
+    let rules = SchedulerRules::from_config(&config(&["section", "store"])).unwrap();
+    let parsed = parse_job(&job).unwrap();
+    let all = rules.plan(parsed.clone(), today()).unwrap();
+    let mut rows = rules.rows(parsed, today()).unwrap();
+    let first = rows.next().unwrap().unwrap();
+    assert_eq!(first, all[0]);
+    let rest: Vec<Object> = rows.collect::<Result<_, _>>().unwrap();
+    assert_eq!(rest, all[1..]);
+    assert_eq!(all.len(), 9);
+}
