@@ -319,7 +319,12 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
             e.insert(
                 "QueueFiles",
                 (
-                    vec!["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                    vec![
+                        "s3:AbortMultipartUpload",
+                        "s3:DeleteObject",
+                        "s3:GetObject",
+                        "s3:PutObject",
+                    ],
                     vec![format!("arn:aws:s3:::{bucket}/{}/*", d.queue_prefix)],
                 ),
             );

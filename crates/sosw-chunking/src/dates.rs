@@ -64,17 +64,26 @@ pub fn date_list(period: &str, today: NaiveDate) -> Result<Vec<String>, JobError
 }
 
 /// Python's `chunk_dates`: pops `period` and `isolate_days` and adds `date_list`.
-pub fn chunk_dates(mut job: Object, today: NaiveDate) -> Result<Vec<Object>, JobError> {
+pub fn chunk_dates(job: Object, today: NaiveDate) -> Result<Vec<Object>, JobError> {
+    Ok(chunk_dates_iter(job, today)?.collect())
+}
+
+/// [`chunk_dates`], one job per date generated lazily (a long period does not copy the job once
+/// per day up front).
+pub fn chunk_dates_iter(
+    mut job: Object,
+    today: NaiveDate,
+) -> Result<Box<dyn Iterator<Item = Object> + Send>, JobError> {
     let period = job.shift_remove("period");
     let isolate = job.shift_remove("isolate_days");
     let Some(period) = period.filter(truthy) else {
-        return Ok(vec![job]);
+        return Ok(Box::new(std::iter::once(job)));
     };
     let Value::String(period) = period else {
         return Err(JobError::UnsupportedPeriod(period.to_string()));
     };
     let dates = date_list(&period, today)?;
-    let with_dates = |list: Vec<String>| {
+    let with_dates = move |list: Vec<String>| {
         let mut task = job.clone();
         task.insert(
             "date_list".into(),
@@ -88,9 +97,9 @@ pub fn chunk_dates(mut job: Object, today: NaiveDate) -> Result<Vec<Object>, Job
                 "{period} (no dates to isolate)"
             )));
         }
-        Ok(dates.into_iter().map(|d| with_dates(vec![d])).collect())
+        Ok(Box::new(dates.into_iter().map(move |d| with_dates(vec![d]))))
     } else {
-        Ok(vec![with_dates(dates)])
+        Ok(Box::new(std::iter::once(with_dates(dates))))
     }
 }
 

@@ -52,9 +52,59 @@ pub enum JobError {
         /// What is wrong.
         reason: String,
     },
+    /// The job carries a `labourer_id` other than its `lambda_name`: its tasks would sit in a
+    /// queue that no configured labourer reads.
+    #[error(
+        "job's `labourer_id` {labourer_id} differs from its `lambda_name` `{lambda_name}`: a job's tasks belong to the labourer named by `lambda_name`; drop `labourer_id` or set it to the same name"
+    )]
+    LabourerMismatch {
+        /// The validated (ARN-trimmed) `lambda_name`.
+        lambda_name: String,
+        /// The job's `labourer_id`, as JSON.
+        labourer_id: Value,
+    },
     /// The scheduler's config is unusable.
     #[error("invalid scheduler config: {0}")]
     Config(String),
+}
+
+/// The rows of a job, generated one at a time (see [`SchedulerRules::rows`]). A chunking error
+/// found part-way is yielded in place of the rest: consumers reject the whole job on any `Err`.
+pub struct Rows(RowIter);
+
+impl Iterator for Rows {
+    type Item = Result<Object, JobError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rows")
+    }
+}
+
+type RowIter = Box<dyn Iterator<Item = Result<Object, JobError>> + Send>;
+
+fn one(row: Object) -> RowIter {
+    Box::new(std::iter::once(Ok(row)))
+}
+
+fn fail(e: JobError) -> RowIter {
+    Box::new(std::iter::once(Err(e)))
+}
+
+/// One task per `batch` values: `base` plus `key: [values]`, generated lazily.
+fn chunks(base: Object, key: String, vals: Vec<Value>, batch: usize) -> RowIter {
+    let batch = batch.max(1);
+    let count = vals.len().div_ceil(batch);
+    Box::new((0..count).map(move |i| {
+        let mut task = base.clone();
+        let end = vals.len().min((i + 1) * batch);
+        task.insert(key.clone(), Value::Array(vals[i * batch..end].to_vec()));
+        Ok(task)
+    }))
 }
 
 /// Python's `plural`: the name with one `s` at the end.
@@ -259,7 +309,14 @@ impl SchedulerRules {
     }
 
     /// The queue-file rows for a parsed job (see [`parse_job`]), in queue order.
-    pub fn plan(&self, mut job: Object, today: chrono::NaiveDate) -> Result<Vec<Object>, JobError> {
+    pub fn plan(&self, job: Object, today: chrono::NaiveDate) -> Result<Vec<Object>, JobError> {
+        self.rows(job, today)?.collect()
+    }
+
+    /// [`Self::plan`] as an iterator: rows are generated one at a time, so a job of millions of
+    /// tasks needs memory for its own size, not for its rows. Problems with the job as a whole
+    /// are returned at once; a problem found while chunking comes as an `Err` item.
+    pub fn rows(&self, mut job: Object, today: chrono::NaiveDate) -> Result<Rows, JobError> {
         let schema = match job.get("job_schema_name") {
             None | Some(Value::Null) => "default".to_string(),
             Some(Value::String(s)) if s.is_empty() => "default".to_string(),
@@ -274,7 +331,19 @@ impl SchedulerRules {
         if !self.labourers.contains(&labourer) {
             return Err(JobError::UnknownLabourer(labourer));
         }
-        let chunker = Chunker { attrs };
+        // Python sosw lets a job's `labourer_id` override `lambda_name` (unchunked jobs), and its
+        // `create_task` then crashes on the unregistered labourer after the queue file is
+        // uploaded. A `labourer_id` equal to `lambda_name` is what Python accepts; any other is
+        // refused here, before anything is written.
+        if let Some(given) = job.get("labourer_id") {
+            if given.as_str() != Some(labourer.as_str()) {
+                return Err(JobError::LabourerMismatch {
+                    lambda_name: labourer,
+                    labourer_id: given.clone(),
+                });
+            }
+        }
+        let chunker = std::sync::Arc::new(Chunker { attrs });
         let needs = match chunker.attrs.first() {
             Some(first) => chunker.needs_chunking(&plural(first), &job)?,
             None => false,
@@ -282,25 +351,32 @@ impl SchedulerRules {
         let mut skeleton = Object::new();
         skeleton.insert("labourer_id".into(), Value::String(labourer));
         if !needs {
-            return Ok(vec![merged(&skeleton, &job)]);
+            return Ok(Rows(one(merged(&skeleton, &job))));
         }
-        let mut rows = Vec::new();
-        for task in dates::chunk_dates(job, today)? {
-            rows.extend(chunker.chunk_job(&task, &Object::new(), None)?);
-        }
-        for row in &mut rows {
-            for (k, v) in &skeleton {
-                row.insert(k.clone(), v.clone());
-            }
-        }
-        Ok(rows)
+        let days = dates::chunk_dates_iter(job, today)?;
+        let rows = days
+            .flat_map(move |task| Chunker::chunk_job(&chunker, task, Object::new(), None))
+            .map(move |row| {
+                row.map(|mut row| {
+                    for (k, v) in &skeleton {
+                        row.insert(k.clone(), v.clone());
+                    }
+                    row
+                })
+            });
+        Ok(Rows(Box::new(rows)))
     }
 }
 
 /// Parse an event and plan it against a scheduler config document.
 pub fn plan_event(doc: &Value, event: &Value, today: chrono::NaiveDate) -> Result<Vec<Object>, JobError> {
+    plan_event_rows(doc, event, today)?.collect()
+}
+
+/// [`plan_event`] as an iterator of rows (see [`SchedulerRules::rows`]).
+pub fn plan_event_rows(doc: &Value, event: &Value, today: chrono::NaiveDate) -> Result<Rows, JobError> {
     let rules = SchedulerRules::from_config(doc)?;
-    rules.plan(parse_job(event)?, today)
+    rules.rows(parse_job(event)?, today)
 }
 
 struct Chunker {
@@ -421,92 +497,93 @@ impl Chunker {
         }
     }
 
-    /// Python's `chunk_job`, recursively.
+    /// Python's `chunk_job`, recursively, generating rows lazily.
     fn chunk_job(
-        &self,
-        job: &Object,
-        skeleton: &Object,
-        attr: Option<&str>,
-    ) -> Result<Vec<Object>, JobError> {
-        let Some(attr) = attr.or(self.attrs.first().map(String::as_str)) else {
-            return Ok(vec![merged(job, skeleton)]);
+        this: &std::sync::Arc<Self>,
+        job: Object,
+        skeleton: Object,
+        attr: Option<String>,
+    ) -> RowIter {
+        let Some(attr) = attr.or_else(|| this.attrs.first().cloned()) else {
+            return one(merged(&job, &skeleton));
         };
-        let mut data = Vec::new();
-        let mut batch = Self::batch_size(attr, job, skeleton)?;
-        let push_chunks = |data: &mut Vec<Object>, base: &Object, vals: &[Value], batch: i64| {
-            for chunk in vals.chunks(batch as usize) {
-                let mut task = base.clone();
-                task.insert(plural(attr), Value::Array(chunk.to_vec()));
-                data.push(task);
-            }
+        let batch = match Self::batch_size(&attr, &job, &skeleton) {
+            Ok(b) => b,
+            Err(e) => return fail(e),
         };
-        if self.needs_chunking(&plural(attr), &merged(job, skeleton))? {
-            if batch == MAX_BATCH {
-                batch = 1;
-            }
-            let next = self.next_attr(attr);
+        let needs = match this.needs_chunking(&plural(&attr), &merged(&job, &skeleton)) {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        if needs {
+            let batch = if batch == MAX_BATCH { 1 } else { batch } as usize;
+            let next = this.next_attr(&attr).map(str::to_string);
             // Python tries the singular and the plural key (in a random order, and chunks a
             // singular key twice); we take the first form present, plural first.
-            let forms = [plural(attr), attr.to_string()];
-            let Some(key) = forms.iter().find(|k| job.get(k.as_str()).is_some_and(truthy)) else {
-                return Ok(data);
+            let forms = [plural(&attr), attr.clone()];
+            let Some(key) = forms
+                .into_iter()
+                .find(|k| job.get(k.as_str()).is_some_and(truthy))
+            else {
+                return Box::new(std::iter::empty());
             };
-            let current = list_from(job, key);
-            let job_skeleton: Object = job
-                .iter()
-                .filter(|(k, _)| *k != key)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let task_skeleton = merged(skeleton, &job_skeleton);
+            let current = list_from(&job, &key);
+            let job_skeleton: Object = job.into_iter().filter(|(k, _)| *k != key).collect();
+            let task_skeleton = merged(&skeleton, &job_skeleton);
+            let out_key = plural(&attr);
             if current.iter().all(Value::is_object) {
-                for val in &current {
+                let this = this.clone();
+                Box::new(current.into_iter().flat_map(move |val| -> RowIter {
                     let Value::Object(val) = val else { unreachable!() };
                     if val.values().all(Value::is_null) {
-                        let vals = Self::validate_vals(key, &Value::Object(val.clone()))?;
-                        push_chunks(&mut data, &task_skeleton, &vals, batch);
-                        continue;
+                        return match Self::validate_vals(&key, &Value::Object(val)) {
+                            Ok(vals) => chunks(task_skeleton.clone(), out_key.clone(), vals, batch),
+                            Err(e) => fail(e),
+                        };
                     }
-                    for (name, sub) in val {
+                    let (this, key, out_key, task_skeleton, next) = (
+                        this.clone(),
+                        key.clone(),
+                        out_key.clone(),
+                        task_skeleton.clone(),
+                        next.clone(),
+                    );
+                    Box::new(val.into_iter().flat_map(move |(name, sub)| -> RowIter {
                         let mut task = task_skeleton.clone();
-                        task.insert(plural(attr), Value::Array(vec![Value::String(name.clone())]));
+                        task.insert(out_key.clone(), Value::Array(vec![Value::String(name.clone())]));
                         match sub {
-                            Value::Object(sub) => match next {
+                            Value::Object(sub) => match &next {
                                 None => {
                                     for (k, v) in sub {
-                                        task.insert(k.clone(), v.clone());
+                                        task.insert(k, v);
                                     }
-                                    data.push(task);
+                                    one(task)
                                 }
-                                Some(next) => data.extend(self.chunk_job(sub, &task, Some(next))?),
+                                Some(next) => Self::chunk_job(&this, sub, task, Some(next.clone())),
                             },
-                            Value::Null => data.push(task),
-                            other => {
-                                return Err(JobError::Unchunkable {
-                                    attr: key.clone(),
-                                    reason: format!(
-                                        "value of `{name}` must be an object or null, found {other}"
-                                    ),
-                                })
-                            }
+                            Value::Null => one(task),
+                            other => fail(JobError::Unchunkable {
+                                attr: key.clone(),
+                                reason: format!("value of `{name}` must be an object or null, found {other}"),
+                            }),
                         }
-                    }
-                }
+                    }))
+                }))
             } else {
-                let vals = Self::validate_vals(key, &Value::Array(current))?;
-                push_chunks(&mut data, &task_skeleton, &vals, batch);
+                match Self::validate_vals(&key, &Value::Array(current)) {
+                    Ok(vals) => chunks(task_skeleton, out_key, vals, batch),
+                    Err(e) => fail(e),
+                }
             }
         } else {
-            let mut job = job.clone();
-            let mut task_skeleton = skeleton.clone();
-            if let Some(a) = single_or_plural(attr).into_iter().find(|a| job.contains_key(a)) {
+            let mut job = job;
+            let mut task_skeleton = skeleton;
+            if let Some(a) = single_or_plural(&attr).into_iter().find(|a| job.contains_key(a)) {
                 let value = job.shift_remove(&a).unwrap_or(Value::Null);
                 if truthy(&value) {
                     match Self::validate_vals(&a, &value) {
-                        Ok(vals) => {
-                            // As the original: the rest of this (sub-)job is not carried into these tasks.
-                            push_chunks(&mut data, &task_skeleton, &vals, batch);
-                            return Ok(data);
-                        }
+                        // As the original: the rest of this (sub-)job is not carried into these tasks.
+                        Ok(vals) => return chunks(task_skeleton, plural(&attr), vals, batch as usize),
                         Err(_) => {
                             job.insert(a, value);
                         }
@@ -516,9 +593,8 @@ impl Chunker {
             for (k, v) in job {
                 task_skeleton.insert(k, v);
             }
-            data.push(task_skeleton);
+            one(task_skeleton)
         }
-        Ok(data)
     }
 }
 

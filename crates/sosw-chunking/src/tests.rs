@@ -227,3 +227,45 @@ fn custom_period_patterns_load_as_python_checks_them() {
         assert!(err.contains("custom_period_patterns"), "{err}");
     }
 }
+
+#[test]
+fn a_labourer_id_other_than_lambda_name_is_refused_chunked_or_not() {
+    for job in [
+        json!({"lambda_name": "worker", "labourer_id": "ghost"}),
+        json!({"lambda_name": "worker", "labourer_id": "ghost", "sections": ["a"], "isolate_sections": true}),
+        json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "labourer_id": 7}),
+    ] {
+        let err = plan(&["section"], job.clone()).unwrap_err();
+        assert!(matches!(err, JobError::LabourerMismatch { .. }), "{job}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("labourer_id") && text.contains("`worker`"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_labourer_id_equal_to_lambda_name_is_accepted_as_python_does() {
+    let rows = plan(
+        &["section"],
+        json!({"lambda_name": "arn:aws:lambda:us-west-2:123456789012:function:worker", "labourer_id": "worker", "a": 1}),
+    )
+    .unwrap();
+    assert_eq!(rows, [json!({"labourer_id": "worker", "a": 1})]);
+}
+
+#[test]
+fn rows_are_generated_lazily_in_the_same_order_as_plan() {
+    let job = json!({"lambda_name": "worker", "period": "last_3_days", "isolate_days": true,
+                     "sections": {"s1": {"stores": ["a", "b"]}, "s2": null}, "isolate_stores": true});
+    let rules = SchedulerRules::from_config(&config(&["section", "store"])).unwrap();
+    let parsed = parse_job(&job).unwrap();
+    let all = rules.plan(parsed.clone(), today()).unwrap();
+    let mut rows = rules.rows(parsed, today()).unwrap();
+    let first = rows.next().unwrap().unwrap();
+    assert_eq!(first, all[0]);
+    let rest: Vec<Object> = rows.collect::<Result<_, _>>().unwrap();
+    assert_eq!(rest, all[1..]);
+    assert_eq!(all.len(), 9);
+}

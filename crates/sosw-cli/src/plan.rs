@@ -1,5 +1,9 @@
 //! `sosw plan`: the rows the Scheduler would queue for a job, exactly as Python sosw writes them
 //! to its queue file, with no AWS access. The way to design chunking rules.
+//!
+//! The job is checked first exactly as the Scheduler checks it (see `sosw_scheduler::validate`):
+//! a job the Scheduler would reject prints no row and fails with the Scheduler's error. Rows are
+//! generated one at a time, twice (check, then print), so memory stays flat for any job size.
 
 use anyhow::Context;
 use clap::Args;
@@ -39,10 +43,16 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let job: serde_json::Value =
         serde_json::from_str(&job_text).unwrap_or_else(|_| serde_json::Value::String(job_text.clone()));
     let today = args.today.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let rows = sosw_chunking::plan_event(&config, &job, today).context("job rejected")?;
+    let mut document = sosw_scheduler::SchedulerConfig::defaults();
+    sosw_core::config::merge(&mut document, &config);
+    let scheduler = sosw_scheduler::SchedulerConfig::from_document(document)
+        .with_context(|| format!("{} is not a usable scheduler config", args.config.display()))?;
+    let validator = sosw_scheduler::validate::JobValidator::offline(scheduler.task_config.clone());
+    sosw_scheduler::validate::check_job(&scheduler.document, &validator, &job, today)
+        .context("job rejected")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for row in &rows {
-        writeln!(out, "{}", sosw_core::pyjson::dumps(row))?;
+    for row in sosw_chunking::plan_event_rows(&scheduler.document, &job, today).context("job rejected")? {
+        writeln!(out, "{}", sosw_core::pyjson::dumps(&row.context("job rejected")?))?;
     }
     out.flush()?;
     Ok(())

@@ -45,14 +45,22 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.job).with_context(|| format!("reading {}", args.job.display()))?;
     let job: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", args.job.display()))?;
-    // Plan locally first: a rejected job fails here, naming the problem, before anything is sent.
+    // Check locally first, as the Scheduler will: a rejected job fails here, naming the problem,
+    // before anything is sent.
     let mut doc = sosw_scheduler::SchedulerConfig::defaults();
     sosw_core::config::merge(&mut doc, &ctx.document);
-    let rows =
-        sosw_chunking::plan_event(&doc, &job, chrono::Utc::now().date_naive()).context("job rejected")?;
-    let labourer = rows
-        .first()
-        .and_then(|r| r.get("labourer_id"))
+    let scheduler = sosw_scheduler::SchedulerConfig::from_document(doc).context("the scheduler's config")?;
+    let validator = sosw_scheduler::validate::JobValidator::offline(scheduler.task_config.clone());
+    let tasks = sosw_scheduler::validate::check_job(
+        &scheduler.document,
+        &validator,
+        &job,
+        chrono::Utc::now().date_naive(),
+    )
+    .context("job rejected")?;
+    let labourer = sosw_chunking::parse_job(&job)
+        .context("job rejected")?
+        .get("lambda_name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -68,14 +76,13 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         .map_err(|e| hint(anyhow::anyhow!(sosw_core::error::render_error(&e))))
         .with_context(|| format!("invoking the scheduler `{}`", args.function))?;
     eprintln!(
-        "submitted to `{}`: {} task(s) for labourer `{labourer}`",
-        args.function,
-        rows.len()
+        "submitted to `{}`: {tasks} task(s) for labourer `{labourer}`",
+        args.function
     );
     if !args.wait {
         return Ok(());
     }
-    let total = rows.len() as u64;
+    let total = tasks as u64;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
         let (done, dead) = archived(&ctx, &labourer).await?;

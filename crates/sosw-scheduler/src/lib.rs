@@ -14,9 +14,11 @@
 //! stream; bad rows, bad metadata and a checkpoint past the end are errors naming the file and
 //! row. See docs/essentials.md for exactly what is guaranteed.
 
+pub mod job;
 pub mod queue;
+pub mod validate;
 
-use queue::{QueueError, QueueFile, QueueReader, QueueStore};
+use queue::{QueueError, QueueReader, QueueStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
@@ -135,6 +137,9 @@ pub enum SchedulerError {
     /// The job is rejected; nothing was written.
     #[error("job rejected: {0}")]
     Job(#[from] sosw_chunking::JobError),
+    /// A row of the job cannot become a task; nothing was written.
+    #[error("job rejected: {0}")]
+    Row(#[from] validate::RowRejected),
     /// A `{"file_name": ...}` continuation names a file that is not in S3.
     #[error("queue file `{0}` is not in S3 (neither handed over nor locked); nothing to continue")]
     NoSuchQueueFile(String),
@@ -162,6 +167,15 @@ pub enum SchedulerError {
         /// The error.
         message: String,
     },
+}
+
+impl From<validate::JobRejected> for SchedulerError {
+    fn from(e: validate::JobRejected) -> Self {
+        match e {
+            validate::JobRejected::Job(e) => Self::Job(e),
+            validate::JobRejected::Row(e) => Self::Row(e),
+        }
+    }
 }
 
 /// How much Lambda time is left.
@@ -223,6 +237,7 @@ pub struct SchedulerStats {
 pub struct Scheduler {
     tasks: TaskManager,
     queue: QueueStore,
+    s3: aws_sdk_s3::Client,
     meta: Arc<MetaHandler>,
     invoker: Arc<dyn Invoker>,
     config: SchedulerConfig,
@@ -244,10 +259,11 @@ impl Scheduler {
         function_name: &str,
         write_capacity: Option<i64>,
     ) -> Self {
-        let queue = QueueStore::new(s3, &config.queue_bucket, &config.s3_prefix);
+        let queue = QueueStore::new(s3.clone(), &config.queue_bucket, &config.s3_prefix);
         Self {
             tasks,
             queue,
+            s3,
             meta,
             invoker,
             config,
@@ -296,14 +312,8 @@ impl Scheduler {
                 } else if let Some(file) = self.queue.take_unlocked(&name).await? {
                     (name, file, false)
                 } else {
-                    let today = chrono::Utc::now().date_naive();
-                    let rows = self.plan(event, today)?;
-                    let file = QueueFile {
-                        rows: rows.iter().map(sosw_core::pyjson::dumps).collect(),
-                        first_row: 0,
-                    };
-                    self.queue.put_locked(&name, &file).await?;
-                    drop(file);
+                    // Checked completely, then streamed to S3 (see `job`): a rejected job writes nothing.
+                    self.stage_job(event, &name).await?;
                     let file = self
                         .queue
                         .get_locked(&name)

@@ -107,7 +107,7 @@ impl QueueFile {
     }
 }
 
-const FIRST_ROW: &str = "sosw-first-row";
+pub(crate) const FIRST_ROW: &str = "sosw-first-row";
 const NEXT_ROW: &str = "sosw-next-row";
 
 /// Characters escaped in `x-amz-copy-source` (everything but unreserved characters and `/`).
