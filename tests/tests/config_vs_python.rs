@@ -138,7 +138,7 @@ async fn effective_task_config_equals_python_sosw_for_shared_and_per_installatio
                 "max_attempts": 5,
                 "max_attempts_w1": 7,
                 "greenfield_task_step": 10,
-                "greenfield_invocation_delta": 600,
+                "greenfield_invocation_delta": 7200,
                 "ecology_config": {"default_metric_values": {"Period": 120}},
                 "labourers": {
                     "w1": {"max_simultaneous_invocations": 3, "health_metrics": {"cpu": {

@@ -64,7 +64,13 @@ where
         SdkError::ConstructionFailure(_) => InvokeFailure::NotSent,
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            match se.err().code() {
+            let code = se.err().code();
+            if code.is_none() && se.raw().body().bytes().is_some_and(is_function_error_document) {
+                // The function ran and returned an error: an emulator that runs Event invocations
+                // synchronously (cargo lambda watch) answers 500 with the function's own error.
+                return InvokeFailure::Unknown;
+            }
+            match code {
                 Some("TooManyRequestsException") => InvokeFailure::Throttled,
                 Some("ResourceNotFoundException") => InvokeFailure::FunctionMissing,
                 Some("RequestTooLargeException") => InvokeFailure::PayloadTooLarge,
@@ -79,6 +85,15 @@ where
         }
         _ => InvokeFailure::Unknown,
     }
+}
+
+/// `true` for the error document a Lambda function's runtime reports (`errorMessage`, and no
+/// service error `Type`/`__type`): the function was started. Lambda's own refusals never look
+/// like this.
+pub fn is_function_error_document(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|doc| {
+        doc.contains_key("errorMessage") && !doc.contains_key("Type") && !doc.contains_key("__type")
+    })
 }
 
 /// An invoker that records invocations instead of making them (tests, dry runs).
@@ -134,5 +149,30 @@ impl Invoker for RecordingInvoker {
                 .push((function.to_string(), payload));
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_function_error_document;
+
+    #[test]
+    fn a_functions_own_error_document_means_it_started() {
+        assert!(is_function_error_document(
+            br#"{"errorType":"&alloc::boxed::Box<dyn core::error::Error>","errorMessage":"task t1: simulated failure"}"#
+        ));
+        for refusal in [
+            &br#"{"Type":"User","message":"TooManyRequestsException"}"#[..],
+            br#"{"Type":"Service","errorMessage":"x"}"#,
+            br#"{"__type":"ServiceException","message":"x"}"#,
+            b"<html>502 Bad Gateway</html>",
+            b"",
+        ] {
+            assert!(
+                !is_function_error_document(refusal),
+                "{}",
+                String::from_utf8_lossy(refusal)
+            );
+        }
     }
 }

@@ -541,9 +541,21 @@ async fn refusing_lambda(status: u16, code: &'static str) -> String {
                     if buf.len() < end + 4 + len {
                         continue;
                     }
-                    let body = format!(r#"{{"Type":"User","message":"{code}"}}"#);
+                    // An empty code: the function's own error, as an emulator that runs Event
+                    // invocations synchronously answers it (no service error type).
+                    let (body, error_type) = if code.is_empty() {
+                        (
+                            r#"{"errorType":"Box<dyn Error>","errorMessage":"task failed"}"#.to_string(),
+                            String::new(),
+                        )
+                    } else {
+                        (
+                            format!(r#"{{"Type":"User","message":"{code}"}}"#),
+                            format!("X-Amzn-ErrorType: {code}\r\n"),
+                        )
+                    };
                     let reply = format!(
-                        "HTTP/1.1 {status} Refused\r\nX-Amzn-ErrorType: {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status} Refused\r\n{error_type}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(reply.as_bytes()).await;
@@ -601,6 +613,44 @@ async fn invocations_lambda_refuses_give_the_claim_back_without_burning_an_attem
             assert!(t.greenfield < e.clock.now_secs(), "{status}: back in the queue");
         }
     }
+}
+
+#[tokio::test]
+async fn a_function_error_answered_by_a_synchronous_emulator_counts_as_a_started_run() {
+    // cargo lambda watch runs an Event invocation to its end and answers a failing function with
+    // 500 and the function's own error document: the worker ran, so its attempt stays used.
+    let e = env(json!({"worker": {"max_simultaneous_invocations": 1, "arn": "sosw_worker_fn"}})).await;
+    let ids = e.queue("worker", 1).await;
+    let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
+        .endpoint_url(refusing_lambda(500, "").await)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let o = Orchestrator::new(
+        e.tasks.clone(),
+        EcologyManager::new(
+            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+                e.aws.sdk_config(),
+            ))),
+            e.config.task_config.ecology_config.clone(),
+            e.clock.clone(),
+        ),
+        Arc::new(MetaHandler::new(
+            aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+            &MetaHandlerConfig::default(),
+            e.clock.clone(),
+        )),
+        Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf))),
+        e.config.clone(),
+    );
+    let stats = o.run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!((s.throttled, s.refused, s.invocation_failed), (0, 0, 1), "{s:?}");
+    let t = e.tasks.get_task(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(t.attempts, 1, "the run happened");
+    assert!(
+        t.greenfield > e.clock.now_secs(),
+        "still claimed: the scavenger expires it"
+    );
 }
 
 #[tokio::test]

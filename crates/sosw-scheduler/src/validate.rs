@@ -13,7 +13,7 @@
 //!
 //! Items and payloads are built by the same code that writes and invokes them
 //! ([`TaskManager::build_task_items_with_ids`], [`TaskManager::invocation_payload`]), with the
-//! number fields whose width varies (`greenfield`, `attempts`, `created_at`) at their widest, so
+//! number fields whose width varies (`greenfield`, `attempts`, `created_at`) at their widest valid value, so
 //! a row accepted here fits whatever its queue position, attempt count or creation time.
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -110,8 +110,10 @@ pub struct JobValidator {
     tasks: TaskManager,
 }
 
-/// The widest value of an integer number field (`greenfield`, `attempts`): 20 characters.
+/// The widest `greenfield` (and timestamp fields added later): 20 characters.
 const WIDEST_INTEGER: i64 = i64::MIN;
+/// The widest `attempts` a row may hold (a row beyond it is quarantined, not invoked).
+const WIDEST_ATTEMPTS: i64 = sosw_core::task::model::MAX_ATTEMPTS_IN_ROW;
 
 /// The widest `created_at` (Python's `str(time.time())`, up to year 2286): 18 characters.
 const WIDEST_TIME: &str = "4102444800.1234565";
@@ -176,9 +178,11 @@ impl JobValidator {
             .pop()
             .expect("one item per task");
         let widest = AttributeValue::N(WIDEST_INTEGER.to_string());
-        for key in ["greenfield", "attempts"] {
-            item.insert(cfg.field(key).to_string(), widest.clone());
-        }
+        item.insert(cfg.field("greenfield").to_string(), widest.clone());
+        item.insert(
+            cfg.field("attempts").to_string(),
+            AttributeValue::N(WIDEST_ATTEMPTS.to_string()),
+        );
         item.insert(
             cfg.field("created_at").to_string(),
             AttributeValue::N(WIDEST_TIME.into()),

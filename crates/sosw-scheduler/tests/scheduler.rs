@@ -767,28 +767,51 @@ async fn queue_files_with_spaces_and_url_characters_in_their_names_hand_over_and
 
 #[tokio::test]
 async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labourer_and_the_limit() {
-    // The clock is at 1,750,000,000: with a step of 500,000,000 the queue holds two tasks
-    // (1.0e9 and 1.5e9); a third would be at 2.0e9, beyond now, where sosw reads it as invoked.
-    let env = env_with(50, json!({"task_config": {"greenfield_task_step": 500_000_000}})).await;
+    // The clock is at 1,750,000,000 and the step at its largest, 1,000,000. A queued task at
+    // 1,748,000,000 leaves room for one more (1,749,000,000); a second would be at 1,750,000,000,
+    // where sosw reads it as invoked.
+    let env = env_with(50, json!({"task_config": {"greenfield_task_step": 1_000_000}})).await;
+    let seeded = env
+        .tasks
+        .create_task(
+            "worker",
+            serde_json::from_value(json!({"seed": true})).unwrap(),
+            true,
+        )
+        .await
+        .unwrap();
+    let dynamo = aws_sdk_dynamodb::Client::new(env.aws.sdk_config());
+    dynamo
+        .update_item()
+        .table_name("sosw_tasks")
+        .key("task_id", seeded["task_id"].clone())
+        .update_expression("SET greenfield = :g")
+        .expression_attribute_values(
+            ":g",
+            aws_sdk_dynamodb::types::AttributeValue::N("1748000000".into()),
+        )
+        .send()
+        .await
+        .unwrap();
     let err = env
         .scheduler
-        .handle(&words_job(3), "req-full", &Budget::unlimited())
+        .handle(&words_job(2), "req-full", &Budget::unlimited())
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`worker`") && err.contains("1750000000") && err.contains("2000000000"),
+        err.contains("`worker`") && err.contains("1750000000") && err.contains("1748000000"),
         "{err}"
     );
-    assert!(all_tasks(&env).await.is_empty(), "nothing of the batch written");
+    assert_eq!(all_tasks(&env).await.len(), 1, "nothing of the batch written");
     let ok = env
         .scheduler
-        .handle(&words_job(2), "req-fits", &Budget::unlimited())
+        .handle(&words_job(1), "req-fits", &Budget::unlimited())
         .await
         .unwrap();
-    assert_eq!(ok.tasks_created, 2);
+    assert_eq!(ok.tasks_created, 1);
     let greenfields: Vec<i64> = queue(&env, "worker").await.iter().map(|t| t.greenfield).collect();
-    assert_eq!(greenfields, [1_000_000_000, 1_500_000_000]);
+    assert_eq!(greenfields, [1_748_000_000, 1_749_000_000]);
 }
 
 #[test]

@@ -19,13 +19,14 @@
 
 use super::manager::{NewTask, TaskManager};
 use super::model::{n, Item, TaskId};
+use super::size::item_size;
 use crate::error::{render_error, TaskError};
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use std::time::Duration;
 use tracing::{debug, warn};
 
 /// DynamoDB's limit of items per TransactWriteItems (moto 5.2 accepts it too).
-pub const TRANSACTION_ITEMS: usize = 100;
+pub const TRANSACTION_ITEMS: usize = super::manager::DEFAULT_TRANSACTION_ITEMS;
 /// Items of a transaction are kept under this many bytes (DynamoDB's limit is 4 MB per transaction).
 pub const TRANSACTION_BYTES: usize = 3_500_000;
 /// Items per task in a create-once transaction (a Put and two ConditionChecks).
@@ -69,19 +70,6 @@ pub fn queue_positions(
             }
         })
         .collect()
-}
-
-/// Rough DynamoDB size of an item (names plus values), for the transaction size limit.
-fn item_size(item: &Item) -> usize {
-    item.iter()
-        .map(|(k, v)| {
-            k.len()
-                + match v {
-                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
-                    _ => 64,
-                }
-        })
-        .sum()
 }
 
 impl TaskManager {

@@ -27,13 +27,13 @@ use tracing::{debug, instrument, warn};
 pub const BATCH_WRITE_LIMIT: usize = 25;
 /// Items per TransactWriteItems allowed by DynamoDB (each task moved takes two: put + delete).
 pub const DEFAULT_TRANSACTION_ITEMS: usize = 100;
-/// moto's cap on items per TransactWriteItems (the test harness sets it).
+/// The smaller transaction size the test harness runs with, so that the suite exercises the
+/// transaction-size setting and multi-transaction archives on small data (moto 5.2 accepts
+/// DynamoDB's 100 items per TransactWriteItems; its cap of 25 is on TransactGetItems).
 pub const MOTO_TRANSACTION_ITEMS: usize = 25;
 /// Environment variable overriding [`DEFAULT_TRANSACTION_ITEMS`] (2..=100), read by the essentials'
 /// `from_env` (the local-AWS harness sets it to moto's 25).
 pub const TRANSACTION_ITEMS_ENV: &str = "SOSW_MAX_TRANSACTION_ITEMS";
-/// Lambda's limit on the payload of an asynchronous (`Event`) invocation, in bytes.
-pub const ASYNC_PAYLOAD_LIMIT: usize = 256 * 1024;
 /// Attempts at a TransactWriteItems that conflicts or fails on the server before giving up.
 const TRANSACT_ATTEMPTS: u32 = 8;
 /// Attempts at writing unprocessed items of a batch before giving up.
