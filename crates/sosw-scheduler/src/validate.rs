@@ -110,8 +110,13 @@ pub struct JobValidator {
     tasks: TaskManager,
 }
 
-/// The widest value of an integer number field (`greenfield`, `attempts`): 20 characters.
+/// The widest value of an integer number field (`greenfield`, ...): 20 characters.
 const WIDEST_INTEGER: i64 = i64::MIN;
+
+/// The widest `attempts` a task can carry: the most the orchestrator reads from a row
+/// ([`sosw_core::task::model::MAX_ATTEMPTS_IN_ROW`]); a wider value would make the check refuse
+/// every row as malformed.
+const WIDEST_ATTEMPTS: i64 = sosw_core::task::model::MAX_ATTEMPTS_IN_ROW;
 
 /// The widest `created_at` (Python's `str(time.time())`, up to year 2286): 18 characters.
 const WIDEST_TIME: &str = "4102444800.1234565";
@@ -176,9 +181,11 @@ impl JobValidator {
             .pop()
             .expect("one item per task");
         let widest = AttributeValue::N(WIDEST_INTEGER.to_string());
-        for key in ["greenfield", "attempts"] {
-            item.insert(cfg.field(key).to_string(), widest.clone());
-        }
+        item.insert(cfg.field("greenfield").to_string(), widest.clone());
+        item.insert(
+            cfg.field("attempts").to_string(),
+            AttributeValue::N(WIDEST_ATTEMPTS.to_string()),
+        );
         item.insert(
             cfg.field("created_at").to_string(),
             AttributeValue::N(WIDEST_TIME.into()),
