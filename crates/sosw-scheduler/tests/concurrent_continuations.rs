@@ -238,7 +238,11 @@ async fn a_continuation_delivered_to_two_schedulers_at_once_writes_every_row_exa
         env.take_sibling_events(&mut seen_siblings); // the parent's hand-over: delivered below, twice
         let (a, b) = (env.scheduler(), env.scheduler());
         let budget_a = short_budget.map_or_else(Budget::unlimited, Budget::batches);
-        let (id_a, id_b, budget_b) = (format!("{request_id}-a"), format!("{request_id}-b"), Budget::unlimited());
+        let (id_a, id_b, budget_b) = (
+            format!("{request_id}-a"),
+            format!("{request_id}-b"),
+            Budget::unlimited(),
+        );
         let (ra, rb) = tokio::join!(
             a.handle(&event, &id_a, &budget_a),
             b.handle(&event, &id_b, &budget_b),
@@ -247,18 +251,33 @@ async fn a_continuation_delivered_to_two_schedulers_at_once_writes_every_row_exa
             .into_iter()
             .filter_map(|r| delivery_outcome(r, &file))
             .collect();
-        assert!(!outcomes.is_empty(), "round {round}: at least one delivery took the file");
+        assert!(
+            !outcomes.is_empty(),
+            "round {round}: at least one delivery took the file"
+        );
+        for s in &outcomes {
+            eprintln!(
+                "round {round}: created {}, found existing {}, handed over {}",
+                s.tasks_created, s.rows_already_written, s.sibling_spawned
+            );
+        }
         let mut written: usize = ROWS_PER_BATCH + outcomes.iter().map(|s| s.tasks_created).sum::<usize>();
 
         // A sibling spawned by a hand-over is delivered too (bounded: each hand-over happens
         // only on a short budget).
         let mut pending = env.take_sibling_events(&mut seen_siblings);
-        assert_eq!(pending.len(), usize::from(outcomes.iter().any(|s| s.sibling_spawned)));
+        assert_eq!(
+            pending.len(),
+            usize::from(outcomes.iter().any(|s| s.sibling_spawned))
+        );
         for hop in 0.. {
             assert!(hop < 5, "round {round}: siblings keep handing over");
             let Some(sibling) = pending.pop() else { break };
             assert_eq!(sibling, event);
-            let rerun = env.scheduler().handle(&sibling, "sibling", &Budget::unlimited()).await;
+            let rerun = env
+                .scheduler()
+                .handle(&sibling, "sibling", &Budget::unlimited())
+                .await;
             if let Some(stats) = delivery_outcome(rerun, &file) {
                 written += stats.tasks_created;
             }
@@ -267,12 +286,22 @@ async fn a_continuation_delivered_to_two_schedulers_at_once_writes_every_row_exa
 
         // Every row is exactly one task, written once, untouched since.
         let tasks = env.tasks_of(&file, rows).await;
-        assert_eq!(tasks.len(), rows, "round {round}: every row of `{file}` is a task");
-        assert_eq!(written, rows, "round {round}: the runs together wrote each row once");
+        assert_eq!(
+            tasks.len(),
+            rows,
+            "round {round}: every row of `{file}` is a task"
+        );
+        assert_eq!(
+            written, rows,
+            "round {round}: the runs together wrote each row once"
+        );
         let start = env.labourer_start();
         for (id, (greenfield, attempts)) in &tasks {
             assert_eq!(*attempts, 0, "round {round}: task {id} was never invoked");
-            assert!(*greenfield < start, "round {round}: task {id} is queued ({greenfield})");
+            assert!(
+                *greenfield < start,
+                "round {round}: task {id} is queued ({greenfield})"
+            );
         }
         let created = env.created_rows(&file, rows).await;
         assert_eq!(created.len(), rows);
@@ -282,13 +311,20 @@ async fn a_continuation_delivered_to_two_schedulers_at_once_writes_every_row_exa
         );
         // The file ends deleted: nothing is left for an operator, and a rerun has nothing to do.
         let left = env.scheduler().queue().list().await.unwrap();
-        assert!(left.is_empty(), "round {round}: `{file}` is finished but {left:?} remain");
+        assert!(
+            left.is_empty(),
+            "round {round}: `{file}` is finished but {left:?} remain"
+        );
         let rerun = env.scheduler().handle(&event, "late", &Budget::unlimited()).await;
         assert!(
             matches!(rerun, Err(SchedulerError::NoSuchQueueFile(ref n)) if *n == file),
             "round {round}: a late delivery finds the file finished: {rerun:?}"
         );
-        assert_eq!(env.tasks_of(&file, rows).await, tasks, "round {round}: nothing rewritten");
+        assert_eq!(
+            env.tasks_of(&file, rows).await,
+            tasks,
+            "round {round}: nothing rewritten"
+        );
     }
 }
 
@@ -321,7 +357,10 @@ async fn tasks_claimed_while_a_continuation_runs_keep_their_state_when_it_is_del
     let queued = env.tasks.next_tasks(&labourer, 30).await.unwrap();
     assert_eq!(queued.len(), 30);
     for task in &queued {
-        assert_eq!(env.tasks.claim(&labourer, task).await.unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            env.tasks.claim(&labourer, task).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
     }
     let claimed: BTreeMap<String, (i64, i64)> = env
         .tasks_of(&file, rows)
@@ -330,7 +369,9 @@ async fn tasks_claimed_while_a_continuation_runs_keep_their_state_when_it_is_del
         .filter(|(id, _)| queued.iter().any(|t| t.task_id.0 == *id))
         .collect();
     assert_eq!(claimed.len(), 30);
-    assert!(claimed.values().all(|(g, attempts)| *g >= labourer.start && *attempts == 1));
+    assert!(claimed
+        .values()
+        .all(|(g, attempts)| *g >= labourer.start && *attempts == 1));
 
     // Delivery B arrives while A is held: it resumes the locked file from the hand-over's row.
     let second = env
@@ -338,7 +379,10 @@ async fn tasks_claimed_while_a_continuation_runs_keep_their_state_when_it_is_del
         .handle(&event, "req-b", &Budget::unlimited())
         .await
         .unwrap();
-    assert_eq!(second.rows_already_written, 40, "A's two batches are found, not rewritten");
+    assert_eq!(
+        second.rows_already_written, 40,
+        "A's two batches are found, not rewritten"
+    );
     assert_eq!(second.tasks_created, rows - 60);
 
     // A goes on: every row it still has exists.
@@ -350,14 +394,25 @@ async fn tasks_claimed_while_a_continuation_runs_keep_their_state_when_it_is_del
     let tasks = env.tasks_of(&file, rows).await;
     assert_eq!(tasks.len(), rows, "every row of `{file}` is a task");
     for (id, state) in &claimed {
-        assert_eq!(&tasks[id], state, "claimed task {id} keeps its greenfield and attempts");
+        assert_eq!(
+            &tasks[id], state,
+            "claimed task {id} keeps its greenfield and attempts"
+        );
     }
     let fresh = tasks.iter().filter(|(id, _)| !claimed.contains_key(*id));
-    assert!(fresh.clone().all(|(_, (g, attempts))| *g < labourer.start && *attempts == 0));
+    assert!(fresh
+        .clone()
+        .all(|(_, (g, attempts))| *g < labourer.start && *attempts == 0));
     assert_eq!(fresh.count(), rows - 30);
     let created = env.created_rows(&file, rows).await;
-    assert!(created.len() == rows && created.values().all(|n| *n == 1), "{created:?}");
-    assert!(env.scheduler().queue().list().await.unwrap().is_empty(), "the file is finished");
+    assert!(
+        created.len() == rows && created.values().all(|n| *n == 1),
+        "{created:?}"
+    );
+    assert!(
+        env.scheduler().queue().list().await.unwrap().is_empty(),
+        "the file is finished"
+    );
 }
 
 /// Claims racing two concurrent deliveries: whatever the interleaving, a claimed task is never
@@ -406,7 +461,11 @@ async fn claims_racing_two_concurrent_deliveries_are_never_reset() {
         .filter_map(|r| delivery_outcome(r, &file))
         .map(|s| s.tasks_created)
         .sum();
-    assert_eq!(written + ROWS_PER_BATCH, rows, "each row written by exactly one run");
+    assert_eq!(
+        written + ROWS_PER_BATCH,
+        rows,
+        "each row written by exactly one run"
+    );
     assert!(!claimed.is_empty());
 
     let tasks = env.tasks_of(&file, rows).await;
@@ -414,7 +473,10 @@ async fn claims_racing_two_concurrent_deliveries_are_never_reset() {
     for (id, (greenfield, attempts)) in &tasks {
         if claimed.contains(id) {
             assert_eq!(*attempts, 1, "claimed task {id} keeps its attempt");
-            assert!(*greenfield >= labourer.start, "claimed task {id} stays invoked ({greenfield})");
+            assert!(
+                *greenfield >= labourer.start,
+                "claimed task {id} stays invoked ({greenfield})"
+            );
         } else {
             assert_eq!(*attempts, 0, "task {id} was never invoked");
             assert!(*greenfield < labourer.start, "task {id} is queued");
