@@ -12,6 +12,7 @@
 //! `sosw-core` stays free of `lambda_runtime`: only this crate and the binaries depend on it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -193,16 +194,15 @@ pub async fn start<S, B, BFut, H, HFut>(default_name: &str, build: B, handler: H
 where
     B: FnOnce(aws_config::SdkConfig, String) -> BFut,
     BFut: Future<Output = Result<S, BoxError>>,
-    H: Fn(&S, Value, Invocation) -> HFut,
+    H: Fn(Arc<S>, Value, Invocation) -> HFut,
     HFut: Future<Output = Result<Value, EdgeError>>,
 {
     init_tracing();
     let sdk = sosw_core::aws::load_sdk_config().await;
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| default_name.to_string());
-    let essential = build(sdk, function_name).await?;
-    let (essential, handler) = (&essential, &handler);
-    run(move |event, invocation| handler(essential, event, invocation)).await
+    let essential = Arc::new(build(sdk, function_name).await?);
+    run(move |event, invocation| handler(essential.clone(), event, invocation)).await
 }
 
 #[cfg(test)]
