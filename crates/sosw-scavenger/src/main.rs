@@ -1,27 +1,31 @@
-//! The Scavenger Lambda (EventBridge, every minute): wiring only.
+//! The Scavenger Lambda (EventBridge, every minute): wiring only (the runtime is `sosw_lambda`).
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use sosw_core::meta::MetaContext;
+use sosw_lambda::{EdgeError, ErrorKind};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let sdk = sosw_core::aws::load_sdk_config().await;
-    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sosw_scavenger".into());
-    let (scavenger, meta) = sosw_scavenger::from_env(&sdk, &function_name, None).await?;
-    let (scavenger, meta, function_name) = (&scavenger, &meta, &function_name);
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
-        meta.set_context(MetaContext::from_env(&event.context.request_id));
-        let stats = scavenger.run().await;
-        for line in sosw_scavenger::emf_lines(function_name, &stats, chrono::Utc::now().timestamp_millis()) {
-            println!("{line}");
-        }
-        // A run that could process no labourer is an error: Lambda's Errors metric and alarms see it.
-        if let Some(failure) = stats.failure() {
-            return Err(Error::from(failure));
-        }
-        Ok::<Value, Error>(serde_json::to_value(stats)?)
-    }))
+async fn main() -> Result<(), sosw_lambda::BoxError> {
+    sosw_lambda::start(
+        "sosw_scavenger",
+        |sdk, function_name| async move {
+            let (scavenger, meta) = sosw_scavenger::from_env(&sdk, &function_name, None).await?;
+            Ok((scavenger, meta, function_name))
+        },
+        |essential, _event: Value, invocation| async move {
+            let (scavenger, meta, function_name) = &*essential;
+            meta.set_context(MetaContext::from_env(&invocation.request_id));
+            let stats = scavenger.run().await;
+            let now = chrono::Utc::now().timestamp_millis();
+            for line in sosw_scavenger::emf_lines(function_name, &stats, now) {
+                println!("{line}");
+            }
+            // A run that could process no labourer is an error: Lambda's Errors metric and alarms see it.
+            if let Some(failure) = stats.failure() {
+                return Err(EdgeError::new(ErrorKind::NoLabourerProcessed, failure));
+            }
+            Ok(serde_json::to_value(stats)?)
+        },
+    )
     .await
 }

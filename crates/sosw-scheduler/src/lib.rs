@@ -169,6 +169,23 @@ pub enum SchedulerError {
     },
 }
 
+/// The Lambda `errorType` of a scheduler failure: a job or queue file that cannot be scheduled is
+/// `RejectedJob` (retrying it fails the same way); S3, DynamoDB and sibling failures are `Retryable`.
+impl From<SchedulerError> for sosw_lambda::EdgeError {
+    fn from(error: SchedulerError) -> Self {
+        use sosw_lambda::ErrorKind;
+        let kind = match &error {
+            SchedulerError::Job(_)
+            | SchedulerError::Row(_)
+            | SchedulerError::NoSuchQueueFile(_)
+            | SchedulerError::MalformedRow { .. } => ErrorKind::RejectedJob,
+            SchedulerError::Queue(_) | SchedulerError::Sibling { .. } => ErrorKind::Retryable,
+            SchedulerError::Task(e) => ErrorKind::of_task_error(e),
+        };
+        Self::new(kind, error)
+    }
+}
+
 impl From<validate::JobRejected> for SchedulerError {
     fn from(e: validate::JobRejected) -> Self {
         match e {
@@ -554,4 +571,40 @@ pub async fn provisioned_write_capacity(
     Ok(t.provisioned_throughput()
         .and_then(|p| p.write_capacity_units())
         .filter(|w| *w > 0))
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+    use lambda_runtime::Diagnostic;
+    use sosw_lambda::EdgeError;
+
+    #[test]
+    fn failures_map_to_alarmable_lambda_error_types() {
+        let d = Diagnostic::from(EdgeError::from(SchedulerError::NoSuchQueueFile(
+            "sosw/queue/x.b".into(),
+        )));
+        assert_eq!(d.error_type, "RejectedJob");
+        assert!(d.error_message.contains("sosw/queue/x.b"));
+        let malformed = SchedulerError::MalformedRow {
+            file: "f".into(),
+            row: 3,
+            reason: "no labourer_id".into(),
+        };
+        assert_eq!(
+            Diagnostic::from(EdgeError::from(malformed)).error_type,
+            "RejectedJob"
+        );
+        let sibling = SchedulerError::Sibling {
+            file: "f".into(),
+            message: "throttled".into(),
+        };
+        assert_eq!(Diagnostic::from(EdgeError::from(sibling)).error_type, "Retryable");
+        let dynamo = SchedulerError::Task(TaskError::Dynamo {
+            operation: "TransactWriteItems",
+            table: "sosw_tasks".into(),
+            message: "throttled".into(),
+        });
+        assert_eq!(Diagnostic::from(EdgeError::from(dynamo)).error_type, "Retryable");
+    }
 }

@@ -71,6 +71,19 @@ pub enum WorkerAssistantError {
     Task(#[from] TaskError),
 }
 
+/// The Lambda `errorType` of a refused event: a malformed event is `RejectedEvent`; a missing task
+/// `UnknownTask`; a report for a task not in flight `ReportRefused`; a DynamoDB failure `Retryable`.
+impl From<WorkerAssistantError> for sosw_lambda::EdgeError {
+    fn from(error: WorkerAssistantError) -> Self {
+        use sosw_lambda::ErrorKind;
+        let kind = match &error {
+            WorkerAssistantError::Task(e) => ErrorKind::of_task_error(e),
+            _ => ErrorKind::RejectedEvent,
+        };
+        Self::new(kind, error)
+    }
+}
+
 /// A parsed worker event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -262,6 +275,32 @@ pub async fn from_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_map_to_alarmable_lambda_error_types() {
+        let d = lambda_runtime::Diagnostic::from(sosw_lambda::EdgeError::from(
+            WorkerAssistantError::MissingAction,
+        ));
+        assert_eq!(d.error_type, "RejectedEvent");
+        assert!(d.error_message.contains("action"));
+        let unknown = WorkerAssistantError::Task(TaskError::NotFound {
+            task_id: "t9".into(),
+            table: "sosw_tasks".into(),
+        });
+        let d = lambda_runtime::Diagnostic::from(sosw_lambda::EdgeError::from(unknown));
+        assert_eq!(d.error_type, "UnknownTask");
+        assert!(d.error_message.contains("t9"));
+        let refused = WorkerAssistantError::Task(TaskError::ReportRefused {
+            task_id: "t9".into(),
+            action: "mark_task_as_failed",
+            state: sosw_core::TaskWhereabouts::Completed,
+            table: "sosw_tasks".into(),
+        });
+        assert_eq!(
+            lambda_runtime::Diagnostic::from(sosw_lambda::EdgeError::from(refused)).error_type,
+            "ReportRefused"
+        );
+    }
 
     #[test]
     fn python_worker_events_parse() {
