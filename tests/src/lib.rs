@@ -2,7 +2,7 @@
 //! are, `cfn-lint` and the template decoder from the project's `.venv` (run `scripts/setup`),
 //! a tiny Lambda zip to deploy on moto, and IAM policy documents as moto returns them.
 //!
-//! The local AWS itself (a moto server killed on drop) is `sosw_core::testing::LocalAws`.
+//! The local AWS itself (a moto server killed on drop) is `sosw_test_support::LocalAws`.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@
 
 use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TableDescription};
 use serde_json::{json, Value};
-use sosw_core::testing::LocalAws;
+use sosw_test_support::LocalAws;
 use sosw_tests::{cfn_lint, lambda_zip, policy_document, statements, template, templates, Statement};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

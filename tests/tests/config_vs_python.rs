@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use sosw_core::config_source::ConfigSource;
-use sosw_core::testing::{repo_root, venv_bin, LocalAws};
+use sosw_test_support::{repo_root, venv_bin, LocalAws};
 use std::process::Command;
 
 /// Keys Python carries in every component's config that configure nothing we model: the

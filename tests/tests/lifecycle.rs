@@ -17,7 +17,7 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
             "--quiet",
             "--bins",
             "-p",
-            "sosw-cli",
+            "sosw-demo",
             "-p",
             "sosw-scheduler",
             "-p",
@@ -32,10 +32,9 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
         .status()
         .expect("cargo build");
     assert!(status.success(), "building the essentials failed");
-    let out = Command::new(root.join("target/debug/sosw"))
+    let out = Command::new(root.join("target/debug/sosw-demo"))
         .current_dir(&root)
         .args([
-            "demo",
             "--tasks",
             "40",
             "--fail-rate",
@@ -50,12 +49,12 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
         ])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
-        .expect("run sosw demo");
+        .expect("run sosw-demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "sosw demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "sosw-demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     let summary = stdout
         .lines()

@@ -9,17 +9,18 @@
 //! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
 //! | `sosw run <essential> [--event FILE]` | run an essential once, locally | [`run`] |
 //! | `sosw config get\|put\|diff` | read, store and compare config documents | [`config_cmd`] |
-//! | `sosw demo` | the whole lifecycle on this machine (moto + cargo lambda watch) | [`demo`] |
 //!
 //! AWS commands use the standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //! ...) and read config documents like the essentials do (`SOSW_CONFIG_SOURCE`, `SOSW_CONFIG_TABLE`).
+//!
+//! The offline demo is not here: it needs the repository checkout, so it is the developer tool
+//! `sosw-demo` (crate `crates/sosw-demo`, run by `scripts/demo`).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod config_cmd;
 mod ctx;
-mod demo;
 mod plan;
 mod progress;
 mod retry_dead;
@@ -55,8 +56,6 @@ enum Command {
     Run(run::RunArgs),
     /// Read, store and compare the essentials' config documents (config table or SSM).
     Config(config_cmd::ConfigArgs),
-    /// The whole orchestration lifecycle on this machine: local AWS, Lambda emulator, a job, a summary.
-    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,7 +74,6 @@ fn main() -> ExitCode {
                         Command::Task(a) => task::run(&a).await,
                         Command::RetryDead(a) => retry_dead::run(&a).await,
                         Command::Run(a) => run::run(&a).await,
-                        Command::Demo(a) => demo::run(&a).await,
                         Command::Config(a) => config_cmd::run(&a).await,
                         Command::Plan(_) => unreachable!("handled above"),
                     }

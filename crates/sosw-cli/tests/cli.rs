@@ -1,8 +1,8 @@
 //! The operator commands against the local AWS, through the real `sosw` binary.
 
 use serde_json::{json, Value};
-use sosw_core::testing::LocalAws;
 use sosw_core::{SystemClock, TaskConfig, TaskManager};
+use sosw_test_support::LocalAws;
 use std::process::{Command, Output};
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! anything is printed or sent.
 
 use serde_json::{json, Value};
-use sosw_core::testing::LocalAws;
+use sosw_test_support::LocalAws;
 use std::process::{Command, Output};
 
 const ESSENTIAL: &str = r#"{"task_config": {"labourers": {"worker": {"max_duration": 60}, "other": {}}},

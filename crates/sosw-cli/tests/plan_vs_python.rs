@@ -10,7 +10,7 @@
 //! evaluates `attrs[0]` eagerly); sosw-rs schedules such a job as one task, as the code intends.
 
 use serde_json::{json, Value};
-use sosw_core::testing::{repo_root, venv_bin};
+use sosw_test_support::{repo_root, venv_bin};
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -17,7 +17,6 @@
 //! | [`clock`] | injectable time |
 //! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it |
 //! | [`aws`] | building the AWS clients from the environment |
-//! | `testing` | (feature `test-utils`) a moto server on loopback with the tables of `cloudformation/` |
 //!
 //! ## Greenfield
 //! A task's state lives in one number, its greenfield, on the `sosw_tasks_greenfield` index
@@ -41,8 +40,6 @@ pub mod labourer;
 pub mod meta;
 pub mod pyjson;
 pub mod task;
-#[cfg(feature = "test-utils")]
-pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::TaskConfig;

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use sosw_core::testing::LocalAws;
 use sosw_core::{ManualClock, TaskConfig, TaskManager};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 
 pub const T0: f64 = 1_750_000_000.0;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use sosw_core::config_source::ConfigSource;
-use sosw_core::testing::LocalAws;
+use sosw_test_support::LocalAws;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -89,7 +89,7 @@ async fn query_only_dynamodb() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
 #[tokio::test]
 async fn the_config_table_is_read_with_one_query_as_python_roles_allow() {
     let (endpoint, seen) = query_only_dynamodb().await;
-    let sdk = sosw_core::testing::sdk_config_for(&endpoint).await;
+    let sdk = sosw_test_support::sdk_config_for(&endpoint).await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(&sdk),
         table: "config".into(),

@@ -14,7 +14,7 @@ use sosw_core::meta::MetaContext;
 use sosw_core::{EcoStatus, EcologyManager, MetaHandler, SystemClock};
 use std::sync::Arc;
 
-async fn put_metric(aws: &sosw_core::testing::LocalAws, name: &str, db: &str, values: &[f64]) {
+async fn put_metric(aws: &sosw_test_support::LocalAws, name: &str, db: &str, values: &[f64]) {
     let cw = aws_sdk_cloudwatch::Client::new(aws.sdk_config());
     for v in values {
         cw.put_metric_data()
@@ -62,7 +62,7 @@ fn metric_config(db: &str, op: &str, feelings: Value) -> Value {
 
 #[tokio::test]
 async fn cloudwatch_metrics_drive_labourer_health() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     aws.deploy_storage().await;
     put_metric(&aws, "CPUUtilization", "busy-db", &[60.0, 80.0]).await;
     put_metric(&aws, "CPUUtilization", "calm-db", &[10.0, 20.0]).await;
@@ -111,7 +111,7 @@ async fn cloudwatch_metrics_drive_labourer_health() {
 
 #[tokio::test]
 async fn a_metric_without_datapoints_counts_as_bad() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     let cfg = TaskConfig::from_user(&json!({"labourers": {
         "w": {"health_metrics": {"cpu": metric_config("no-such-db", "<=", json!({"4": 25}))}}}}))
     .unwrap();
@@ -154,7 +154,7 @@ async fn running_task_counts_are_cached_per_run() {
     assert_eq!(eco.running_tasks(&l, &e.tm).await.unwrap(), 2);
 }
 
-async fn put_config(aws: &sosw_core::testing::LocalAws, name: &str, value: &str) {
+async fn put_config(aws: &sosw_test_support::LocalAws, name: &str, value: &str) {
     aws_sdk_dynamodb::Client::new(aws.sdk_config())
         .put_item()
         .table_name("config")
@@ -175,7 +175,7 @@ struct EssentialCfg {
 
 #[tokio::test]
 async fn essential_config_is_assembled_from_the_config_table_in_python_order() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     aws.deploy_storage().await;
     put_config(&aws, "sosw_essential_config", r#"{"task_config": {"labourers": {"w": {"max_simultaneous_invocations": 3}}}, "from": "essential", "tags": ["e"]}"#).await;
     put_config(
@@ -238,7 +238,7 @@ async fn essential_config_is_assembled_from_the_config_table_in_python_order() {
 
 #[tokio::test]
 async fn a_missing_config_table_means_defaults_as_in_python_and_other_read_errors_stop() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(aws.sdk_config()),
         table: "config".into(),
@@ -256,7 +256,7 @@ async fn a_missing_config_table_means_defaults_as_in_python_and_other_read_error
     );
 
     // Anything else (here: nothing listening) is an error naming the table and the document.
-    let unreachable = sosw_core::testing::sdk_config_for("http://127.0.0.1:9").await;
+    let unreachable = sosw_test_support::sdk_config_for("http://127.0.0.1:9").await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(&unreachable),
         table: "config".into(),
@@ -273,7 +273,7 @@ async fn a_missing_config_table_means_defaults_as_in_python_and_other_read_error
 
 #[tokio::test]
 async fn config_documents_can_come_from_ssm() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     let ssm = aws_sdk_ssm::Client::new(aws.sdk_config());
     ssm.put_parameter()
         .name("sosw_orchestrator_config")
@@ -290,7 +290,7 @@ async fn config_documents_can_come_from_ssm() {
 
 #[tokio::test]
 async fn meta_rows_are_batched_and_a_missing_table_never_fails() {
-    let aws = sosw_core::testing::LocalAws::start().await;
+    let aws = sosw_test_support::LocalAws::start().await;
     let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::ManualClock::at(T0));
     let dynamo = aws_sdk_dynamodb::Client::new(aws.sdk_config());
     // No tables yet: flushing logs and returns 0.

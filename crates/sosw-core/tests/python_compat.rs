@@ -6,8 +6,8 @@ mod common;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde_json::{json, Value};
-use sosw_core::testing::{repo_root, venv_bin, LocalAws};
 use sosw_core::{ClaimOutcome, Clock, SystemClock};
+use sosw_test_support::{repo_root, venv_bin, LocalAws};
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -7,9 +7,9 @@ use serde_json::json;
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::ecology::CloudWatchMetrics;
 use sosw_core::invoker::LambdaInvoker;
-use sosw_core::testing::LocalAws;
 use sosw_core::{Clock, EcologyManager, MetaHandler, SystemClock, TaskManager};
 use sosw_orchestrator::{Orchestrator, OrchestratorConfig};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 use std::time::Instant;
 

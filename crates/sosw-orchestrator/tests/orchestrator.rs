@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::ecology::CloudWatchMetrics;
 use sosw_core::invoker::{Invoker, LambdaInvoker, RecordingInvoker};
-use sosw_core::testing::LocalAws;
 use sosw_core::{Clock, EcologyManager, ManualClock, MetaHandler, SystemClock, TaskManager};
 use sosw_orchestrator::{Orchestrator, OrchestratorConfig};
+use sosw_test_support::LocalAws;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -350,7 +350,7 @@ async fn labourers_are_independent_and_an_invalid_task_is_quarantined_unclaimed(
 async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payload() {
     let e = env(json!({"worker": {"max_simultaneous_invocations": 5, "arn": "sosw_worker_fn"}})).await;
     e.queue("worker", 2).await;
-    let (endpoint, seen) = sosw_core::testing::recording_lambda().await;
+    let (endpoint, seen) = sosw_test_support::recording_lambda().await;
     let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
         .endpoint_url(endpoint)
         .build();

@@ -4,9 +4,9 @@
 
 use serde_json::json;
 use sosw_core::config::MetaHandlerConfig;
-use sosw_core::testing::LocalAws;
 use sosw_core::{Clock, MetaHandler, SystemClock, TaskManager};
 use sosw_scavenger::{RecordingNotifier, Scavenger, ScavengerConfig};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -3,9 +3,9 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
-use sosw_core::testing::LocalAws;
 use sosw_core::{Clock, ManualClock, MetaHandler, TaskManager};
 use sosw_scavenger::{DeadTaskNotifier, RecordingNotifier, Scavenger, ScavengerConfig, SnsNotifier};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 
 const T0: f64 = 1_750_000_000.0;

@@ -10,9 +10,9 @@
 use serde_json::json;
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
-use sosw_core::testing::LocalAws;
 use sosw_core::{MetaHandler, SystemClock, TaskManager};
 use sosw_scheduler::{Scheduler, SchedulerConfig};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 use std::time::Instant;
 

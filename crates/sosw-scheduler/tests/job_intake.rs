@@ -5,10 +5,10 @@
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
-use sosw_core::testing::LocalAws;
 use sosw_core::{ManualClock, MetaHandler, TaskManager};
 use sosw_scheduler::job::{StreamingUpload, PART_SIZE};
 use sosw_scheduler::{Scheduler, SchedulerConfig, TimeLeft};
+use sosw_test_support::LocalAws;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
-use sosw_core::testing::LocalAws;
 use sosw_core::{ManualClock, MetaHandler, TaskManager};
 use sosw_scheduler::{Scheduler, SchedulerConfig, SchedulerError, TimeLeft};
+use sosw_test_support::LocalAws;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

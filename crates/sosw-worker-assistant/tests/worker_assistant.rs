@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
-use sosw_core::testing::{repo_root, venv_bin, LocalAws};
 use sosw_core::{MetaHandler, SystemClock, TaskConfig, TaskManager};
+use sosw_test_support::{repo_root, venv_bin, LocalAws};
 use sosw_worker::{process, Report, Reporter};
 use sosw_worker_assistant::WorkerAssistant;
 use std::sync::{Arc, Mutex};
@@ -244,7 +244,7 @@ async fn a_late_report_for_a_task_queued_again_writes_nothing_and_is_recorded() 
 async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
     let (aws, tasks, wa) = env().await;
     let id = invoked_task(&tasks).await;
-    let (lambda_endpoint, seen) = sosw_core::testing::recording_lambda().await;
+    let (lambda_endpoint, seen) = sosw_test_support::recording_lambda().await;
     let script = repo_root().join("crates/sosw-worker-assistant/tests/python/python_worker.py");
     let out = tokio::process::Command::new(venv_bin("python"))
         .arg(script)

@@ -1,4 +1,7 @@
-//! A local AWS for tests: a moto server on a free loopback port, started from the project's
+//! # sosw-test-support
+//!
+//! Test support for this workspace only (`publish = false`; no shipped binary depends on it):
+//! a local AWS for tests: a moto server on a free loopback port, started from the project's
 //! `.venv` (run `scripts/setup`), stopped when the [`LocalAws`] is dropped. Tables come from the
 //! same CloudFormation template users deploy (`cloudformation/sosw-storage.yaml`).
 
@@ -83,8 +86,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
 
 impl LocalAws {
     /// moto's cap on items per TransactWriteItems (DynamoDB allows 100): give it to
-    /// [`crate::TaskManager::with_max_transaction_items`]; child processes get it from [`Self::env`].
-    pub const TRANSACTION_ITEMS: usize = crate::task::manager::MOTO_TRANSACTION_ITEMS;
+    /// [`sosw_core::TaskManager::with_max_transaction_items`]; child processes get it from [`Self::env`].
+    pub const TRANSACTION_ITEMS: usize = sosw_core::task::manager::MOTO_TRANSACTION_ITEMS;
 
     /// Start moto on a free port and wait until it answers. Its requests run concurrently, and
     /// its conditional writes are **not** atomic under concurrent requests (see
@@ -93,7 +96,7 @@ impl LocalAws {
         Self::launch(false).await
     }
 
-    /// Start moto with every request handled under one lock (`crates/sosw-core/moto_serialised.py`):
+    /// Start moto with every request handled under one lock (`crates/sosw-test-support/moto_serialised.py`):
     /// conditional writes and transactions become atomic, as DynamoDB's are. For the tests that
     /// prove concurrency guarantees (claims, moves).
     pub async fn start_serialised() -> Self {
@@ -316,7 +319,7 @@ pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
         ("AWS_REGION", "us-west-2"),
         ("AWS_DEFAULT_REGION", "us-west-2"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-        (crate::task::manager::TRANSACTION_ITEMS_ENV, "25"),
+        (sosw_core::task::manager::TRANSACTION_ITEMS_ENV, "25"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

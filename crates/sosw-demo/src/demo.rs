@@ -1,4 +1,4 @@
-//! `sosw demo`: the whole orchestration lifecycle on this machine, with no AWS account.
+//! The demo: the whole orchestration lifecycle on this machine, with no AWS account.
 //!
 //! 1. the local AWS (moto) with the stacks of `cloudformation/` (storage) and sosw's config documents;
 //! 2. the four essentials and the example worker as real Lambda functions under `cargo lambda watch`
@@ -14,8 +14,8 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use serde_json::{json, Value};
-use sosw_core::testing::{repo_root, venv_bin, LocalAws};
 use sosw_core::{SystemClock, TaskConfig, TaskManager};
+use sosw_test_support::{repo_root, venv_bin, LocalAws};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// The labourer of the demo: the example worker's binary name (cargo lambda watch routes by it).
 pub const WORKER: &str = "sosw-example-worker";
 
-/// Arguments of `sosw demo`.
+/// Arguments of `sosw-demo`.
 #[derive(Args, Clone)]
 pub struct DemoArgs {
     /// Tasks the job chunks into.
@@ -282,7 +282,7 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     Ok((result, total))
 }
 
-/// Run `sosw demo`.
+/// Run the demo: the lifecycle, then a summary that must balance.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (t, scheduled) = lifecycle(args).await?;
     println!(
