@@ -237,20 +237,10 @@ impl Orchestrator {
         let task_id = sosw_core::task::manager::task_id_of(item, self.tasks.config().field("task_id"));
         match self
             .tasks
-            .quarantine(SourceTable::Tasks, &labourer.id, item, reason)
+            .quarantine_recorded(&self.meta, SourceTable::Tasks, &labourer.id, item, reason)
             .await
         {
-            Ok(true) => {
-                stats.quarantined += 1;
-                self.meta.post(
-                    &task_id,
-                    "quarantined",
-                    &[
-                        ("labourer_id", json!(labourer.id)),
-                        ("closed_reason", json!(reason)),
-                    ],
-                );
-            }
+            Ok(true) => stats.quarantined += 1,
             Ok(false) => stats.invalid_tasks_skipped += 1,
             Err(e) => {
                 warn!(labourer_id = %labourer.id, task_id, error = %e, "row could not be quarantined");

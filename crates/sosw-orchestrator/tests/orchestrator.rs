@@ -625,23 +625,7 @@ async fn a_function_error_answered_by_a_synchronous_emulator_counts_as_a_started
         .endpoint_url(refusing_lambda(500, "").await)
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
-    let o = Orchestrator::new(
-        e.tasks.clone(),
-        EcologyManager::new(
-            Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
-                e.aws.sdk_config(),
-            ))),
-            e.config.task_config.ecology_config.clone(),
-            e.clock.clone(),
-        ),
-        Arc::new(MetaHandler::new(
-            aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
-            &MetaHandlerConfig::default(),
-            e.clock.clone(),
-        )),
-        Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf))),
-        e.config.clone(),
-    );
+    let o = e.orchestrator_with(Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf))));
     let stats = o.run().await;
     let s = &stats.labourers["worker"];
     assert_eq!((s.throttled, s.refused, s.invocation_failed), (0, 0, 1), "{s:?}");

@@ -293,18 +293,12 @@ impl Scavenger {
     ) {
         for (item, reason) in rows {
             let task_id = task_id_of(&item, self.tasks.config().field("task_id"));
-            match self.tasks.quarantine(from, &labourer.id, &item, &reason).await {
-                Ok(true) => {
-                    stats.quarantined += 1;
-                    self.meta.post(
-                        &task_id,
-                        "quarantined",
-                        &[
-                            ("labourer_id", json!(labourer.id)),
-                            ("closed_reason", json!(reason)),
-                        ],
-                    );
-                }
+            match self
+                .tasks
+                .quarantine_recorded(&self.meta, from, &labourer.id, &item, &reason)
+                .await
+            {
+                Ok(true) => stats.quarantined += 1,
                 Ok(false) => stats.skipped_changed += 1,
                 Err(e) => {
                     warn!(labourer_id = %labourer.id, task_id, error = %e, "row could not be quarantined");

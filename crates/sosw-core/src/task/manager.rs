@@ -1251,6 +1251,30 @@ impl TaskManager {
         }
     }
 
+    /// [`Self::quarantine`], and when the row moved, its `quarantined` event in the task's meta
+    /// history (with the labourer and the `closed_reason`), as every essential records it.
+    pub async fn quarantine_recorded(
+        &self,
+        meta: &crate::MetaHandler,
+        from: SourceTable,
+        labourer_id: &str,
+        item: &Item,
+        reason: &str,
+    ) -> Result<bool, TaskError> {
+        let moved = self.quarantine(from, labourer_id, item, reason).await?;
+        if moved {
+            meta.post(
+                &task_id_of(item, self.f("task_id")),
+                "quarantined",
+                &[
+                    ("labourer_id", serde_json::json!(labourer_id)),
+                    ("closed_reason", serde_json::json!(reason)),
+                ],
+            );
+        }
+        Ok(moved)
+    }
+
     /// Move a row that cannot be processed (malformed, payload unusable or over the invocation
     /// limit, nonsensical attempts) out of `from` into the archive as dead, with `closed_reason`,
     /// so it is never in the way again and an operator sees it (`sosw task`, `sosw status`). The
