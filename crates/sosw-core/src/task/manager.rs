@@ -678,8 +678,8 @@ impl TaskManager {
 
     // ----- reading ---------------------------------------------------------------------------
 
-    /// Fetch a task by id (strongly consistent). `None` if it is not in the queue table.
-    pub async fn get_task(&self, task_id: &str) -> Result<Option<Task>, TaskError> {
+    /// The raw row of a task in the queue table (strongly consistent), parsed or not.
+    async fn get_queue_row(&self, task_id: &str) -> Result<Option<Item>, TaskError> {
         let table = self.tasks_table();
         let out = self
             .dynamo
@@ -690,7 +690,13 @@ impl TaskManager {
             .send()
             .await
             .map_err(|e| dynamo_err("GetItem", table, e))?;
-        out.item
+        Ok(out.item)
+    }
+
+    /// Fetch a task by id (strongly consistent). `None` if it is not in the queue table.
+    pub async fn get_task(&self, task_id: &str) -> Result<Option<Task>, TaskError> {
+        self.get_queue_row(task_id)
+            .await?
             .map(|item| Task::from_item(item, &self.config.dynamo_db_config))
             .transpose()
     }
@@ -1544,17 +1550,7 @@ impl TaskManager {
 
     /// Where a task is that is not in the invoked state (for a refused report).
     async fn whereabouts(&self, task_id: &str) -> Result<TaskWhereabouts, TaskError> {
-        let table = self.tasks_table();
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("GetItem", table, e))?;
-        if let Some(item) = out.item {
+        if let Some(item) = self.get_queue_row(task_id).await? {
             return Ok(if item.contains_key(self.f("completed_at")) {
                 TaskWhereabouts::Completed
             } else {
