@@ -680,17 +680,7 @@ impl TaskManager {
 
     /// The raw row of a task in the queue table (strongly consistent), parsed or not.
     async fn get_queue_row(&self, task_id: &str) -> Result<Option<Item>, TaskError> {
-        let table = self.tasks_table();
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("GetItem", table, e))?;
-        Ok(out.item)
+        self.get_raw(self.tasks_table(), task_id).await
     }
 
     /// Fetch a task by id (strongly consistent). `None` if it is not in the queue table.
@@ -879,16 +869,8 @@ impl TaskManager {
 
     /// A task by id from another table keyed by `task_id` alone (the archive).
     pub async fn get_from(&self, table: &str, task_id: &str) -> Result<Option<Task>, TaskError> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("GetItem", table, e))?;
-        out.item
+        self.get_raw(table, task_id)
+            .await?
             .map(|item| Task::from_item(item, &self.config.dynamo_db_config))
             .transpose()
     }
