@@ -15,7 +15,16 @@ pub struct Env {
 }
 
 pub async fn env_with(task_config: Value) -> Env {
-    let aws = LocalAws::start().await;
+    env_on(LocalAws::start().await, task_config).await
+}
+
+/// The default labourers on a local AWS whose writes are atomic, as DynamoDB's are (moto's
+/// conditional writes are not under concurrent requests): for tests that prove exclusivity.
+pub async fn atomic_env() -> Env {
+    env_on(LocalAws::start_serialised().await, default_task_config()).await
+}
+
+async fn env_on(aws: LocalAws, task_config: Value) -> Env {
     aws.deploy_storage().await;
     let clock = ManualClock::at(T0);
     let tm = task_manager(&aws, &clock, task_config);
@@ -23,7 +32,11 @@ pub async fn env_with(task_config: Value) -> Env {
 }
 
 pub async fn env() -> Env {
-    env_with(json!({"labourers": {"worker": {"max_duration": 600}, "other": {"max_duration": 600}}})).await
+    env_with(default_task_config()).await
+}
+
+fn default_task_config() -> Value {
+    json!({"labourers": {"worker": {"max_duration": 600}, "other": {"max_duration": 600}}})
 }
 
 pub fn task_manager(aws: &LocalAws, clock: &ManualClock, task_config: Value) -> TaskManager {
