@@ -201,12 +201,17 @@ impl TimeLeft for Gate {
     fn remaining(&self) -> Duration {
         if self.checks.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
             self.reached.lock().unwrap().send(()).unwrap();
+            // `block_in_place` hands this worker's queue (its LIFO slot included) to another thread
+            // while the delivery is held: a plain blocking wait here would also hold any task parked
+            // in that slot — such as the connection that delivery B's request then waits on.
             // Bounded: a test that never opens the gate fails instead of hanging.
-            self.resume
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(300))
-                .expect("the test opens the gate");
+            tokio::task::block_in_place(|| {
+                self.resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(300))
+                    .expect("the test opens the gate")
+            });
         }
         Duration::from_secs(900)
     }
