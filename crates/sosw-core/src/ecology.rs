@@ -22,32 +22,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
-/// Check that feelings are ordered: each lower status must be reached by values the higher one
-/// rejects. Returns the reason when they are not.
-pub fn validate_feelings(metric: &HealthMetric) -> Result<(), String> {
-    if metric.feelings.is_empty() {
-        return Err("no feelings configured".into());
-    }
-    if let Some(bad) = metric.feelings.keys().find(|k| **k > 4) {
-        return Err(format!("status {bad} is not an eco status (0..=4)"));
-    }
-    let op = metric.feeling_comparison_operator;
-    let mut last: Option<(u8, f64)> = None;
-    for (status, target) in metric.feelings.iter().rev() {
-        if let Some((last_status, last_target)) = last {
-            if op.apply(*target, last_target) {
-                return Err(format!(
-                    "status {status} target {target} must not satisfy `{:?}` against status {last_status} target {last_target}: \
-                     lower statuses need targets that the higher ones reject",
-                    op
-                ));
-            }
-        }
-        last = Some((*status, *target));
-    }
-    Ok(())
-}
-
 /// The status a metric value earns.
 pub fn health_for_value(value: f64, metric: &HealthMetric) -> EcoStatus {
     for (status, target) in metric.feelings.iter().rev() {
@@ -312,7 +286,7 @@ fn canonical(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ComparisonOperator;
+    use crate::config::{validate_feelings, ComparisonOperator};
     use serde_json::json;
 
     fn metric(op: &str, feelings: Value) -> HealthMetric {
