@@ -467,13 +467,13 @@ pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Orchestrator, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn sosw_core::Clock>,
+) -> Result<Orchestrator, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let config: OrchestratorConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, OrchestratorConfig::defaults(), custom)
         .await?;
     config.validate()?;
-    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
     let meta = Arc::new(MetaHandler::new(
         clients.dynamodb.clone(),
         &config.meta_handler_config,
@@ -491,10 +491,42 @@ pub async fn from_env(
         clock,
     );
     let invoker = Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone()));
-    Ok((
-        Orchestrator::new(tasks, ecology, meta.clone(), invoker, config),
-        meta,
-    ))
+    Ok(Orchestrator::new(tasks, ecology, meta, invoker, config))
+}
+
+/// The Orchestrator Lambda (EventBridge, every minute): one run per invocation, EMF lines per
+/// labourer; a run that could process no labourer is a `NoLabourerProcessed` error, so Lambda's
+/// Errors metric and alarms see it.
+impl sosw_lambda::Essential for Orchestrator {
+    const DEFAULT_NAME: &'static str = "sosw_orchestrator";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn sosw_core::Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        _event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let stats = self.run().await;
+        let now = self.tasks.clock().now_ms();
+        for line in emf_lines(&invocation.function_name, &stats, now) {
+            println!("{line}");
+        }
+        if let Some(failure) = stats.failure() {
+            return Err(sosw_lambda::EdgeError::new(
+                sosw_lambda::ErrorKind::NoLabourerProcessed,
+                failure,
+            ));
+        }
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// EMF lines for a run (one per labourer).

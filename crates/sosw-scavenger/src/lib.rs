@@ -521,13 +521,13 @@ pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Scavenger, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn sosw_core::Clock>,
+) -> Result<Scavenger, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, ScavengerConfig::defaults(), custom)
         .await?;
     config.task_config.validate()?;
-    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
     let meta = Arc::new(MetaHandler::new(
         clients.dynamodb.clone(),
         &config.meta_handler_config,
@@ -544,7 +544,42 @@ pub async fn from_env(
         client: clients.sns.clone(),
         topic: config.sns_config.recipient.clone(),
     });
-    Ok((Scavenger::new(tasks, meta.clone(), notifier, config), meta))
+    Ok(Scavenger::new(tasks, meta, notifier, config))
+}
+
+/// The Scavenger Lambda (EventBridge, every minute): one run per invocation, EMF lines per
+/// labourer; a run that could process no labourer is a `NoLabourerProcessed` error, so Lambda's
+/// Errors metric and alarms see it.
+impl sosw_lambda::Essential for Scavenger {
+    const DEFAULT_NAME: &'static str = "sosw_scavenger";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn sosw_core::Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        _event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let stats = self.run().await;
+        let now = self.tasks.clock().now_ms();
+        for line in emf_lines(&invocation.function_name, &stats, now) {
+            println!("{line}");
+        }
+        if let Some(failure) = stats.failure() {
+            return Err(sosw_lambda::EdgeError::new(
+                sosw_lambda::ErrorKind::NoLabourerProcessed,
+                failure,
+            ));
+        }
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// EMF lines for a run (one per labourer).

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::invoker::Invoker;
 use sosw_core::task::NewTask;
-use sosw_core::{MetaHandler, TaskError, TaskId, TaskManager};
+use sosw_core::{Clock, MetaHandler, TaskError, TaskId, TaskManager};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,34 +201,43 @@ pub trait TimeLeft: Send + Sync {
     fn remaining(&self) -> Duration;
 }
 
-/// A deadline in milliseconds since the epoch (Lambda's `Context::deadline`).
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(pub u64);
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// A deadline in milliseconds since the epoch (Lambda's `Context::deadline`), read against a clock.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    /// Milliseconds since the epoch.
+    pub at_ms: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl Deadline {
     /// From Lambda's context deadline. Local emulators (cargo lambda watch) pass the timeout in
     /// milliseconds instead of an epoch time; such a value is taken as relative to now.
-    pub fn from_context(deadline_ms: u64) -> Self {
+    pub fn from_context(deadline_ms: u64, clock: Arc<dyn Clock>) -> Self {
         const YEAR_2001_MS: u64 = 978_307_200_000;
-        if deadline_ms < YEAR_2001_MS {
-            Self(epoch_ms() + deadline_ms)
+        let at_ms = if deadline_ms < YEAR_2001_MS {
+            now_ms(&*clock).saturating_add(deadline_ms)
         } else {
-            Self(deadline_ms)
-        }
+            deadline_ms
+        };
+        Self { at_ms, clock }
     }
+}
+
+fn now_ms(clock: &dyn Clock) -> u64 {
+    u64::try_from(clock.now_ms()).unwrap_or(0)
 }
 
 impl TimeLeft for Deadline {
     fn remaining(&self) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(epoch_ms()))
+        Duration::from_millis(self.at_ms.saturating_sub(now_ms(&*self.clock)))
     }
+}
+
+/// The date "today" of a clock (UTC), the date the chunking rules plan from.
+pub fn today(clock: &dyn Clock) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(clock.now_secs(), 0)
+        .unwrap_or_default()
+        .date_naive()
 }
 
 /// What one invocation did.
@@ -507,18 +516,19 @@ impl Scheduler {
 }
 
 /// Everything a scheduler needs, from the environment: SDK config, config documents (see
-/// `sosw_core::config_source`), clients. The Lambda binary and `sosw run scheduler` both use it.
+/// `sosw_core::config_source`), clients, over the given clock. The Lambda binary and `sosw run
+/// scheduler` both use it.
 pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Scheduler, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn Clock>,
+) -> Result<Scheduler, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let document: Value = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, SchedulerConfig::defaults(), custom)
         .await?;
     let config = SchedulerConfig::from_document(document)?;
-    let clock = Arc::new(sosw_core::SystemClock);
     let capacity =
         provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name)
             .await?;
@@ -533,16 +543,49 @@ pub async fn from_env(
         config.task_config.clone(),
         clock,
     );
-    let scheduler = Scheduler::new(
+    Ok(Scheduler::new(
         tasks,
         clients.s3.clone(),
-        meta.clone(),
+        meta,
         Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone())),
         config,
         function_name,
         capacity,
-    );
-    Ok((scheduler, meta))
+    ))
+}
+
+/// The Scheduler Lambda: a job (or a sibling's `{"file_name": ...}`) per invocation, the time
+/// left read from the invocation's deadline, one EMF line per invocation.
+impl sosw_lambda::Essential for Scheduler {
+    const DEFAULT_NAME: &'static str = "sosw_scheduler";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let clock = self.tasks.clock().clone();
+        let deadline = Deadline::from_context(invocation.deadline_ms, clock.clone());
+        let stats = self.handle(&event, &invocation.request_id, &deadline).await?;
+        let figures = [
+            ("tasks_created", stats.tasks_created as f64),
+            ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned))),
+        ];
+        println!(
+            "{}",
+            sosw_core::emf::line(&invocation.function_name, "all", &figures, clock.now_ms())
+        );
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.
@@ -577,7 +620,26 @@ pub async fn provisioned_write_capacity(
 mod edge_tests {
     use super::*;
     use lambda_runtime::Diagnostic;
+    use sosw_core::ManualClock;
     use sosw_lambda::EdgeError;
+
+    #[test]
+    fn the_deadline_and_today_follow_the_injected_clock() {
+        let clock = ManualClock::at(1_767_225_600.0); // 2026-01-01T00:00:00Z
+        let deadline = Deadline::from_context(1_767_225_660_000, Arc::new(clock.clone()));
+        assert_eq!(deadline.remaining(), Duration::from_secs(60));
+        clock.advance(45.0);
+        assert_eq!(deadline.remaining(), Duration::from_secs(15));
+        // An emulator's relative timeout counts from the clock's now.
+        let relative = Deadline::from_context(30_000, Arc::new(clock.clone()));
+        assert_eq!(relative.at_ms, 1_767_225_675_000);
+        clock.advance(86_400.0);
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+        assert_eq!(
+            today(&clock),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()
+        );
+    }
 
     #[test]
     fn failures_map_to_alarmable_lambda_error_types() {
