@@ -2,7 +2,7 @@
 //! essentials' config from the config table (or SSM, or `--config`), and errors that suggest a fix.
 
 use anyhow::{anyhow, Context as _};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sosw_core::aws::{load_sdk_config, Clients};
 use sosw_core::config::{from_value, TaskConfig};
 use sosw_core::config_source::ConfigSource;
@@ -36,10 +36,8 @@ impl Ctx {
     pub async fn load(essential: &str, custom: Option<Value>) -> anyhow::Result<Self> {
         let sdk = load_sdk_config().await;
         let clients = Clients::new(&sdk);
-        let defaults = json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "invocation_number_coefficient": {"0": 0, "1": 0, "2": 0.5, "3": 0.75, "4": 1}
-        });
+        // The orchestrator's defaults: the TaskManager's and `invocation_number_coefficient`.
+        let defaults = sosw_orchestrator::OrchestratorConfig::defaults();
         let source = ConfigSource::from_env(&sdk)?;
         // The essentials run on defaults without a config table, as Python sosw's do; for an
         // operator a missing table means a wrong account, region or table name.

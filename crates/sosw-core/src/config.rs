@@ -316,6 +316,31 @@ pub fn default_task_config() -> Value {
     serde_json::to_value(TaskConfig::default()).expect("config serializes")
 }
 
+/// An essential's defaults layer (see [`effective_config`]): the listed top-level keys of its typed
+/// defaults, serialized. The typed `Default` of the essential's config is the one place its
+/// defaults are written; which keys form the layer decides precedence (the layer goes over
+/// `sosw_essential_config`, as Python's `DEFAULT_CONFIG` does), the other keys' defaults apply
+/// only where no document sets them.
+///
+/// # Panics
+/// When a listed key is not a field of the serialized defaults (a programming error, caught by
+/// each essential's defaults test).
+pub fn defaults_layer<T: Serialize>(defaults: &T, keys: &[&str]) -> Value {
+    let Value::Object(mut all) = serde_json::to_value(defaults).expect("config serializes") else {
+        panic!("a config serializes to a JSON object");
+    };
+    let layer: Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            let v = all
+                .shift_remove(*k)
+                .unwrap_or_else(|| panic!("`{k}` is not a key of the typed defaults"));
+            ((*k).to_string(), v)
+        })
+        .collect();
+    Value::Object(layer)
+}
+
 /// The largest `greenfield_task_step` and `greenfield_invocation_delta` accepted (10^12 seconds,
 /// about 31,700 years).
 pub const GREENFIELD_VALUE_LIMIT: i64 = 1_000_000_000_000;

@@ -32,8 +32,10 @@ pub struct SnsConfig {
     pub subject: String,
 }
 
-/// The scavenger's config document (`sosw_scavenger_config`).
-#[derive(Debug, Clone, Deserialize)]
+/// The scavenger's config document (`sosw_scavenger_config`). Its defaults are written once, in
+/// `Default`; [`ScavengerConfig::defaults`] is the layer made from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ScavengerConfig {
     /// The TaskManager's config.
     pub task_config: TaskConfig,
@@ -44,26 +46,37 @@ pub struct ScavengerConfig {
     #[serde(deserialize_with = "sosw_core::config::lenient::usize_or_zero")]
     pub retry_tasks_limit: usize,
     /// Meta rows.
-    #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
     /// Moves in flight at once per labourer.
-    #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
 }
 
-fn default_in_flight() -> usize {
-    16
+impl Default for ScavengerConfig {
+    /// Python sosw's `Scavenger.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
+    /// `max_in_flight` 16.
+    fn default() -> Self {
+        Self {
+            task_config: TaskConfig::default(),
+            sns_config: SnsConfig {
+                recipient: "arn:aws:sns:us-west-2:000000000000:sosw_info".into(),
+                subject: "``sosw`` Info".into(),
+            },
+            retry_tasks_limit: 20,
+            meta_handler_config: MetaHandlerConfig::default(),
+            max_in_flight: 16,
+        }
+    }
 }
 
 impl ScavengerConfig {
-    /// Python sosw's `Scavenger.DEFAULT_CONFIG` as a JSON layer.
+    /// The keys of [`Self::defaults`]: those of Python's `DEFAULT_CONFIG` (which go over
+    /// `sosw_essential_config`), the TaskManager's defaults and `max_in_flight`.
+    pub const DEFAULTS_LAYER: &'static [&'static str] =
+        &["task_config", "sns_config", "retry_tasks_limit", "max_in_flight"];
+
+    /// Python sosw's `Scavenger.DEFAULT_CONFIG` as a JSON layer, made from `Default`.
     pub fn defaults() -> Value {
-        json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "sns_config": {"recipient": "arn:aws:sns:us-west-2:000000000000:sosw_info", "subject": "``sosw`` Info"},
-            "retry_tasks_limit": 20,
-            "max_in_flight": 16
-        })
+        sosw_core::config::defaults_layer(&Self::default(), Self::DEFAULTS_LAYER)
     }
 }
 
@@ -612,6 +625,28 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_layer_and_serde_defaults_assemble_to_the_typed_defaults() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let layer = ScavengerConfig::defaults();
+        let keys: Vec<&str> = layer.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ScavengerConfig::DEFAULTS_LAYER);
+        let doc = effective_config(&layer, &ConfigDocuments::default()).unwrap();
+        let assembled: ScavengerConfig = from_value("sosw_scavenger_config", doc).unwrap();
+        assert_eq!(
+            serde_json::to_value(&assembled).unwrap(),
+            serde_json::to_value(ScavengerConfig::default()).unwrap()
+        );
+        // A document without the layer's keys takes them from the same typed defaults.
+        let bare: ScavengerConfig = from_value("sosw_scavenger_config", serde_json::json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::to_value(ScavengerConfig::default()).unwrap()
+        );
+        assert_eq!(assembled.retry_tasks_limit, 20);
+        assert_eq!(assembled.sns_config.subject, "``sosw`` Info");
+    }
 
     #[test]
     fn emf_lines_parse_and_carry_the_runs_figures() {

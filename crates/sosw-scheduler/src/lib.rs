@@ -19,7 +19,7 @@ pub mod queue;
 pub mod validate;
 
 use queue::{QueueError, QueueReader, QueueStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::invoker::Invoker;
@@ -31,13 +31,14 @@ use std::time::Duration;
 use thiserror::Error;
 use tracing::{info, warn};
 
-/// The Scheduler's config document (`sosw_scheduler_config`), defaults as Python sosw.
-#[derive(Debug, Clone, Deserialize)]
+/// The Scheduler's config document (`sosw_scheduler_config`), defaults as Python sosw, written
+/// once in `Default`; [`SchedulerConfig::defaults`] is the layer made from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SchedulerConfig {
     /// The TaskManager's config; `labourers` are the functions jobs may target.
     pub task_config: TaskConfig,
     /// Meta rows.
-    #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
     /// S3 bucket for queue files.
     pub queue_bucket: String,
@@ -51,42 +52,58 @@ pub struct SchedulerConfig {
     pub rows_to_process: usize,
     /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
     /// 100, by default (moto 5.2 accepts 100 too).
-    #[serde(default = "default_transaction_items")]
     pub transaction_items: usize,
     /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many
     /// rows; the checkpoint saves work, correctness does not depend on it).
-    #[serde(default = "default_checkpoint_rows")]
     pub checkpoint_rows: usize,
+    /// Python sosw's `task_operational_overhead_for_ddb` (0.03), kept in the document as Python
+    /// has it; sosw-rs does not use it.
+    pub task_operational_overhead_for_ddb: f64,
     /// The whole document, for the chunking rules (`job_schema`, `job_schema_variants`).
     #[serde(skip)]
     pub document: Value,
 }
 
-fn default_transaction_items() -> usize {
-    sosw_core::task::create::TRANSACTION_ITEMS
-}
-
-fn default_checkpoint_rows() -> usize {
-    500
+impl Default for SchedulerConfig {
+    /// Python sosw's `Scheduler.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
+    /// `transaction_items` (DynamoDB's limit) and `checkpoint_rows` 500.
+    fn default() -> Self {
+        Self {
+            task_config: TaskConfig::default(),
+            meta_handler_config: MetaHandlerConfig::default(),
+            queue_bucket: "autotest-bucket".into(),
+            s3_prefix: "sosw/scheduler".into(),
+            queue_file: "tasks_queue.txt".into(),
+            shutdown_period: 60,
+            rows_to_process: 50,
+            transaction_items: sosw_core::task::create::TRANSACTION_ITEMS,
+            checkpoint_rows: 500,
+            task_operational_overhead_for_ddb: 0.03,
+            document: Value::Null,
+        }
+    }
 }
 
 impl SchedulerConfig {
-    /// Python sosw's `Scheduler.DEFAULT_CONFIG`, as a JSON layer.
+    /// The keys of [`Self::defaults`]: those of Python's `DEFAULT_CONFIG` (which go over
+    /// `sosw_essential_config`), the TaskManager's defaults and the two settings sosw-rs adds.
+    /// `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
+    /// absent; it is not in the layer, so a list set in `sosw_essential_config` survives.
+    pub const DEFAULTS_LAYER: &'static [&'static str] = &[
+        "task_config",
+        "s3_prefix",
+        "queue_file",
+        "queue_bucket",
+        "shutdown_period",
+        "rows_to_process",
+        "transaction_items",
+        "checkpoint_rows",
+        "task_operational_overhead_for_ddb",
+    ];
+
+    /// Python sosw's `Scheduler.DEFAULT_CONFIG`, as a JSON layer made from `Default`.
     pub fn defaults() -> Value {
-        json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "s3_prefix": "sosw/scheduler",
-            "queue_file": "tasks_queue.txt",
-            "queue_bucket": "autotest-bucket",
-            "shutdown_period": 60,
-            "rows_to_process": 50,
-            // Not in Python sosw: items per TransactWriteItems, rows between checkpoints.
-            "transaction_items": 100,
-            "checkpoint_rows": 500,
-            // `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
-            // absent; it is not a layer here, so a list set in `sosw_essential_config` survives.
-            "task_operational_overhead_for_ddb": 0.03
-        })
+        sosw_core::config::defaults_layer(&Self::default(), Self::DEFAULTS_LAYER)
     }
 
     /// Parse an assembled document (defaults already merged in) and validate it.
@@ -619,6 +636,28 @@ pub async fn provisioned_write_capacity(
 #[cfg(test)]
 mod edge_tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_layer_and_serde_defaults_assemble_to_the_typed_defaults() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let layer = SchedulerConfig::defaults();
+        let keys: Vec<&str> = layer.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, SchedulerConfig::DEFAULTS_LAYER);
+        let doc = effective_config(&layer, &ConfigDocuments::default()).unwrap();
+        let assembled: SchedulerConfig = from_value("sosw_scheduler_config", doc).unwrap();
+        assert_eq!(
+            serde_json::to_value(&assembled).unwrap(),
+            serde_json::to_value(SchedulerConfig::default()).unwrap()
+        );
+        // A document without the layer's keys takes them from the same typed defaults.
+        let bare: SchedulerConfig = from_value("sosw_scheduler_config", serde_json::json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::to_value(SchedulerConfig::default()).unwrap()
+        );
+        assert_eq!((assembled.shutdown_period, assembled.rows_to_process), (60, 50));
+        assert_eq!(layer["queue_file"], "tasks_queue.txt");
+    }
     use lambda_runtime::Diagnostic;
     use sosw_core::ManualClock;
     use sosw_lambda::EdgeError;
