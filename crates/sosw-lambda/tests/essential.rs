@@ -53,7 +53,7 @@ impl Essential for Echo {
 
 #[tokio::test]
 async fn serve_builds_once_and_passes_each_invocations_context_and_typed_errors() {
-    let posted = common::start(vec![json!({}), json!({"reject": true}), json!({})]);
+    let (_server, posted) = common::start(vec![json!({}), json!({"reject": true}), json!({})]);
     let runtime = tokio::spawn(sosw_lambda::serve::<Echo>());
     let outcomes = common::outcomes(posted, 3).await;
     runtime.abort();

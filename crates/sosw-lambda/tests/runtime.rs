@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_panic_fails_its_invocation_and_the_next_one_is_answered() {
-    let posted = common::start(vec![json!({"panic": true}), json!({"panic": false})]);
+    let (_server, posted) = common::start(vec![json!({"panic": true}), json!({"panic": false})]);
     let runtime = tokio::spawn(sosw_lambda::run(
         |event: Value, invocation: sosw_lambda::Invocation| async move {
             if event["panic"] == json!(true) {
