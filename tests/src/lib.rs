@@ -3,6 +3,10 @@
 //! a tiny Lambda zip to deploy on moto (`zip`), and IAM policy documents as IAM (URL-encoded,
 //! `percent-encoding`) or moto (a Python literal, read by Python's `ast.literal_eval`) returns them.
 //!
+//! Module map (one file): [`repo_root`] / [`venv_tool`]; [`templates`] / [`template`] / [`cfn_lint`]
+//! (the CloudFormation templates); [`lambda_zip`]; [`policy_document`] / [`python_literal`] /
+//! [`statements`] (IAM policies).
+//!
 //! The local AWS itself (a moto server killed on drop) is `sosw_test_support::LocalAws`.
 
 use serde_json::Value;

@@ -584,7 +584,7 @@ pub mod lenient {
         convert(&Value::deserialize(d)?).map_err(D::Error::custom)
     }
 
-    /// A `u32` (its `null` is removed before deserializing, see [`super::drop_nulls`]).
+    /// A `u32` (its `null` is removed before deserializing, see [`super::normalize_task_config`]).
     pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         opt_u32(d)?.ok_or_else(|| D::Error::custom("expected an integer, found null"))
     }

@@ -184,7 +184,7 @@ type MetricCell = Arc<tokio::sync::OnceCell<Option<f64>>>;
 /// Measures labourers' health and running tasks, caching both for the run.
 ///
 /// No lock is held across an `.await`: the metric cache maps each distinct metric definition to
-/// its own [`MetricCell`], taken from the map under a short synchronous lock and filled outside
+/// its own `OnceCell`, taken from the map under a short synchronous lock and filled outside
 /// it, so labourers processed concurrently fetch their metrics concurrently, and callers wanting
 /// the same metric share one fetch.
 #[derive(Debug)]

@@ -12,6 +12,13 @@
 //! function missing) gives its claim back — greenfield and attempts as before — and a throttle
 //! stops the labourer's run; an invocation with an unknown outcome (no answer) stays claimed, and
 //! the task expires and is retried by the scavenger.
+//!
+//! Module map (one file):
+//! - [`OrchestratorConfig`]: `sosw_orchestrator_config`, its typed defaults and defaults layer;
+//! - [`Orchestrator`]: one run over every labourer ([`Orchestrator::run`]), with [`RunStats`] /
+//!   [`LabourerStats`] and [`emf_lines`];
+//! - [`from_env`]: the orchestrator from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,14 @@
 //! Every move is one DynamoDB transaction conditioned on the row being unchanged since it was read,
 //! so no path deletes a task without writing it elsewhere. Dead-task alerts are published before
 //! the tasks are archived: if SNS fails, the tasks stay where they are and the next run tries again.
+//!
+//! Module map (one file):
+//! - [`ScavengerConfig`] / [`SnsConfig`]: `sosw_scavenger_config`, its typed defaults and defaults layer;
+//! - [`Scavenger`]: one run over every labourer ([`Scavenger::run`]), with [`RunStats`] /
+//!   [`LabourerStats`] and [`emf_lines`];
+//! - [`DeadTaskNotifier`] ([`SnsNotifier`], [`RecordingNotifier`]) and [`alert_messages`]: dead-task alerts;
+//! - [`from_env`]: the scavenger from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};

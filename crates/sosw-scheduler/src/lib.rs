@@ -13,6 +13,14 @@
 //! same invocation (same request id, so the same file name) resumes it. The file is read as a
 //! stream; bad rows, bad metadata and a checkpoint past the end are errors naming the file and
 //! row. See docs/essentials.md for exactly what is guaranteed.
+//!
+//! Module map:
+//! - [`SchedulerConfig`]: `sosw_scheduler_config`, its typed defaults and defaults layer;
+//! - [`Scheduler`]: one invocation ([`Scheduler::handle`]): stage a job ([`job`], checked by
+//!   [`validate`]) or continue a queue file ([`queue`], the S3 queue store), then write its rows;
+//! - [`Deadline`] / [`TimeLeft`] / [`today`]: time from the injected clock;
+//! - [`from_env`]: the scheduler from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 pub mod job;
 pub mod queue;

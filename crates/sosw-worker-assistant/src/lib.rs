@@ -15,6 +15,13 @@
 //! again, already completed, archived, retrying or unknown writes nothing to the task, is recorded
 //! in `sosw_tasks_meta` as `report_refused`, and is refused with a typed error (Python upserts a
 //! phantom row for an unknown task and archives a re-queued task on a late report).
+//!
+//! Module map (one file):
+//! - [`parse`] / [`Request`] / [`Action`]: a worker's report event, checked;
+//! - [`WorkerAssistantConfig`]: its config (the TaskManager's, meta rows);
+//! - [`WorkerAssistant`]: applies one report ([`WorkerAssistant::handle`]); [`WorkerAssistantError`];
+//! - [`from_env`]: the Worker Assistant from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
