@@ -1,6 +1,11 @@
 //! Helpers for the workspace-level tests in `tests/tests/`: where the CloudFormation templates
 //! are, `cfn-lint` and the template decoder from the project's `.venv` (run `scripts/setup`),
-//! a tiny Lambda zip to deploy on moto, and IAM policy documents as moto returns them.
+//! a tiny Lambda zip to deploy on moto (`zip`), and IAM policy documents as IAM (URL-encoded,
+//! `percent-encoding`) or moto (a Python literal, read by Python's `ast.literal_eval`) returns them.
+//!
+//! Module map (one file): [`repo_root`] / [`venv_tool`]; [`templates`] / [`template`] / [`cfn_lint`]
+//! (the CloudFormation templates); [`lambda_zip`]; [`policy_document`] / [`python_literal`] /
+//! [`statements`] (IAM policies).
 //!
 //! The local AWS itself (a moto server killed on drop) is `sosw_test_support::LocalAws`.
 
@@ -89,109 +94,65 @@ pub fn template(name: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("the decoder prints JSON")
 }
 
-/// CRC-32 (IEEE), as zip needs it.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A zip archive holding one executable file, stored uncompressed: a stand-in Lambda package.
+/// A zip archive holding one executable file (`-rwxr-xr-x`), stored uncompressed: a stand-in
+/// Lambda package.
 pub fn lambda_zip(file_name: &str, contents: &[u8]) -> Vec<u8> {
-    let name = file_name.as_bytes();
-    let size = u32::try_from(contents.len()).expect("small file");
-    let name_len = u16::try_from(name.len()).expect("short name");
-    let crc = crc32(contents);
-    let dos_date: u16 = (1 << 5) | 1; // 1980-01-01
-    let mut zip = Vec::new();
-    // Local file header.
-    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    for v in [20u16, 0, 0, 0, dos_date] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [crc, size, size] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    zip.extend_from_slice(&name_len.to_le_bytes());
-    zip.extend_from_slice(&0u16.to_le_bytes());
-    zip.extend_from_slice(name);
-    zip.extend_from_slice(contents);
-    // Central directory.
-    let cd_offset = u32::try_from(zip.len()).expect("small zip");
-    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    for v in [0x0314u16, 20, 0, 0, 0, dos_date] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [crc, size, size] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [name_len, 0, 0, 0, 0] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    zip.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes()); // -rwxr-xr-x
-    zip.extend_from_slice(&0u32.to_le_bytes()); // offset of the local header
-    zip.extend_from_slice(name);
-    let cd_size = u32::try_from(zip.len()).expect("small zip") - cd_offset;
-    // End of central directory.
-    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    for v in [0u16, 0, 1, 1] {
-        zip.extend_from_slice(&v.to_le_bytes());
-    }
-    zip.extend_from_slice(&cd_size.to_le_bytes());
-    zip.extend_from_slice(&cd_offset.to_le_bytes());
-    zip.extend_from_slice(&0u16.to_le_bytes());
-    zip
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o755);
+    zip.start_file(file_name, options).expect("start the zip entry");
+    zip.write_all(contents).expect("write the zip entry");
+    zip.finish().expect("finish the zip").into_inner()
 }
 
-/// Decode `%XX` escapes (IAM returns policy documents URL-encoded).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+/// A Python literal (what `repr` prints for dicts, lists, strings, numbers, `True`/`False`/`None`)
+/// as JSON, parsed by Python's own `ast.literal_eval` from the project's `.venv`.
+pub fn python_literal(text: &str) -> Result<Value, String> {
+    use std::io::Write as _;
+    let mut child = Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import ast, json, sys; print(json.dumps(ast.literal_eval(sys.stdin.read())))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run python: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write to python: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("python failed: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    String::from_utf8_lossy(&out).into_owned()
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
 /// An IAM policy document as IAM (or moto) returns it: URL-encoded JSON on real IAM; for inline
 /// policies of roles created through CloudFormation, moto 5.2 returns the Python `repr` of the
-/// document (`{'Version': '2012-10-17', ...}`), which is turned back into JSON here (sound for
-/// documents without quotes inside strings, as sosw's are).
+/// document (`{'Version': '2012-10-17', ...}`), read with [`python_literal`].
 pub fn policy_document(raw: &str) -> Value {
     let text = if raw.trim_start().starts_with('%') || raw.contains("%22") {
-        percent_decode(raw)
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .unwrap_or_else(|e| panic!("policy document is not UTF-8 once decoded ({e}): {raw}"))
+            .into_owned()
     } else {
         raw.to_string()
     };
     if let Ok(v) = serde_json::from_str(&text) {
         return v;
     }
-    let json = text
-        .replace('\'', "\"")
-        .replace("True", "true")
-        .replace("False", "false")
-        .replace("None", "null");
-    serde_json::from_str(&json)
-        .unwrap_or_else(|e| panic!("policy document is neither JSON nor a Python repr ({e}): {raw}"))
+    python_literal(&text)
+        .unwrap_or_else(|e| panic!("policy document is neither JSON nor a Python literal ({e}): {raw}"))
 }
 
 /// One statement of a policy: its Sid, effect, actions and resources (single values as lists).
@@ -246,11 +207,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
-
-    #[test]
     fn lambda_zip_is_a_valid_archive() {
         let zip = lambda_zip("bootstrap", b"#!/bin/sh\necho hi\n");
         let path = std::env::temp_dir().join(format!("sosw-tests-{}.zip", std::process::id()));
@@ -276,6 +232,12 @@ mod tests {
         assert_eq!(policy_document(json), expected);
         assert_eq!(policy_document(encoded), expected);
         assert_eq!(policy_document(repr), expected);
+        // Quotes inside strings and Python's constants, which a text substitution would break.
+        let tricky = r#"{'Sid': "it's", 'Allowed': True, 'Denied': False, 'Note': None, 'N': 1.5}"#;
+        assert_eq!(
+            policy_document(tricky),
+            serde_json::json!({"Sid": "it's", "Allowed": true, "Denied": false, "Note": null, "N": 1.5})
+        );
         let s = statements(&expected);
         assert_eq!(s[0].actions, vec!["s3:GetObject"]);
         assert_eq!(s[0].resources, vec!["arn:aws:s3:::b/*"]);

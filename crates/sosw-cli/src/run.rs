@@ -52,16 +52,17 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let custom = crate::ctx::custom_layer(&args.config)?;
     let sdk = sosw_core::aws::load_sdk_config().await;
+    let clock: std::sync::Arc<dyn sosw_core::Clock> = std::sync::Arc::new(sosw_core::SystemClock);
     let out = match args.essential {
         Essential::Scheduler => {
-            let (scheduler, _meta) = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom)
+            let scheduler = sosw_scheduler::from_env(&sdk, "sosw_scheduler", custom, clock)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             let request_id = sosw_core::TaskId::generate().0;
             serde_json::to_value(scheduler.handle(&event, &request_id, &NoDeadline).await?)?
         }
         Essential::Orchestrator => {
-            let (orchestrator, _meta) = sosw_orchestrator::from_env(&sdk, "sosw_orchestrator", custom)
+            let orchestrator = sosw_orchestrator::from_env(&sdk, "sosw_orchestrator", custom, clock)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             let stats = orchestrator.run().await;
@@ -72,7 +73,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         Essential::Scavenger => {
-            let (scavenger, _meta) = sosw_scavenger::from_env(&sdk, "sosw_scavenger", custom)
+            let scavenger = sosw_scavenger::from_env(&sdk, "sosw_scavenger", custom, clock)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             let stats = scavenger.run().await;
@@ -83,7 +84,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         Essential::WorkerAssistant => {
-            let (assistant, _meta) = sosw_worker_assistant::from_env(&sdk, "sosw_worker_assistant")
+            let assistant = sosw_worker_assistant::from_env(&sdk, "sosw_worker_assistant", clock)
                 .await
                 .map_err(|e| crate::ctx::hint(anyhow::anyhow!(e)))?;
             assistant.handle(&event).await?

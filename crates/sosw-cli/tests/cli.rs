@@ -92,8 +92,10 @@ async fn status_without_tables_names_the_problem_and_the_fix() {
     let aws = LocalAws::start().await;
     let err = stderr(&sosw(&aws, &["status"]));
     assert!(err.contains("config"), "{err}");
+    // The hint names the missing resource (the config table) and the fix.
+    assert!(err.contains("hint: config `"), "{err}");
     assert!(
-        err.contains("hint: a table is missing: deploy cloudformation/sosw-storage.yaml"),
+        err.contains("is missing; deploy cloudformation/sosw-storage.yaml"),
         "{err}"
     );
 }

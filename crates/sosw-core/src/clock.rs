@@ -1,4 +1,7 @@
-//! Injectable time. Greenfields, expiry and retry delays all derive from "now", so tests control it.
+//! Injectable time: the one clock of sosw. Greenfields, expiry, retry delays, meta rows, EMF
+//! timestamps, the scheduler's dates and the time left before a Lambda deadline all derive from a
+//! [`Clock`], so tests control it. The essentials build one [`SystemClock`] per process (in
+//! `sosw-lambda`'s runtime) and hand it to every manager.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +13,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Whole seconds since the epoch (like Python's `int(time.time())`).
     fn now_secs(&self) -> i64 {
         self.now().floor() as i64
+    }
+    /// Whole milliseconds since the epoch (EMF timestamps, Lambda deadlines).
+    fn now_ms(&self) -> i64 {
+        (self.now() * 1000.0).floor() as i64
     }
 }
 
@@ -62,6 +69,7 @@ mod tests {
         clock.advance(10.0);
         assert_eq!(other.now(), 110.5);
         assert_eq!(other.now_secs(), 110);
+        assert_eq!(other.now_ms(), 110_500);
     }
 
     #[test]

@@ -316,6 +316,31 @@ pub fn default_task_config() -> Value {
     serde_json::to_value(TaskConfig::default()).expect("config serializes")
 }
 
+/// An essential's defaults layer (see [`effective_config`]): the listed top-level keys of its typed
+/// defaults, serialized. The typed `Default` of the essential's config is the one place its
+/// defaults are written; which keys form the layer decides precedence (the layer goes over
+/// `sosw_essential_config`, as Python's `DEFAULT_CONFIG` does), the other keys' defaults apply
+/// only where no document sets them.
+///
+/// # Panics
+/// When a listed key is not a field of the serialized defaults (a programming error, caught by
+/// each essential's defaults test).
+pub fn defaults_layer<T: Serialize>(defaults: &T, keys: &[&str]) -> Value {
+    let Value::Object(mut all) = serde_json::to_value(defaults).expect("config serializes") else {
+        panic!("a config serializes to a JSON object");
+    };
+    let layer: Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            let v = all
+                .shift_remove(*k)
+                .unwrap_or_else(|| panic!("`{k}` is not a key of the typed defaults"));
+            ((*k).to_string(), v)
+        })
+        .collect();
+    Value::Object(layer)
+}
+
 /// The largest `greenfield_task_step` and `greenfield_invocation_delta` accepted (10^12 seconds,
 /// about 31,700 years).
 pub const GREENFIELD_VALUE_LIMIT: i64 = 1_000_000_000_000;
@@ -363,7 +388,7 @@ impl TaskConfig {
                 )));
             }
         }
-        crate::labourer::validate_timing(self)?;
+        validate_timing(self)?;
         for (key, value) in &self.extra {
             if let Some(id) = key.strip_prefix("max_attempts_") {
                 if lenient::integer(value).is_err() {
@@ -377,7 +402,7 @@ impl TaskConfig {
         }
         for (id, labourer) in &self.labourers {
             for (name, metric) in &labourer.health_metrics {
-                crate::ecology::validate_feelings(metric).map_err(|reason| {
+                validate_feelings(metric).map_err(|reason| {
                     ConfigError::Invalid(format!(
                         "task_config.labourers.{id}.health_metrics.{name}.feelings: {reason}"
                     ))
@@ -405,6 +430,105 @@ impl TaskConfig {
             .filter(|n| *n > 0)
             .unwrap_or(self.max_attempts)
     }
+}
+
+/// Default expected duration of a worker run, in seconds (Python sosw: 900).
+pub const DEFAULT_DURATION: i64 = 900;
+/// Default cooldown after `duration` before a task counts as expired (Python sosw: 300).
+pub const DEFAULT_COOLDOWN: i64 = 300;
+
+/// The largest `greenfield_invocation_delta`, `duration`, `cooldown` or `max_duration` accepted
+/// (100 years in seconds): far beyond any real value, and far from overflowing `now + delta`.
+pub const MAX_SECONDS: i64 = 100 * 366 * 86_400;
+/// The largest `greenfield_task_step` accepted: queue positions must stay far below "now" (a
+/// greenfield at or above the registration time reads as an invoked task).
+pub const MAX_TASK_STEP: i64 = 1_000_000;
+/// Lambda's longest timeout, the run time assumed for a labourer without `max_duration`.
+pub const LAMBDA_MAX_TIMEOUT: i64 = 900;
+
+/// Refuse, naming the key, timing settings that would make a running task look queued (and be
+/// invoked again), or that are out of range or would overflow:
+/// - `greenfield_task_step` in 1..=[`MAX_TASK_STEP`], `greenfield_invocation_delta` in 1..=[`MAX_SECONDS`];
+/// - per labourer `duration`, `max_duration` in 1..=[`MAX_SECONDS`], `cooldown` in 0..=[`MAX_SECONDS`];
+/// - `greenfield_invocation_delta` larger than every labourer's longest run
+///   (max(`duration`, `max_duration` or Lambda's 900 s)) + `cooldown`: an invoked task must
+///   expire (and go to the scavenger) before its greenfield falls back into the queue range.
+pub fn validate_timing(cfg: &TaskConfig) -> Result<(), ConfigError> {
+    let bad = |key: String, value: i64, range: &str| {
+        Err(ConfigError::Invalid(format!(
+            "task_config.{key} = {value}: must be in {range}"
+        )))
+    };
+    if !(1..=MAX_TASK_STEP).contains(&cfg.greenfield_task_step) {
+        return bad(
+            "greenfield_task_step".into(),
+            cfg.greenfield_task_step,
+            &format!("1..={MAX_TASK_STEP}"),
+        );
+    }
+    let delta = cfg.greenfield_invocation_delta;
+    if !(1..=MAX_SECONDS).contains(&delta) {
+        return bad(
+            "greenfield_invocation_delta".into(),
+            delta,
+            &format!("1..={MAX_SECONDS}"),
+        );
+    }
+    for (id, l) in &cfg.labourers {
+        for (name, value, min) in [
+            ("duration", l.duration, 1),
+            ("max_duration", l.max_duration, 1),
+            ("cooldown", l.cooldown, 0),
+        ] {
+            if let Some(v) = value {
+                if !(min..=MAX_SECONDS).contains(&v) {
+                    return bad(
+                        format!("labourers.{id}.{name}"),
+                        v,
+                        &format!("{min}..={MAX_SECONDS}"),
+                    );
+                }
+            }
+        }
+        let run = l
+            .duration
+            .unwrap_or(DEFAULT_DURATION)
+            .max(l.max_duration.unwrap_or(LAMBDA_MAX_TIMEOUT));
+        let longest = run + l.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+        if delta <= longest {
+            return Err(ConfigError::Invalid(format!(
+                "task_config.greenfield_invocation_delta = {delta} must be larger than labourer `{id}`'s longest run \
+                 + cooldown ({longest} s): otherwise a running task falls back into the queue range and is invoked again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Check that feelings are ordered: each lower status must be reached by values the higher one
+/// rejects. Returns the reason when they are not.
+pub fn validate_feelings(metric: &HealthMetric) -> Result<(), String> {
+    if metric.feelings.is_empty() {
+        return Err("no feelings configured".into());
+    }
+    if let Some(bad) = metric.feelings.keys().find(|k| **k > 4) {
+        return Err(format!("status {bad} is not an eco status (0..=4)"));
+    }
+    let op = metric.feeling_comparison_operator;
+    let mut last: Option<(u8, f64)> = None;
+    for (status, target) in metric.feelings.iter().rev() {
+        if let Some((last_status, last_target)) = last {
+            if op.apply(*target, last_target) {
+                return Err(format!(
+                    "status {status} target {target} must not satisfy `{:?}` against status {last_status} target {last_target}: \
+                     lower statuses need targets that the higher ones reject",
+                    op
+                ));
+            }
+        }
+        last = Some((*status, *target));
+    }
+    Ok(())
 }
 
 /// Numbers in config as Python reads them: an integral float (`10.0`) is an integer, `null` of an
@@ -460,7 +584,7 @@ pub mod lenient {
         convert(&Value::deserialize(d)?).map_err(D::Error::custom)
     }
 
-    /// A `u32` (its `null` is removed before deserializing, see [`super::drop_nulls`]).
+    /// A `u32` (its `null` is removed before deserializing, see [`super::normalize_task_config`]).
     pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         opt_u32(d)?.ok_or_else(|| D::Error::custom("expected an integer, found null"))
     }
@@ -972,5 +1096,66 @@ mod tests {
             .unwrap();
         assert_eq!(c.field("greenfield"), "gf");
         assert_eq!(c.field("task_id"), "task_id");
+    }
+
+    fn timing(doc: serde_json::Value) -> Result<(), String> {
+        let cfg = TaskConfig::from_user(&doc).map_err(|e| e.to_string())?;
+        validate_timing(&cfg).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_delta_that_lets_a_running_task_look_queued_is_refused_naming_the_key() {
+        let err = timing(
+            serde_json::json!({"greenfield_invocation_delta": 2, "labourers": {"w": {"max_duration": 900}}}),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("greenfield_invocation_delta") && err.contains("`w`"),
+            "{err}"
+        );
+        // Exactly longest run + cooldown is still too short; one more second is enough.
+        let err = timing(serde_json::json!({"greenfield_invocation_delta": 1200, "labourers": {"w": {}}}))
+            .unwrap_err();
+        assert!(err.contains("1200"), "{err}");
+        timing(serde_json::json!({"greenfield_invocation_delta": 1201, "labourers": {"w": {}}})).unwrap();
+        // A longer configured run or cooldown raises the bar.
+        assert!(timing(serde_json::json!({"greenfield_invocation_delta": 5000,
+            "labourers": {"w": {"duration": 4000, "cooldown": 1000}}}))
+        .is_err());
+        // The default (a year) passes.
+        timing(serde_json::json!({"labourers": {"w": {}}})).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_steps_deltas_and_durations_are_refused_naming_the_key() {
+        for (doc, key) in [
+            (
+                serde_json::json!({"greenfield_invocation_delta": i64::MAX}),
+                "greenfield_invocation_delta",
+            ),
+            (
+                serde_json::json!({"greenfield_task_step": 0}),
+                "greenfield_task_step",
+            ),
+            (
+                serde_json::json!({"greenfield_task_step": i64::MAX}),
+                "greenfield_task_step",
+            ),
+            (
+                serde_json::json!({"labourers": {"w": {"duration": -5}}}),
+                "labourers.w.duration",
+            ),
+            (
+                serde_json::json!({"labourers": {"w": {"cooldown": -1}}}),
+                "labourers.w.cooldown",
+            ),
+            (
+                serde_json::json!({"labourers": {"w": {"max_duration": i64::MAX}}}),
+                "labourers.w.max_duration",
+            ),
+        ] {
+            let err = timing(doc.clone()).unwrap_err();
+            assert!(err.contains(key), "{doc}: {err}");
+        }
     }
 }

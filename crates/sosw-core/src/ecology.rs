@@ -22,32 +22,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
-/// Check that feelings are ordered: each lower status must be reached by values the higher one
-/// rejects. Returns the reason when they are not.
-pub fn validate_feelings(metric: &HealthMetric) -> Result<(), String> {
-    if metric.feelings.is_empty() {
-        return Err("no feelings configured".into());
-    }
-    if let Some(bad) = metric.feelings.keys().find(|k| **k > 4) {
-        return Err(format!("status {bad} is not an eco status (0..=4)"));
-    }
-    let op = metric.feeling_comparison_operator;
-    let mut last: Option<(u8, f64)> = None;
-    for (status, target) in metric.feelings.iter().rev() {
-        if let Some((last_status, last_target)) = last {
-            if op.apply(*target, last_target) {
-                return Err(format!(
-                    "status {status} target {target} must not satisfy `{:?}` against status {last_status} target {last_target}: \
-                     lower statuses need targets that the higher ones reject",
-                    op
-                ));
-            }
-        }
-        last = Some((*status, *target));
-    }
-    Ok(())
-}
-
 /// The status a metric value earns.
 pub fn health_for_value(value: f64, metric: &HealthMetric) -> EcoStatus {
     for (status, target) in metric.feelings.iter().rev() {
@@ -204,13 +178,21 @@ pub fn aggregate(statistic: &str, values: &[f64]) -> Option<f64> {
     })
 }
 
+/// One metric definition's value for the run: filled by the first caller, awaited by the others.
+type MetricCell = Arc<tokio::sync::OnceCell<Option<f64>>>;
+
 /// Measures labourers' health and running tasks, caching both for the run.
+///
+/// No lock is held across an `.await`: the metric cache maps each distinct metric definition to
+/// its own `OnceCell`, taken from the map under a short synchronous lock and filled outside
+/// it, so labourers processed concurrently fetch their metrics concurrently, and callers wanting
+/// the same metric share one fetch.
 #[derive(Debug)]
 pub struct EcologyManager {
     source: Arc<dyn MetricSource>,
     config: EcologyConfig,
     clock: Arc<dyn Clock>,
-    metrics: tokio::sync::Mutex<HashMap<String, Option<f64>>>,
+    metrics: Mutex<HashMap<String, MetricCell>>,
     running: Mutex<HashMap<String, u64>>,
 }
 
@@ -228,7 +210,7 @@ impl EcologyManager {
 
     /// Forget cached metrics and running counts (call at the start of each run).
     pub async fn reset(&self) {
-        self.metrics.lock().await.clear();
+        self.metrics.lock().expect("not poisoned").clear();
         self.running.lock().expect("not poisoned").clear();
     }
 
@@ -244,14 +226,22 @@ impl EcologyManager {
     pub async fn metric_value(&self, details: &Map<String, Value>) -> Result<Option<f64>, EcologyError> {
         let params = self.with_defaults(details);
         let key = canonical(&Value::Object(params.clone()));
-        let mut cache = self.metrics.lock().await;
-        if let Some(v) = cache.get(&key) {
-            return Ok(*v);
-        }
-        let value = self.source.fetch(&params, self.clock.now()).await?;
-        info!(metric = %metric_name(&params), ?value, "ecology metric fetched");
-        cache.insert(key, value);
-        Ok(value)
+        let cell = self
+            .metrics
+            .lock()
+            .expect("not poisoned")
+            .entry(key)
+            .or_default()
+            .clone();
+        // A failed fetch leaves the cell empty: the next caller tries again.
+        let value = cell
+            .get_or_try_init(|| async {
+                let value = self.source.fetch(&params, self.clock.now()).await?;
+                info!(metric = %metric_name(&params), ?value, "ecology metric fetched");
+                Ok::<_, EcologyError>(value)
+            })
+            .await?;
+        Ok(*value)
     }
 
     /// The labourer's health: the worst over its metrics, High with none.
@@ -312,7 +302,7 @@ fn canonical(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ComparisonOperator;
+    use crate::config::{validate_feelings, ComparisonOperator};
     use serde_json::json;
 
     fn metric(op: &str, feelings: Value) -> HealthMetric {
@@ -378,6 +368,107 @@ mod tests {
             statistic_of(&d(json!({"Statistics": ["Maximum"]}))).unwrap(),
             "Maximum"
         );
+    }
+
+    /// A metric source whose fetches wait until `expected` fetches are in flight at once, so the
+    /// test only completes when they overlap; it counts fetches and the most in flight.
+    #[derive(Debug)]
+    struct OverlapGate {
+        expected: usize,
+        in_flight: Mutex<usize>,
+        peak: Mutex<usize>,
+        fetches: Mutex<usize>,
+        all_in: tokio::sync::Notify,
+    }
+
+    impl OverlapGate {
+        fn new(expected: usize) -> Arc<Self> {
+            Arc::new(Self {
+                expected,
+                in_flight: Mutex::new(0),
+                peak: Mutex::new(0),
+                fetches: Mutex::new(0),
+                all_in: tokio::sync::Notify::new(),
+            })
+        }
+    }
+
+    impl MetricSource for OverlapGate {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a Map<String, Value>,
+            _: f64,
+        ) -> BoxFuture<'a, Result<Option<f64>, EcologyError>> {
+            Box::pin(async move {
+                *self.fetches.lock().unwrap() += 1;
+                let now = {
+                    let mut n = self.in_flight.lock().unwrap();
+                    *n += 1;
+                    let mut peak = self.peak.lock().unwrap();
+                    *peak = (*peak).max(*n);
+                    *n
+                };
+                let released = self.all_in.notified();
+                if now >= self.expected {
+                    self.all_in.notify_waiters();
+                } else {
+                    // Serialised fetches never reach `expected`: the paused clock then jumps to this
+                    // guard, and the peak stays below it (the test fails instead of hanging).
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(3600), released).await;
+                }
+                *self.in_flight.lock().unwrap() -= 1;
+                Ok(Some(10.0))
+            })
+        }
+    }
+
+    fn labourer_with_metric(id: &str, metric_name: &str) -> Labourer {
+        let cfg = crate::config::TaskConfig::from_user(&json!({"labourers": {id: {"health_metrics": {"m": {
+            "details": {"Namespace": "AWS/Lambda", "MetricName": metric_name},
+            "feelings": {"3": 50, "4": 25}, "feeling_comparison_operator": "<="}}}}}))
+        .unwrap();
+        Labourer::register(id, &cfg.labourers[id], &cfg, 0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_labourers_fetch_their_health_metrics_at_the_same_time() {
+        let gate = OverlapGate::new(2);
+        let eco = EcologyManager::new(
+            gate.clone(),
+            EcologyConfig::default(),
+            Arc::new(crate::ManualClock::at(0.0)),
+        );
+        let (a, b) = (
+            labourer_with_metric("a", "Errors"),
+            labourer_with_metric("b", "Throttles"),
+        );
+        let (ha, hb) = tokio::join!(eco.labourer_health(&a), eco.labourer_health(&b));
+        assert_eq!((ha.unwrap(), hb.unwrap()), (EcoStatus::HIGH, EcoStatus::HIGH));
+        assert_eq!(
+            *gate.peak.lock().unwrap(),
+            2,
+            "the two labourers' fetches did not overlap"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn labourers_sharing_a_metric_share_one_fetch() {
+        let gate = OverlapGate::new(1);
+        let eco = EcologyManager::new(
+            gate.clone(),
+            EcologyConfig::default(),
+            Arc::new(crate::ManualClock::at(0.0)),
+        );
+        let (a, b) = (
+            labourer_with_metric("a", "Errors"),
+            labourer_with_metric("b", "Errors"),
+        );
+        let (ha, hb) = tokio::join!(eco.labourer_health(&a), eco.labourer_health(&b));
+        assert_eq!((ha.unwrap(), hb.unwrap()), (EcoStatus::HIGH, EcoStatus::HIGH));
+        assert_eq!(*gate.fetches.lock().unwrap(), 1);
+        eco.reset().await;
+        eco.labourer_health(&a).await.unwrap();
+        assert_eq!(*gate.fetches.lock().unwrap(), 2, "reset forgets the cached value");
     }
 
     #[test]

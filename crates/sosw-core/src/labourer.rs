@@ -6,82 +6,9 @@
 //! - `expired` = `invoked` − (`duration` + `cooldown`): invoked tasks with a greenfield below this
 //!   ran out of time.
 
-use crate::config::{LabourerConfig, TaskConfig};
+use crate::config::{LabourerConfig, TaskConfig, DEFAULT_COOLDOWN, DEFAULT_DURATION};
 use serde::Serialize;
 use std::fmt;
-
-/// Default expected duration of a worker run, in seconds (Python sosw: 900).
-pub const DEFAULT_DURATION: i64 = 900;
-/// Default cooldown after `duration` before a task counts as expired (Python sosw: 300).
-pub const DEFAULT_COOLDOWN: i64 = 300;
-
-/// The largest `greenfield_invocation_delta`, `duration`, `cooldown` or `max_duration` accepted
-/// (100 years in seconds): far beyond any real value, and far from overflowing `now + delta`.
-pub const MAX_SECONDS: i64 = 100 * 366 * 86_400;
-/// The largest `greenfield_task_step` accepted: queue positions must stay far below "now" (a
-/// greenfield at or above the registration time reads as an invoked task).
-pub const MAX_TASK_STEP: i64 = 1_000_000;
-/// Lambda's longest timeout, the run time assumed for a labourer without `max_duration`.
-pub const LAMBDA_MAX_TIMEOUT: i64 = 900;
-
-/// Refuse, naming the key, timing settings that would make a running task look queued (and be
-/// invoked again), or that are out of range or would overflow:
-/// - `greenfield_task_step` in 1..=[`MAX_TASK_STEP`], `greenfield_invocation_delta` in 1..=[`MAX_SECONDS`];
-/// - per labourer `duration`, `max_duration` in 1..=[`MAX_SECONDS`], `cooldown` in 0..=[`MAX_SECONDS`];
-/// - `greenfield_invocation_delta` larger than every labourer's longest run
-///   (max(`duration`, `max_duration` or Lambda's 900 s)) + `cooldown`: an invoked task must
-///   expire (and go to the scavenger) before its greenfield falls back into the queue range.
-pub fn validate_timing(cfg: &TaskConfig) -> Result<(), crate::ConfigError> {
-    let bad = |key: String, value: i64, range: &str| {
-        Err(crate::ConfigError::Invalid(format!(
-            "task_config.{key} = {value}: must be in {range}"
-        )))
-    };
-    if !(1..=MAX_TASK_STEP).contains(&cfg.greenfield_task_step) {
-        return bad(
-            "greenfield_task_step".into(),
-            cfg.greenfield_task_step,
-            &format!("1..={MAX_TASK_STEP}"),
-        );
-    }
-    let delta = cfg.greenfield_invocation_delta;
-    if !(1..=MAX_SECONDS).contains(&delta) {
-        return bad(
-            "greenfield_invocation_delta".into(),
-            delta,
-            &format!("1..={MAX_SECONDS}"),
-        );
-    }
-    for (id, l) in &cfg.labourers {
-        for (name, value, min) in [
-            ("duration", l.duration, 1),
-            ("max_duration", l.max_duration, 1),
-            ("cooldown", l.cooldown, 0),
-        ] {
-            if let Some(v) = value {
-                if !(min..=MAX_SECONDS).contains(&v) {
-                    return bad(
-                        format!("labourers.{id}.{name}"),
-                        v,
-                        &format!("{min}..={MAX_SECONDS}"),
-                    );
-                }
-            }
-        }
-        let run = l
-            .duration
-            .unwrap_or(DEFAULT_DURATION)
-            .max(l.max_duration.unwrap_or(LAMBDA_MAX_TIMEOUT));
-        let longest = run + l.cooldown.unwrap_or(DEFAULT_COOLDOWN);
-        if delta <= longest {
-            return Err(crate::ConfigError::Invalid(format!(
-                "task_config.greenfield_invocation_delta = {delta} must be larger than labourer `{id}`'s longest run \
-                 + cooldown ({longest} s): otherwise a running task falls back into the queue range and is invoked again"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// Health of a labourer, from 0 (Bad) to 4 (High), as Python sosw's `ECO_STATUSES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -177,72 +104,9 @@ impl Labourer {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::TaskConfig as Tc;
-
-    fn timing(doc: serde_json::Value) -> Result<(), String> {
-        let cfg = Tc::from_user(&doc).map_err(|e| e.to_string())?;
-        validate_timing(&cfg).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_delta_that_lets_a_running_task_look_queued_is_refused_naming_the_key() {
-        let err = timing(
-            serde_json::json!({"greenfield_invocation_delta": 2, "labourers": {"w": {"max_duration": 900}}}),
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("greenfield_invocation_delta") && err.contains("`w`"),
-            "{err}"
-        );
-        // Exactly longest run + cooldown is still too short; one more second is enough.
-        let err = timing(serde_json::json!({"greenfield_invocation_delta": 1200, "labourers": {"w": {}}}))
-            .unwrap_err();
-        assert!(err.contains("1200"), "{err}");
-        timing(serde_json::json!({"greenfield_invocation_delta": 1201, "labourers": {"w": {}}})).unwrap();
-        // A longer configured run or cooldown raises the bar.
-        assert!(timing(serde_json::json!({"greenfield_invocation_delta": 5000,
-            "labourers": {"w": {"duration": 4000, "cooldown": 1000}}}))
-        .is_err());
-        // The default (a year) passes.
-        timing(serde_json::json!({"labourers": {"w": {}}})).unwrap();
-    }
-
-    #[test]
-    fn out_of_range_steps_deltas_and_durations_are_refused_naming_the_key() {
-        for (doc, key) in [
-            (
-                serde_json::json!({"greenfield_invocation_delta": i64::MAX}),
-                "greenfield_invocation_delta",
-            ),
-            (
-                serde_json::json!({"greenfield_task_step": 0}),
-                "greenfield_task_step",
-            ),
-            (
-                serde_json::json!({"greenfield_task_step": i64::MAX}),
-                "greenfield_task_step",
-            ),
-            (
-                serde_json::json!({"labourers": {"w": {"duration": -5}}}),
-                "labourers.w.duration",
-            ),
-            (
-                serde_json::json!({"labourers": {"w": {"cooldown": -1}}}),
-                "labourers.w.cooldown",
-            ),
-            (
-                serde_json::json!({"labourers": {"w": {"max_duration": i64::MAX}}}),
-                "labourers.w.max_duration",
-            ),
-        ] {
-            let err = timing(doc.clone()).unwrap_err();
-            assert!(err.contains(key), "{doc}: {err}");
-        }
-    }
-
     #[test]
     fn registration_does_not_overflow() {
-        let cfg = Tc::from_user(&serde_json::json!({"labourers": {"w": {}}})).unwrap();
+        let cfg = TaskConfig::from_user(&serde_json::json!({"labourers": {"w": {}}})).unwrap();
         let l = Labourer::register("w", &cfg.labourers["w"], &cfg, i64::MAX);
         assert_eq!(l.invoked, i64::MAX);
         assert!(l.expired < l.invoked);

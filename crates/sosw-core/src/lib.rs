@@ -4,19 +4,24 @@
 //! Workers, wire-compatible with Python sosw 0.7.x: same tables, keys, indexes, attribute types
 //! and config documents. No Lambda runtime in here: the essentials' binaries wrap this library.
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`config`] | typed config (`task_config`, labourers, ecology, meta), layered assembly |
-//! | [`config_source`] | reading config documents from the DynamoDB `config` table or SSM |
-//! | [`labourer`] | a worker type and its per-run registration times (`start`, `invoked`, `expired`) |
-//! | [`task`] | the stored task ([`task::model`]) and the [`TaskManager`] over DynamoDB |
-//! | [`ecology`] | health from CloudWatch metrics, running-task counts |
-//! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines |
-//! | [`meta`] | optional history rows in `sosw_tasks_meta` |
-//! | [`invoker`] | asynchronous Lambda invocation |
-//! | [`clock`] | injectable time |
-//! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it |
-//! | [`aws`] | building the AWS clients from the environment |
+//! | module | what it holds | depends on (within the crate) |
+//! |---|---|---|
+//! | [`clock`] | injectable time | — |
+//! | [`error`] | the typed errors, each naming its resource | — |
+//! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it | — |
+//! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines | — |
+//! | [`aws`] | building the AWS clients from the environment | — |
+//! | [`config`] | typed config (`task_config`, labourers, ecology, meta), its defaults, layered assembly and validation | `error` |
+//! | [`config_source`] | reading config documents from the DynamoDB `config` table or SSM | `config`, `error` |
+//! | [`labourer`] | a worker type and its per-run registration times (`start`, `invoked`, `expired`) | `config` |
+//! | [`invoker`] | asynchronous Lambda invocation | `error` |
+//! | [`task`] | the stored task ([`task::model`]) and the [`TaskManager`] over DynamoDB | `clock`, `config`, `error`, `labourer`, `pyjson`, `meta` |
+//! | [`meta`] | optional history rows in `sosw_tasks_meta` | `clock`, `config`, `error`, `task` (model helpers) |
+//! | [`ecology`] | health from CloudWatch metrics, running-task counts | `clock`, `config`, `error`, `labourer`, `task` |
+//!
+//! `config` depends on no other domain module: the checks that span labourers and metrics
+//! (`validate_timing`, `validate_feelings`) live in it, so `config` → `labourer` → `ecology` is
+//! one direction. (`task` and `meta` still name each other; see the report of issue 13.)
 //!
 //! ## Greenfield
 //! A task's state lives in one number, its greenfield, on the `sosw_tasks_greenfield` index
@@ -48,3 +53,110 @@ pub use error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError
 pub use labourer::{EcoStatus, Labourer};
 pub use meta::MetaHandler;
 pub use task::{ClaimOutcome, Task, TaskId, TaskManager};
+
+#[cfg(test)]
+mod module_graph {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The modules each top-level module of the crate names (`crate::<module>`, or a re-export
+    /// of the crate root resolved to its module), read from the sources.
+    fn graph() -> BTreeMap<String, BTreeSet<String>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let reexports = [
+            ("Clock", "clock"),
+            ("ManualClock", "clock"),
+            ("SystemClock", "clock"),
+            ("TaskConfig", "config"),
+            ("EcologyManager", "ecology"),
+            ("ConfigError", "error"),
+            ("TaskError", "error"),
+            ("EcoStatus", "labourer"),
+            ("Labourer", "labourer"),
+            ("MetaHandler", "meta"),
+            ("TaskManager", "task"),
+            ("Task", "task"),
+        ];
+        let mut graph = BTreeMap::new();
+        let mut files = vec![];
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                for sub in std::fs::read_dir(&path).unwrap() {
+                    files.push((
+                        path.file_name().unwrap().to_string_lossy().to_string(),
+                        sub.unwrap().path(),
+                    ));
+                }
+            } else if path.file_name().unwrap() != "lib.rs" {
+                files.push((path.file_stem().unwrap().to_string_lossy().to_string(), path));
+            }
+        }
+        for (module, path) in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let deps: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
+            for (i, _) in text.match_indices("crate::") {
+                let rest = &text[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let target = reexports
+                    .iter()
+                    .find(|(item, _)| *item == name)
+                    .map(|(_, m)| m.to_string())
+                    .unwrap_or(name);
+                if target != module && !target.is_empty() {
+                    deps.insert(target);
+                }
+            }
+        }
+        graph
+    }
+
+    fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from.to_string()];
+        while let Some(m) = stack.pop() {
+            for d in graph.get(&m).into_iter().flatten() {
+                if d == to {
+                    return true;
+                }
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn config_labourer_and_ecology_depend_one_way() {
+        let g = graph();
+        assert!(
+            g["config"].iter().all(|d| d == "error"),
+            "config names {:?}",
+            g["config"]
+        );
+        for (a, b) in [
+            ("labourer", "config"),
+            ("ecology", "labourer"),
+            ("ecology", "config"),
+        ] {
+            assert!(reaches(&g, a, b), "{a} should use {b}");
+            assert!(!reaches(&g, b, a), "{b} reaches {a}: an import cycle ({g:?})");
+        }
+        for leaf in ["clock", "error", "pyjson", "emf", "aws"] {
+            assert!(g[leaf].is_empty(), "{leaf} names {:?}", g[leaf]);
+        }
+        for m in [
+            "config",
+            "config_source",
+            "labourer",
+            "ecology",
+            "invoker",
+            "clock",
+        ] {
+            assert!(!reaches(&g, m, m), "{m} is on an import cycle ({g:?})");
+        }
+    }
+}

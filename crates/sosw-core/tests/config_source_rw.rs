@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use sosw_core::config_source::ConfigSource;
 use sosw_test_support::LocalAws;
+use sosw_test_support::{Reply, TestServer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,78 +19,47 @@ fn dynamo(aws: &LocalAws) -> ConfigSource {
 
 /// A loopback DynamoDB that answers only Query (with one config row) and records every
 /// operation (`X-Amz-Target`) and request body it receives.
-async fn query_only_dynamodb() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("addr");
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+/// (`X-Amz-Target`, body) of each request.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+fn query_only_dynamodb() -> (TestServer, Seen) {
+    let seen: Seen = Default::default();
     let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let header = |name: &str| {
-                        text[..end].lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                    };
-                    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let target = header("x-amz-target").unwrap_or_default();
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    record.lock().unwrap().push((target.clone(), body));
-                    let (status, reply) = if target == "DynamoDB_20120810.Query" {
-                        (
-                            "200 OK",
-                            json!({"Count": 1, "ScannedCount": 1, "Items": [{
-                                "env": {"S": "production"}, "config_name": {"S": "sosw_orchestrator_config"},
-                                "config_value": {"S": "{\"task_config\": {\"max_attempts\": 4}}"}}]})
-                            .to_string(),
-                        )
-                    } else {
-                        (
-                            "400 Bad Request",
-                            json!({"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
-                                   "message": format!("not granted: {target}")})
-                            .to_string(),
-                        )
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    let _ = sock.write_all(response.as_bytes()).await;
-                    buf.clear();
-                }
-            });
+    let server = TestServer::start(move |request| {
+        let target = request.header("x-amz-target").unwrap_or_default().to_string();
+        record.lock().unwrap().push((
+            target.clone(),
+            String::from_utf8_lossy(&request.body).into_owned(),
+        ));
+        let (status, reply) = if target == "DynamoDB_20120810.Query" {
+            (
+                200,
+                json!({"Count": 1, "ScannedCount": 1, "Items": [{
+                    "env": {"S": "production"}, "config_name": {"S": "sosw_orchestrator_config"},
+                    "config_value": {"S": "{\"task_config\": {\"max_attempts\": 4}}"}}]}),
+            )
+        } else {
+            (
+                400,
+                json!({"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+                       "message": format!("not granted: {target}")}),
+            )
+        };
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+            body: reply.to_string().into_bytes(),
         }
     });
-    (format!("http://{addr}"), seen)
+    (server, seen)
 }
 
 /// Python sosw's roles grant `dynamodb:Query` (and DescribeTable) on the config table, not
 /// GetItem: a document is read with one Query on its full key, nothing else.
 #[tokio::test]
 async fn the_config_table_is_read_with_one_query_as_python_roles_allow() {
-    let (endpoint, seen) = query_only_dynamodb().await;
-    let sdk = sosw_test_support::sdk_config_for(&endpoint).await;
+    let (server, seen) = query_only_dynamodb();
+    let sdk = sosw_test_support::sdk_config_for(&server.url).await;
     let source = ConfigSource::Dynamo {
         client: aws_sdk_dynamodb::Client::new(&sdk),
         table: "config".into(),

@@ -1,11 +1,15 @@
 //! The Lambda edge the four essentials share (Scheduler, Orchestrator, Scavenger, Worker Assistant).
 //!
 //! Module map (one file):
-//! - [`start`]: what every `main.rs` calls: tracing ([`init_tracing`]), the SDK config loaded once,
-//!   the essential built once, then [`run`].
-//! - [`run`]: polls the Lambda Runtime API and hands each event to the essential's handler together
-//!   with its [`Invocation`] (request id, deadline). A panic inside a handler fails that invocation
-//!   only (lambda_runtime's panic layer; the release profile does not abort on panic).
+//! - [`Essential`]: what an essential is to the runtime: built once per process
+//!   ([`Essential::build`]), then asked to handle each event with its [`Invocation`].
+//! - [`serve`]: what every `main.rs` calls (`sosw_lambda::serve::<Scheduler>()`): tracing
+//!   ([`init_tracing`]), the SDK config loaded once, the process's one [`Clock`], the essential
+//!   built once, then [`run`].
+//! - [`run`]: polls the Lambda Runtime API and hands each event to a handler together with its
+//!   [`Invocation`] (request id, deadline, function name, log stream). A panic inside a handler
+//!   fails that invocation only (lambda_runtime's panic layer; the release profile does not abort
+//!   on panic).
 //! - [`EdgeError`] / [`ErrorKind`]: the error a handler returns; Lambda reports its kind as the
 //!   `errorType` (e.g. `RejectedJob`, `Retryable`), so a user can alarm on one kind.
 //!
@@ -13,11 +17,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use sosw_core::error::{ConfigError, TaskError};
+use sosw_core::meta::MetaContext;
+use sosw_core::{Clock, SystemClock};
 
 /// The boxed error type of start-up and of the runtime itself.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,6 +37,10 @@ pub struct Invocation {
     pub deadline_ms: u64,
     /// The function's ARN as invoked (`Lambda-Runtime-Invoked-Function-Arn`).
     pub invoked_function_arn: String,
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub function_name: String,
+    /// The CloudWatch Logs stream of this execution environment (`AWS_LAMBDA_LOG_STREAM_NAME`).
+    pub log_stream_name: String,
 }
 
 impl Invocation {
@@ -40,14 +50,49 @@ impl Invocation {
             request_id: context.request_id.clone(),
             deadline_ms: context.deadline,
             invoked_function_arn: context.invoked_function_arn.clone(),
+            function_name: context.env_config.function_name.clone(),
+            log_stream_name: context.env_config.log_stream.clone(),
         }
     }
 
-    /// Time left before the deadline, measured now (zero when it has passed).
-    pub fn remaining(&self) -> Duration {
-        let deadline = UNIX_EPOCH + Duration::from_millis(self.deadline_ms);
-        deadline.duration_since(SystemTime::now()).unwrap_or_default()
+    /// Time left before the deadline at `clock`'s now (zero when it has passed).
+    pub fn remaining(&self, clock: &dyn Clock) -> Duration {
+        let now = u64::try_from(clock.now_ms()).unwrap_or(0);
+        Duration::from_millis(self.deadline_ms.saturating_sub(now))
     }
+
+    /// The fields every meta row of this invocation carries (`author`, `invocation_id`,
+    /// `log_stream_name`), as Python sosw's MetaHandler takes them from the Lambda context.
+    pub fn meta_context(&self) -> MetaContext {
+        MetaContext {
+            author: self.function_name.clone(),
+            invocation_id: self.request_id.clone(),
+            log_stream_name: self.log_stream_name.clone(),
+        }
+    }
+}
+
+/// One of the four essentials, as the Lambda runtime drives it: built once per process, then
+/// handed every event with the invocation's context.
+pub trait Essential: Sized + Send + Sync + 'static {
+    /// The function name outside Lambda (when `AWS_LAMBDA_FUNCTION_NAME` is not set).
+    const DEFAULT_NAME: &'static str;
+
+    /// Build the essential from the SDK config, its function's name (which names its config
+    /// documents) and the process's one clock.
+    fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn Clock>,
+    ) -> impl Future<Output = Result<Self, BoxError>> + Send;
+
+    /// Handle one event of an invocation. The error's [`ErrorKind`] is what Lambda reports as
+    /// `errorType`.
+    fn handle_event(
+        &self,
+        event: Value,
+        invocation: &Invocation,
+    ) -> impl Future<Output = Result<Value, EdgeError>>;
 }
 
 /// Why an invocation failed, as Lambda reports it in `errorType` (alarm on these).
@@ -187,22 +232,22 @@ where
     .await
 }
 
-/// The whole life of an essential's process: tracing, the SDK config loaded once, the essential
-/// built once by `build` (from the SDK config and the function's name, `AWS_LAMBDA_FUNCTION_NAME`
-/// or `default_name` outside Lambda), then [`run`] with `handler`.
-pub async fn start<S, B, BFut, H, HFut>(default_name: &str, build: B, handler: H) -> Result<(), BoxError>
-where
-    B: FnOnce(aws_config::SdkConfig, String) -> BFut,
-    BFut: Future<Output = Result<S, BoxError>>,
-    H: Fn(Arc<S>, Value, Invocation) -> HFut,
-    HFut: Future<Output = Result<Value, EdgeError>>,
-{
+/// The whole life of an essential's process, what each `main.rs` calls: tracing, the SDK config
+/// loaded once, one [`SystemClock`], the essential built once (for its function's name,
+/// `AWS_LAMBDA_FUNCTION_NAME` or [`Essential::DEFAULT_NAME`] outside Lambda), then [`run`] with
+/// [`Essential::handle_event`].
+pub async fn serve<E: Essential>() -> Result<(), BoxError> {
     init_tracing();
     let sdk = sosw_core::aws::load_sdk_config().await;
     let function_name =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| default_name.to_string());
-    let essential = Arc::new(build(sdk, function_name).await?);
-    run(move |event, invocation| handler(essential.clone(), event, invocation)).await
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| E::DEFAULT_NAME.to_string());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let essential = Arc::new(E::build(&sdk, &function_name, clock).await?);
+    run(move |event, invocation| {
+        let essential = essential.clone();
+        async move { essential.handle_event(event, &invocation).await }
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -283,6 +328,9 @@ mod tests {
         let invocation = Invocation::from_context(&context);
         assert_eq!(invocation.request_id, "req-1");
         assert_eq!(invocation.deadline_ms, 1_700_000_000_000);
-        assert_eq!(invocation.remaining(), Duration::ZERO);
+        let clock = sosw_core::ManualClock::at(1_699_999_990.5);
+        assert_eq!(invocation.remaining(&clock), Duration::from_millis(9_500));
+        clock.advance(60.0);
+        assert_eq!(invocation.remaining(&clock), Duration::ZERO);
     }
 }

@@ -12,6 +12,13 @@
 //! function missing) gives its claim back — greenfield and attempts as before — and a throttle
 //! stops the labourer's run; an invocation with an unknown outcome (no answer) stays claimed, and
 //! the task expires and is retried by the scavenger.
+//!
+//! Module map (one file):
+//! - [`OrchestratorConfig`]: `sosw_orchestrator_config`, its typed defaults and defaults layer;
+//! - [`Orchestrator`]: one run over every labourer ([`Orchestrator::run`]), with [`RunStats`] /
+//!   [`LabourerStats`] and [`emf_lines`];
+//! - [`from_env`]: the orchestrator from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -27,38 +34,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{info, warn};
 
-/// The orchestrator's config document (`sosw_orchestrator_config`).
-#[derive(Debug, Clone, Deserialize)]
+/// The orchestrator's config document (`sosw_orchestrator_config`). Its defaults are written once,
+/// in `Default`; [`OrchestratorConfig::defaults`] is the layer made from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrchestratorConfig {
     /// The TaskManager's config (labourers, tables).
     pub task_config: TaskConfig,
     /// Share of `max_simultaneous_invocations` invoked at each health (0..=4); above 1 invokes
     /// more than the limit (1.5 is 150 %), as in Python.
-    #[serde(
-        default = "default_invocation_coefficients",
-        deserialize_with = "sosw_core::config::lenient::status_map"
-    )]
+    #[serde(deserialize_with = "sosw_core::config::lenient::status_map")]
     pub invocation_number_coefficient: BTreeMap<u8, f64>,
     /// Meta rows.
-    #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
     /// Claims and invocations in flight at once, per run.
-    #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
 }
 
-fn default_in_flight() -> usize {
-    32
+impl Default for OrchestratorConfig {
+    /// Python sosw's `Orchestrator.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
+    /// `max_in_flight` 32.
+    fn default() -> Self {
+        Self {
+            task_config: TaskConfig::default(),
+            invocation_number_coefficient: default_invocation_coefficients(),
+            meta_handler_config: MetaHandlerConfig::default(),
+            max_in_flight: 32,
+        }
+    }
 }
 
 impl OrchestratorConfig {
-    /// Python sosw's `Orchestrator.DEFAULT_CONFIG` as a JSON layer.
+    /// The keys of [`Self::defaults`]: those of Python's `DEFAULT_CONFIG` (which go over
+    /// `sosw_essential_config`), the TaskManager's defaults and `max_in_flight`.
+    pub const DEFAULTS_LAYER: &'static [&'static str] =
+        &["task_config", "invocation_number_coefficient", "max_in_flight"];
+
+    /// Python sosw's `Orchestrator.DEFAULT_CONFIG` as a JSON layer, made from `Default`.
     pub fn defaults() -> Value {
-        json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "invocation_number_coefficient": {"0": 0, "1": 0, "2": 0.5, "3": 0.75, "4": 1},
-            "max_in_flight": 32
-        })
+        sosw_core::config::defaults_layer(&Self::default(), Self::DEFAULTS_LAYER)
     }
 
     /// Validate what serde cannot.
@@ -467,13 +481,13 @@ pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Orchestrator, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn sosw_core::Clock>,
+) -> Result<Orchestrator, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let config: OrchestratorConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, OrchestratorConfig::defaults(), custom)
         .await?;
     config.validate()?;
-    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
     let meta = Arc::new(MetaHandler::new(
         clients.dynamodb.clone(),
         &config.meta_handler_config,
@@ -491,10 +505,42 @@ pub async fn from_env(
         clock,
     );
     let invoker = Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone()));
-    Ok((
-        Orchestrator::new(tasks, ecology, meta.clone(), invoker, config),
-        meta,
-    ))
+    Ok(Orchestrator::new(tasks, ecology, meta, invoker, config))
+}
+
+/// The Orchestrator Lambda (EventBridge, every minute): one run per invocation, EMF lines per
+/// labourer; a run that could process no labourer is a `NoLabourerProcessed` error, so Lambda's
+/// Errors metric and alarms see it.
+impl sosw_lambda::Essential for Orchestrator {
+    const DEFAULT_NAME: &'static str = "sosw_orchestrator";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn sosw_core::Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        _event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let stats = self.run().await;
+        let now = self.tasks.clock().now_ms();
+        for line in emf_lines(&invocation.function_name, &stats, now) {
+            println!("{line}");
+        }
+        if let Some(failure) = stats.failure() {
+            return Err(sosw_lambda::EdgeError::new(
+                sosw_lambda::ErrorKind::NoLabourerProcessed,
+                failure,
+            ));
+        }
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// EMF lines for a run (one per labourer).
@@ -527,6 +573,39 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_layer_and_serde_defaults_assemble_to_the_typed_defaults() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let layer = OrchestratorConfig::defaults();
+        let keys: Vec<&str> = layer.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, OrchestratorConfig::DEFAULTS_LAYER);
+        let doc = effective_config(&layer, &ConfigDocuments::default()).unwrap();
+        let assembled: OrchestratorConfig = from_value("sosw_orchestrator_config", doc).unwrap();
+        assert_eq!(
+            serde_json::to_value(&assembled).unwrap(),
+            serde_json::to_value(OrchestratorConfig::default()).unwrap()
+        );
+        // A document without the layer's keys takes them from the same typed defaults.
+        let bare: OrchestratorConfig = from_value("sosw_orchestrator_config", serde_json::json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::to_value(OrchestratorConfig::default()).unwrap()
+        );
+        // Python's `invocation_number_coefficient`, from the one source.
+        assert_eq!(
+            assembled.invocation_number_coefficient,
+            sosw_core::ecology::default_invocation_coefficients()
+        );
+        assert_eq!(
+            assembled
+                .invocation_number_coefficient
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+            [0.0, 0.0, 0.5, 0.75, 1.0]
+        );
+    }
 
     #[test]
     fn emf_lines_parse_and_carry_each_labourers_figures() {

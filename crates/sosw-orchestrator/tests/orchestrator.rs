@@ -350,9 +350,10 @@ async fn labourers_are_independent_and_an_invalid_task_is_quarantined_unclaimed(
 async fn the_real_lambda_invoker_sends_event_invocations_with_the_flattened_payload() {
     let e = env(json!({"worker": {"max_simultaneous_invocations": 5, "arn": "sosw_worker_fn"}})).await;
     e.queue("worker", 2).await;
-    let (endpoint, seen) = sosw_test_support::recording_lambda().await;
+    let lambda = sosw_test_support::recording_lambda();
+    let seen = lambda.seen.clone();
     let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
-        .endpoint_url(endpoint)
+        .endpoint_url(&lambda.url)
         .build();
     let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf)));
     let stats = e.orchestrator_with(invoker).run().await;
@@ -510,61 +511,28 @@ async fn a_throttled_invocation_gives_the_claim_back_and_stops_the_labourers_run
 }
 
 /// A Lambda endpoint on loopback that answers every Invoke with `status` and error `code`.
-async fn refusing_lambda(status: u16, code: &'static str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.trim()
-                                .eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    // An empty code: the function's own error, as an emulator that runs Event
-                    // invocations synchronously answers it (no service error type).
-                    let (body, error_type) = if code.is_empty() {
-                        (
-                            r#"{"errorType":"Box<dyn Error>","errorMessage":"task failed"}"#.to_string(),
-                            String::new(),
-                        )
-                    } else {
-                        (
-                            format!(r#"{{"Type":"User","message":"{code}"}}"#),
-                            format!("X-Amzn-ErrorType: {code}\r\n"),
-                        )
-                    };
-                    let reply = format!(
-                        "HTTP/1.1 {status} Refused\r\n{error_type}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = sock.write_all(reply.as_bytes()).await;
-                    buf.clear();
-                }
-            });
+fn refusing_lambda(status: u16, code: &'static str) -> sosw_test_support::TestServer {
+    sosw_test_support::TestServer::start(move |_| {
+        // An empty code: the function's own error, as an emulator that runs Event invocations
+        // synchronously answers it (no service error type).
+        let (body, error_type) = if code.is_empty() {
+            (
+                r#"{"errorType":"Box<dyn Error>","errorMessage":"task failed"}"#.to_string(),
+                None,
+            )
+        } else {
+            (format!(r#"{{"Type":"User","message":"{code}"}}"#), Some(code))
+        };
+        let mut reply = sosw_test_support::Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into_bytes(),
+        };
+        if let Some(code) = error_type {
+            reply = reply.with_header("x-amzn-errortype", code);
         }
-    });
-    format!("http://{addr}")
+        reply
+    })
 }
 
 #[tokio::test]
@@ -578,8 +546,9 @@ async fn invocations_lambda_refuses_give_the_claim_back_without_burning_an_attem
         let mut config = e.config.clone();
         config.max_in_flight = 1;
         let ids = e.queue("worker", 2).await;
+        let lambda = refusing_lambda(status, code);
         let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
-            .endpoint_url(refusing_lambda(status, code).await)
+            .endpoint_url(&lambda.url)
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         let invoker = Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf)));
@@ -621,8 +590,9 @@ async fn a_function_error_answered_by_a_synchronous_emulator_counts_as_a_started
     // 500 and the function's own error document: the worker ran, so its attempt stays used.
     let e = env(json!({"worker": {"max_simultaneous_invocations": 1, "arn": "sosw_worker_fn"}})).await;
     let ids = e.queue("worker", 1).await;
+    let lambda = refusing_lambda(500, "");
     let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
-        .endpoint_url(refusing_lambda(500, "").await)
+        .endpoint_url(&lambda.url)
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     let o = e.orchestrator_with(Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf))));

@@ -10,6 +10,14 @@
 //! Every move is one DynamoDB transaction conditioned on the row being unchanged since it was read,
 //! so no path deletes a task without writing it elsewhere. Dead-task alerts are published before
 //! the tasks are archived: if SNS fails, the tasks stay where they are and the next run tries again.
+//!
+//! Module map (one file):
+//! - [`ScavengerConfig`] / [`SnsConfig`]: `sosw_scavenger_config`, its typed defaults and defaults layer;
+//! - [`Scavenger`]: one run over every labourer ([`Scavenger::run`]), with [`RunStats`] /
+//!   [`LabourerStats`] and [`emf_lines`];
+//! - [`DeadTaskNotifier`] ([`SnsNotifier`], [`RecordingNotifier`]) and [`alert_messages`]: dead-task alerts;
+//! - [`from_env`]: the scavenger from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
@@ -32,8 +40,10 @@ pub struct SnsConfig {
     pub subject: String,
 }
 
-/// The scavenger's config document (`sosw_scavenger_config`).
-#[derive(Debug, Clone, Deserialize)]
+/// The scavenger's config document (`sosw_scavenger_config`). Its defaults are written once, in
+/// `Default`; [`ScavengerConfig::defaults`] is the layer made from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ScavengerConfig {
     /// The TaskManager's config.
     pub task_config: TaskConfig,
@@ -44,26 +54,37 @@ pub struct ScavengerConfig {
     #[serde(deserialize_with = "sosw_core::config::lenient::usize_or_zero")]
     pub retry_tasks_limit: usize,
     /// Meta rows.
-    #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
     /// Moves in flight at once per labourer.
-    #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
 }
 
-fn default_in_flight() -> usize {
-    16
+impl Default for ScavengerConfig {
+    /// Python sosw's `Scavenger.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
+    /// `max_in_flight` 16.
+    fn default() -> Self {
+        Self {
+            task_config: TaskConfig::default(),
+            sns_config: SnsConfig {
+                recipient: "arn:aws:sns:us-west-2:000000000000:sosw_info".into(),
+                subject: "``sosw`` Info".into(),
+            },
+            retry_tasks_limit: 20,
+            meta_handler_config: MetaHandlerConfig::default(),
+            max_in_flight: 16,
+        }
+    }
 }
 
 impl ScavengerConfig {
-    /// Python sosw's `Scavenger.DEFAULT_CONFIG` as a JSON layer.
+    /// The keys of [`Self::defaults`]: those of Python's `DEFAULT_CONFIG` (which go over
+    /// `sosw_essential_config`), the TaskManager's defaults and `max_in_flight`.
+    pub const DEFAULTS_LAYER: &'static [&'static str] =
+        &["task_config", "sns_config", "retry_tasks_limit", "max_in_flight"];
+
+    /// Python sosw's `Scavenger.DEFAULT_CONFIG` as a JSON layer, made from `Default`.
     pub fn defaults() -> Value {
-        json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "sns_config": {"recipient": "arn:aws:sns:us-west-2:000000000000:sosw_info", "subject": "``sosw`` Info"},
-            "retry_tasks_limit": 20,
-            "max_in_flight": 16
-        })
+        sosw_core::config::defaults_layer(&Self::default(), Self::DEFAULTS_LAYER)
     }
 }
 
@@ -521,13 +542,13 @@ pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Scavenger, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn sosw_core::Clock>,
+) -> Result<Scavenger, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, ScavengerConfig::defaults(), custom)
         .await?;
     config.task_config.validate()?;
-    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
     let meta = Arc::new(MetaHandler::new(
         clients.dynamodb.clone(),
         &config.meta_handler_config,
@@ -544,7 +565,42 @@ pub async fn from_env(
         client: clients.sns.clone(),
         topic: config.sns_config.recipient.clone(),
     });
-    Ok((Scavenger::new(tasks, meta.clone(), notifier, config), meta))
+    Ok(Scavenger::new(tasks, meta, notifier, config))
+}
+
+/// The Scavenger Lambda (EventBridge, every minute): one run per invocation, EMF lines per
+/// labourer; a run that could process no labourer is a `NoLabourerProcessed` error, so Lambda's
+/// Errors metric and alarms see it.
+impl sosw_lambda::Essential for Scavenger {
+    const DEFAULT_NAME: &'static str = "sosw_scavenger";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn sosw_core::Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        _event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let stats = self.run().await;
+        let now = self.tasks.clock().now_ms();
+        for line in emf_lines(&invocation.function_name, &stats, now) {
+            println!("{line}");
+        }
+        if let Some(failure) = stats.failure() {
+            return Err(sosw_lambda::EdgeError::new(
+                sosw_lambda::ErrorKind::NoLabourerProcessed,
+                failure,
+            ));
+        }
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// EMF lines for a run (one per labourer).
@@ -577,6 +633,28 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_layer_and_serde_defaults_assemble_to_the_typed_defaults() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let layer = ScavengerConfig::defaults();
+        let keys: Vec<&str> = layer.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ScavengerConfig::DEFAULTS_LAYER);
+        let doc = effective_config(&layer, &ConfigDocuments::default()).unwrap();
+        let assembled: ScavengerConfig = from_value("sosw_scavenger_config", doc).unwrap();
+        assert_eq!(
+            serde_json::to_value(&assembled).unwrap(),
+            serde_json::to_value(ScavengerConfig::default()).unwrap()
+        );
+        // A document without the layer's keys takes them from the same typed defaults.
+        let bare: ScavengerConfig = from_value("sosw_scavenger_config", serde_json::json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::to_value(ScavengerConfig::default()).unwrap()
+        );
+        assert_eq!(assembled.retry_tasks_limit, 20);
+        assert_eq!(assembled.sns_config.subject, "``sosw`` Info");
+    }
 
     #[test]
     fn emf_lines_parse_and_carry_the_runs_figures() {

@@ -1,31 +1,7 @@
-//! The Scavenger Lambda (EventBridge, every minute): wiring only (the runtime is `sosw_lambda`).
-
-use serde_json::Value;
-use sosw_core::meta::MetaContext;
-use sosw_lambda::{EdgeError, ErrorKind};
+//! The Scavenger Lambda (EventBridge, every minute): the shared runtime (`sosw_lambda::serve`) over the library's
+//! [`sosw_scavenger::Scavenger`], which implements `sosw_lambda::Essential`.
 
 #[tokio::main]
 async fn main() -> Result<(), sosw_lambda::BoxError> {
-    sosw_lambda::start(
-        "sosw_scavenger",
-        |sdk, function_name| async move {
-            let (scavenger, meta) = sosw_scavenger::from_env(&sdk, &function_name, None).await?;
-            Ok((scavenger, meta, function_name))
-        },
-        |essential, _event: Value, invocation| async move {
-            let (scavenger, meta, function_name) = &*essential;
-            meta.set_context(MetaContext::from_env(&invocation.request_id));
-            let stats = scavenger.run().await;
-            let now = chrono::Utc::now().timestamp_millis();
-            for line in sosw_scavenger::emf_lines(function_name, &stats, now) {
-                println!("{line}");
-            }
-            // A run that could process no labourer is an error: Lambda's Errors metric and alarms see it.
-            if let Some(failure) = stats.failure() {
-                return Err(EdgeError::new(ErrorKind::NoLabourerProcessed, failure));
-            }
-            Ok(serde_json::to_value(stats)?)
-        },
-    )
-    .await
+    sosw_lambda::serve::<sosw_scavenger::Scavenger>().await
 }

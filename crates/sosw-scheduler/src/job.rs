@@ -177,7 +177,7 @@ impl Scheduler {
     /// Check a job completely, then write its queue file `name` (locked, first row 0) as it is
     /// generated. Returns the number of rows. A rejected job writes nothing.
     pub async fn stage_job(&self, event: &Value, name: &str) -> Result<usize, SchedulerError> {
-        let today = chrono::Utc::now().date_naive();
+        let today = crate::today(&**self.tasks.clock());
         let document = &self.config.document;
         let validator = JobValidator::new(self.tasks.clone());
         let rows = check_job(document, &validator, event, today)?;

@@ -13,31 +13,40 @@
 //! same invocation (same request id, so the same file name) resumes it. The file is read as a
 //! stream; bad rows, bad metadata and a checkpoint past the end are errors naming the file and
 //! row. See docs/essentials.md for exactly what is guaranteed.
+//!
+//! Module map:
+//! - [`SchedulerConfig`]: `sosw_scheduler_config`, its typed defaults and defaults layer;
+//! - [`Scheduler`]: one invocation ([`Scheduler::handle`]): stage a job ([`job`], checked by
+//!   [`validate`]) or continue a queue file ([`queue`], the S3 queue store), then write its rows;
+//! - [`Deadline`] / [`TimeLeft`] / [`today`]: time from the injected clock;
+//! - [`from_env`]: the scheduler from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 pub mod job;
 pub mod queue;
 pub mod validate;
 
 use queue::{QueueError, QueueReader, QueueStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::invoker::Invoker;
 use sosw_core::task::NewTask;
-use sosw_core::{MetaHandler, TaskError, TaskId, TaskManager};
+use sosw_core::{Clock, MetaHandler, TaskError, TaskId, TaskManager};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tracing::{info, warn};
 
-/// The Scheduler's config document (`sosw_scheduler_config`), defaults as Python sosw.
-#[derive(Debug, Clone, Deserialize)]
+/// The Scheduler's config document (`sosw_scheduler_config`), defaults as Python sosw, written
+/// once in `Default`; [`SchedulerConfig::defaults`] is the layer made from them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SchedulerConfig {
     /// The TaskManager's config; `labourers` are the functions jobs may target.
     pub task_config: TaskConfig,
     /// Meta rows.
-    #[serde(default)]
     pub meta_handler_config: MetaHandlerConfig,
     /// S3 bucket for queue files.
     pub queue_bucket: String,
@@ -51,42 +60,58 @@ pub struct SchedulerConfig {
     pub rows_to_process: usize,
     /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
     /// 100, by default (moto 5.2 accepts 100 too).
-    #[serde(default = "default_transaction_items")]
     pub transaction_items: usize,
     /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many
     /// rows; the checkpoint saves work, correctness does not depend on it).
-    #[serde(default = "default_checkpoint_rows")]
     pub checkpoint_rows: usize,
+    /// Python sosw's `task_operational_overhead_for_ddb` (0.03), kept in the document as Python
+    /// has it; sosw-rs does not use it.
+    pub task_operational_overhead_for_ddb: f64,
     /// The whole document, for the chunking rules (`job_schema`, `job_schema_variants`).
     #[serde(skip)]
     pub document: Value,
 }
 
-fn default_transaction_items() -> usize {
-    sosw_core::task::create::TRANSACTION_ITEMS
-}
-
-fn default_checkpoint_rows() -> usize {
-    500
+impl Default for SchedulerConfig {
+    /// Python sosw's `Scheduler.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
+    /// `transaction_items` (DynamoDB's limit) and `checkpoint_rows` 500.
+    fn default() -> Self {
+        Self {
+            task_config: TaskConfig::default(),
+            meta_handler_config: MetaHandlerConfig::default(),
+            queue_bucket: "autotest-bucket".into(),
+            s3_prefix: "sosw/scheduler".into(),
+            queue_file: "tasks_queue.txt".into(),
+            shutdown_period: 60,
+            rows_to_process: 50,
+            transaction_items: sosw_core::task::create::TRANSACTION_ITEMS,
+            checkpoint_rows: 500,
+            task_operational_overhead_for_ddb: 0.03,
+            document: Value::Null,
+        }
+    }
 }
 
 impl SchedulerConfig {
-    /// Python sosw's `Scheduler.DEFAULT_CONFIG`, as a JSON layer.
+    /// The keys of [`Self::defaults`]: those of Python's `DEFAULT_CONFIG` (which go over
+    /// `sosw_essential_config`), the TaskManager's defaults and the two settings sosw-rs adds.
+    /// `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
+    /// absent; it is not in the layer, so a list set in `sosw_essential_config` survives.
+    pub const DEFAULTS_LAYER: &'static [&'static str] = &[
+        "task_config",
+        "s3_prefix",
+        "queue_file",
+        "queue_bucket",
+        "shutdown_period",
+        "rows_to_process",
+        "transaction_items",
+        "checkpoint_rows",
+        "task_operational_overhead_for_ddb",
+    ];
+
+    /// Python sosw's `Scheduler.DEFAULT_CONFIG`, as a JSON layer made from `Default`.
     pub fn defaults() -> Value {
-        json!({
-            "task_config": sosw_core::config::default_task_config(),
-            "s3_prefix": "sosw/scheduler",
-            "queue_file": "tasks_queue.txt",
-            "queue_bucket": "autotest-bucket",
-            "shutdown_period": 60,
-            "rows_to_process": 50,
-            // Not in Python sosw: items per TransactWriteItems, rows between checkpoints.
-            "transaction_items": 100,
-            "checkpoint_rows": 500,
-            // `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
-            // absent; it is not a layer here, so a list set in `sosw_essential_config` survives.
-            "task_operational_overhead_for_ddb": 0.03
-        })
+        sosw_core::config::defaults_layer(&Self::default(), Self::DEFAULTS_LAYER)
     }
 
     /// Parse an assembled document (defaults already merged in) and validate it.
@@ -201,34 +226,43 @@ pub trait TimeLeft: Send + Sync {
     fn remaining(&self) -> Duration;
 }
 
-/// A deadline in milliseconds since the epoch (Lambda's `Context::deadline`).
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(pub u64);
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// A deadline in milliseconds since the epoch (Lambda's `Context::deadline`), read against a clock.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    /// Milliseconds since the epoch.
+    pub at_ms: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl Deadline {
     /// From Lambda's context deadline. Local emulators (cargo lambda watch) pass the timeout in
     /// milliseconds instead of an epoch time; such a value is taken as relative to now.
-    pub fn from_context(deadline_ms: u64) -> Self {
+    pub fn from_context(deadline_ms: u64, clock: Arc<dyn Clock>) -> Self {
         const YEAR_2001_MS: u64 = 978_307_200_000;
-        if deadline_ms < YEAR_2001_MS {
-            Self(epoch_ms() + deadline_ms)
+        let at_ms = if deadline_ms < YEAR_2001_MS {
+            now_ms(&*clock).saturating_add(deadline_ms)
         } else {
-            Self(deadline_ms)
-        }
+            deadline_ms
+        };
+        Self { at_ms, clock }
     }
+}
+
+fn now_ms(clock: &dyn Clock) -> u64 {
+    u64::try_from(clock.now_ms()).unwrap_or(0)
 }
 
 impl TimeLeft for Deadline {
     fn remaining(&self) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(epoch_ms()))
+        Duration::from_millis(self.at_ms.saturating_sub(now_ms(&*self.clock)))
     }
+}
+
+/// The date "today" of a clock (UTC), the date the chunking rules plan from.
+pub fn today(clock: &dyn Clock) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(clock.now_secs(), 0)
+        .unwrap_or_default()
+        .date_naive()
 }
 
 /// What one invocation did.
@@ -507,18 +541,19 @@ impl Scheduler {
 }
 
 /// Everything a scheduler needs, from the environment: SDK config, config documents (see
-/// `sosw_core::config_source`), clients. The Lambda binary and `sosw run scheduler` both use it.
+/// `sosw_core::config_source`), clients, over the given clock. The Lambda binary and `sosw run
+/// scheduler` both use it.
 pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
     custom: Option<Value>,
-) -> Result<(Scheduler, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn Clock>,
+) -> Result<Scheduler, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let document: Value = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, SchedulerConfig::defaults(), custom)
         .await?;
     let config = SchedulerConfig::from_document(document)?;
-    let clock = Arc::new(sosw_core::SystemClock);
     let capacity =
         provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name)
             .await?;
@@ -533,16 +568,49 @@ pub async fn from_env(
         config.task_config.clone(),
         clock,
     );
-    let scheduler = Scheduler::new(
+    Ok(Scheduler::new(
         tasks,
         clients.s3.clone(),
-        meta.clone(),
+        meta,
         Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone())),
         config,
         function_name,
         capacity,
-    );
-    Ok((scheduler, meta))
+    ))
+}
+
+/// The Scheduler Lambda: a job (or a sibling's `{"file_name": ...}`) per invocation, the time
+/// left read from the invocation's deadline, one EMF line per invocation.
+impl sosw_lambda::Essential for Scheduler {
+    const DEFAULT_NAME: &'static str = "sosw_scheduler";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, None, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        let clock = self.tasks.clock().clone();
+        let deadline = Deadline::from_context(invocation.deadline_ms, clock.clone());
+        let stats = self.handle(&event, &invocation.request_id, &deadline).await?;
+        let figures = [
+            ("tasks_created", stats.tasks_created as f64),
+            ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned))),
+        ];
+        println!(
+            "{}",
+            sosw_core::emf::line(&invocation.function_name, "all", &figures, clock.now_ms())
+        );
+        Ok(serde_json::to_value(stats)?)
+    }
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.
@@ -576,8 +644,49 @@ pub async fn provisioned_write_capacity(
 #[cfg(test)]
 mod edge_tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_layer_and_serde_defaults_assemble_to_the_typed_defaults() {
+        use sosw_core::config::{effective_config, from_value, ConfigDocuments};
+        let layer = SchedulerConfig::defaults();
+        let keys: Vec<&str> = layer.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, SchedulerConfig::DEFAULTS_LAYER);
+        let doc = effective_config(&layer, &ConfigDocuments::default()).unwrap();
+        let assembled: SchedulerConfig = from_value("sosw_scheduler_config", doc).unwrap();
+        assert_eq!(
+            serde_json::to_value(&assembled).unwrap(),
+            serde_json::to_value(SchedulerConfig::default()).unwrap()
+        );
+        // A document without the layer's keys takes them from the same typed defaults.
+        let bare: SchedulerConfig = from_value("sosw_scheduler_config", serde_json::json!({})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::to_value(SchedulerConfig::default()).unwrap()
+        );
+        assert_eq!((assembled.shutdown_period, assembled.rows_to_process), (60, 50));
+        assert_eq!(layer["queue_file"], "tasks_queue.txt");
+    }
     use lambda_runtime::Diagnostic;
+    use sosw_core::ManualClock;
     use sosw_lambda::EdgeError;
+
+    #[test]
+    fn the_deadline_and_today_follow_the_injected_clock() {
+        let clock = ManualClock::at(1_767_225_600.0); // 2026-01-01T00:00:00Z
+        let deadline = Deadline::from_context(1_767_225_660_000, Arc::new(clock.clone()));
+        assert_eq!(deadline.remaining(), Duration::from_secs(60));
+        clock.advance(45.0);
+        assert_eq!(deadline.remaining(), Duration::from_secs(15));
+        // An emulator's relative timeout counts from the clock's now.
+        let relative = Deadline::from_context(30_000, Arc::new(clock.clone()));
+        assert_eq!(relative.at_ms, 1_767_225_675_000);
+        clock.advance(86_400.0);
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+        assert_eq!(
+            today(&clock),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()
+        );
+    }
 
     #[test]
     fn failures_map_to_alarmable_lambda_error_types() {

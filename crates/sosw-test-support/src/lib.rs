@@ -4,9 +4,15 @@
 //! a local AWS for tests: a moto server on a free loopback port, started from the project's
 //! `.venv` (run `scripts/setup`), stopped when the [`LocalAws`] is dropped. Tables come from the
 //! same CloudFormation template users deploy (`cloudformation/sosw-storage.yaml`).
+//!
+//! Module map (one file):
+//! - [`LocalAws`]: moto on loopback (plain, serialised or behind the request counter), its SDK
+//!   config and environment, stacks and config documents.
+//! - [`http`]: one HTTP request to a loopback port (`ureq`).
+//! - [`TestServer`]: a loopback HTTP endpoint answering with a closure (`tiny_http`), stopped when
+//!   dropped; [`recording_lambda`] is one that records Lambda Invoke requests.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,27 +62,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A raw HTTP/1.0 request to a loopback port; returns (status, body).
-pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+/// One HTTP request to a loopback port (`GET`, or any other method with a JSON `body`); returns
+/// (status, body) whatever the status.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut response = if method.eq_ignore_ascii_case("GET") {
+        agent.get(&url).call()?
+    } else {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .map_err(ureq::Error::from)?;
+        agent.run(request)?
+    };
+    let status = response.status().as_u16();
+    Ok((status, response.body_mut().read_to_string()?))
 }
 
 impl LocalAws {
@@ -119,16 +126,20 @@ impl LocalAws {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // port taken or crash: try another port
                 }
-                if matches!(http(port, "GET", "/moto-api/", ""), Ok((200, _))) {
+                let probe = tokio::task::spawn_blocking(move || http(port, "GET", "/moto-api/", ""));
+                if matches!(probe.await, Ok(Ok((200, _)))) {
                     let endpoint = format!("http://127.0.0.1:{port}");
                     let sdk = sdk_config_for(&endpoint).await;
                     // No Docker here: moto must not try to run Lambda code in containers.
-                    let _ = http(
-                        port,
-                        "POST",
-                        "/moto-api/config",
-                        r#"{"lambda":{"use_docker":false}}"#,
-                    );
+                    let _ = tokio::task::spawn_blocking(move || {
+                        http(
+                            port,
+                            "POST",
+                            "/moto-api/config",
+                            r#"{"lambda":{"use_docker":false}}"#,
+                        )
+                    })
+                    .await;
                     return Self {
                         upstream: endpoint.clone(),
                         endpoint,
@@ -307,60 +318,160 @@ impl Drop for LocalAws {
     }
 }
 
+/// A request a [`TestServer`] received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers as received.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a [`TestServer`] answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A reply with a status and no body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    /// A `200` JSON reply.
+    pub fn json(body: &serde_json::Value) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// Add a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A loopback HTTP endpoint for tests: `tiny_http` on its own thread, answering every request
+/// with `handler`. Stopped (and its thread joined) when dropped.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Listen on a free loopback port.
+    pub fn start(handler: impl Fn(Request) -> Reply + Send + 'static) -> Self {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+        let url = format!("http://{}", server.server_addr().to_ip().expect("an IP listener"));
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || {
+            for mut request in serving.incoming_requests() {
+                let mut body = Vec::new();
+                if std::io::Read::read_to_end(request.as_reader(), &mut body).is_err() {
+                    continue;
+                }
+                let reply = handler(Request {
+                    method: request.method().as_str().to_string(),
+                    path: request.url().to_string(),
+                    headers: request
+                        .headers()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.field.as_str().as_str().to_string(),
+                                h.value.as_str().to_string(),
+                            )
+                        })
+                        .collect(),
+                    body,
+                });
+                let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+                for (name, value) in &reply.headers {
+                    response.add_header(
+                        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                            .expect("a valid header"),
+                    );
+                }
+                let _ = request.respond(response);
+            }
+        });
+        Self {
+            url,
+            server,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Lambda Invoke requests seen by [`recording_lambda`]: (path, `X-Amz-Invocation-Type`, body).
 pub type RecordedInvocations = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// A loopback endpoint that records Lambda Invoke requests and answers 202, for tests that check
-/// the real request shape. Returns its URL (for `AWS_ENDPOINT_URL_LAMBDA` or an SDK endpoint).
-pub async fn recording_lambda() -> (String, RecordedInvocations) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("addr");
+/// the real request shape: its `url` goes to `AWS_ENDPOINT_URL_LAMBDA` or an SDK endpoint.
+pub struct RecordingLambda {
+    /// The endpoint (`http://127.0.0.1:<port>`).
+    pub url: String,
+    /// What it received.
+    pub seen: RecordedInvocations,
+    _server: TestServer,
+}
+
+/// Start a [`RecordingLambda`].
+pub fn recording_lambda() -> RecordingLambda {
     let seen: RecordedInvocations = Default::default();
     let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = &text[..end];
-                    let header = |name: &str| {
-                        head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                    };
-                    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    record.lock().expect("not poisoned").push((
-                        path,
-                        header("x-amz-invocation-type").unwrap_or_default(),
-                        body,
-                    ));
-                    let _ = sock
-                        .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                    buf.clear();
-                }
-            });
-        }
+    let server = TestServer::start(move |request| {
+        record.lock().expect("not poisoned").push((
+            request.path.clone(),
+            request
+                .header("x-amz-invocation-type")
+                .unwrap_or_default()
+                .to_string(),
+            String::from_utf8_lossy(&request.body).into_owned(),
+        ));
+        Reply::status(202)
     });
-    (format!("http://{addr}"), seen)
+    RecordingLambda {
+        url: server.url.clone(),
+        seen,
+        _server: server,
+    }
 }

@@ -15,6 +15,13 @@
 //! again, already completed, archived, retrying or unknown writes nothing to the task, is recorded
 //! in `sosw_tasks_meta` as `report_refused`, and is refused with a typed error (Python upserts a
 //! phantom row for an unknown task and archives a re-queued task on a late report).
+//!
+//! Module map (one file):
+//! - [`parse`] / [`Request`] / [`Action`]: a worker's report event, checked;
+//! - [`WorkerAssistantConfig`]: its config (the TaskManager's, meta rows);
+//! - [`WorkerAssistant`]: applies one report ([`WorkerAssistant::handle`]); [`WorkerAssistantError`];
+//! - [`from_env`]: the Worker Assistant from the environment (the Lambda and `sosw run`);
+//! - the `sosw_lambda::Essential` impl: what the Lambda binary (`src/main.rs`) serves.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -252,12 +259,12 @@ impl WorkerAssistant {
 pub async fn from_env(
     sdk: &aws_config::SdkConfig,
     function_name: &str,
-) -> Result<(WorkerAssistant, Arc<MetaHandler>), Box<dyn std::error::Error + Send + Sync>> {
+    clock: Arc<dyn sosw_core::Clock>,
+) -> Result<WorkerAssistant, Box<dyn std::error::Error + Send + Sync>> {
     let clients = sosw_core::aws::Clients::new(sdk);
     let config: WorkerAssistantConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
         .load_essential(function_name, json!({}), None)
         .await?;
-    let clock: Arc<dyn sosw_core::Clock> = Arc::new(sosw_core::SystemClock);
     let meta = Arc::new(MetaHandler::new(
         clients.dynamodb.clone(),
         &config.meta_handler_config,
@@ -269,7 +276,29 @@ pub async fn from_env(
         config.task_config()?,
         clock,
     );
-    Ok((WorkerAssistant::new(tasks, meta.clone()), meta))
+    Ok(WorkerAssistant::new(tasks, meta))
+}
+
+/// The Worker Assistant Lambda: one worker report per invocation.
+impl sosw_lambda::Essential for WorkerAssistant {
+    const DEFAULT_NAME: &'static str = "sosw_worker_assistant";
+
+    async fn build(
+        sdk: &aws_config::SdkConfig,
+        function_name: &str,
+        clock: Arc<dyn sosw_core::Clock>,
+    ) -> Result<Self, sosw_lambda::BoxError> {
+        from_env(sdk, function_name, clock).await
+    }
+
+    async fn handle_event(
+        &self,
+        event: Value,
+        invocation: &sosw_lambda::Invocation,
+    ) -> Result<Value, sosw_lambda::EdgeError> {
+        self.meta.set_context(invocation.meta_context());
+        Ok(self.handle(&event).await?)
+    }
 }
 
 #[cfg(test)]

@@ -244,7 +244,8 @@ async fn a_late_report_for_a_task_queued_again_writes_nothing_and_is_recorded() 
 async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
     let (aws, tasks, wa) = env().await;
     let id = invoked_task(&tasks).await;
-    let (lambda_endpoint, seen) = sosw_test_support::recording_lambda().await;
+    let lambda = sosw_test_support::recording_lambda();
+    let (lambda_endpoint, seen) = (lambda.url.clone(), lambda.seen.clone());
     let script = repo_root().join("crates/sosw-worker-assistant/tests/python/python_worker.py");
     let out = tokio::process::Command::new(venv_bin("python"))
         .arg(script)
