@@ -75,7 +75,11 @@ async fn work(task: Task<Job>) -> Result<Report, Error> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(12);
-        tracing::warn!(task_id, secs, "running late on purpose (SOSW_EXAMPLE_TIMEOUT_RATE)");
+        tracing::warn!(
+            task_id,
+            secs,
+            "running late on purpose (SOSW_EXAMPLE_TIMEOUT_RATE)"
+        );
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
     let items = &task.payload.items;
@@ -112,9 +116,11 @@ mod tests {
 
     #[tokio::test]
     async fn counts_and_checksums_the_items_of_its_task() {
-        let report = work(task(json!({"task_id": "t1", "attempts": 1, "items": ["ab", 7], "note": "x"})))
-            .await
-            .unwrap();
+        let report = work(task(
+            json!({"task_id": "t1", "attempts": 1, "items": ["ab", 7], "note": "x"}),
+        ))
+        .await
+        .unwrap();
         // "ab" then "7": ((0*31+97)*31+98)*31+55
         let expected = ((97u64 * 31 + 98) * 31) + 55;
         assert_eq!(report.stats["items"], json!(2));

@@ -192,7 +192,10 @@ mod tests {
     async fn untyped_events_without_task_id_pass_through_untouched() {
         let r = Recorder::default();
         assert_eq!(process(json!({"n": 1}), &ok, &r).await.unwrap(), json!("fine"));
-        assert_eq!(process(json!({"task_id": ""}), &ok, &r).await.unwrap(), json!("fine"));
+        assert_eq!(
+            process(json!({"task_id": ""}), &ok, &r).await.unwrap(),
+            json!("fine")
+        );
         assert!(r.0.lock().unwrap().is_empty());
     }
 

@@ -105,7 +105,14 @@ impl SoswLayer {
     }
 
     pub(crate) async fn settle(&self, task_id: &str, outcome: Result<&Report, &str>, context: &Context) {
-        settle(self.reporter.as_ref(), self.meta.as_deref(), task_id, outcome, context).await;
+        settle(
+            self.reporter.as_ref(),
+            self.meta.as_deref(),
+            task_id,
+            outcome,
+            context,
+        )
+        .await;
     }
 }
 
@@ -137,7 +144,11 @@ pub(crate) async fn settle(
         warn!(task_id, error = %e, "could not reach the Worker Assistant; the task will expire and be retried");
         return;
     }
-    info!(task_id, outcome = action.as_str(), "task reported to the Worker Assistant");
+    info!(
+        task_id,
+        outcome = action.as_str(),
+        "task reported to the Worker Assistant"
+    );
     if let Some(meta) = meta {
         if let Err(e) = meta.post(task_id, action, context).await {
             warn!(task_id, table = meta.table(), error = %crate::render_error(&e), "meta row not written");
@@ -393,9 +404,12 @@ mod tests {
     #[tokio::test]
     async fn success_reports_completed_with_stats_and_result_and_returns_the_output() {
         let r = Recorder::default();
-        let out = call(SoswLayer::new(r.clone()).layer(service_fn(count)), sosw_event(json!({})))
-            .await
-            .unwrap();
+        let out = call(
+            SoswLayer::new(r.clone()).layer(service_fn(count)),
+            sosw_event(json!({})),
+        )
+        .await
+        .unwrap();
         assert_eq!(out, json!({"qty": 5}));
         assert_eq!(
             r.events(),
@@ -450,8 +464,14 @@ mod tests {
             assert_eq!(e["task_id"], "t1");
         }
         let first = events[0]["result"]["error"].as_str().unwrap();
-        assert!(first.starts_with("task t1: the payload does not fit `"), "{first}");
-        assert!(first.contains("Order`: field `items[1].qty`: invalid type: string \"three\""), "{first}");
+        assert!(
+            first.starts_with("task t1: the payload does not fit `"),
+            "{first}"
+        );
+        assert!(
+            first.contains("Order`: field `items[1].qty`: invalid type: string \"three\""),
+            "{first}"
+        );
     }
 
     #[tokio::test]
@@ -463,7 +483,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(err.to_string().contains("sosw field `attempts` is invalid"), "{err}");
+        assert!(
+            err.to_string().contains("sosw field `attempts` is invalid"),
+            "{err}"
+        );
         assert_eq!(r.events()[0]["action"], "mark_task_as_failed");
     }
 
@@ -494,11 +517,18 @@ mod tests {
             down: true,
             ..Recorder::default()
         };
-        let out = call(SoswLayer::new(r.clone()).layer(service_fn(count)), sosw_event(json!({})))
-            .await
-            .unwrap();
+        let out = call(
+            SoswLayer::new(r.clone()).layer(service_fn(count)),
+            sosw_event(json!({})),
+        )
+        .await
+        .unwrap();
         assert_eq!(out, json!({"qty": 5}));
-        assert_eq!(r.events().len(), 1, "one attempt, then the task is left to expire");
+        assert_eq!(
+            r.events().len(),
+            1,
+            "one attempt, then the task is left to expire"
+        );
     }
 
     #[tokio::test]

@@ -106,13 +106,19 @@ pub enum EventError {
 }
 
 fn at(field: &Option<String>) -> String {
-    field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default()
+    field
+        .as_ref()
+        .map(|f| format!("field `{f}`: "))
+        .unwrap_or_default()
 }
 
 /// The task id of an event, as Python's Worker reads it (`if event.get('task_id')`): a non-empty
 /// string.
 pub fn task_id_of(event: &Value) -> Option<&str> {
-    event.get("task_id").and_then(Value::as_str).filter(|s| !s.is_empty())
+    event
+        .get("task_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Split an event into sosw's fields and the typed payload.
@@ -134,13 +140,12 @@ pub fn split_event<P: DeserializeOwned>(event: Value, context: Context) -> Resul
             own.insert(field.to_string(), v);
         }
     }
-    let sosw: SoswFields = serde_path_to_error::deserialize(Value::Object(own)).map_err(|e| {
-        EventError::SoswField {
+    let sosw: SoswFields =
+        serde_path_to_error::deserialize(Value::Object(own)).map_err(|e| EventError::SoswField {
             task_id: task_id.clone(),
             field: e.path().to_string(),
             source: e.into_inner(),
-        }
-    })?;
+        })?;
     let payload = deserialize_payload(Value::Object(map), &task_id)?;
     Ok(Task {
         payload,

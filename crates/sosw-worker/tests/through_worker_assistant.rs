@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::{MetaHandler, SystemClock, TaskConfig, TaskManager};
-use sosw_test_support::{recording_lambda, repo_root, sdk_config_for, venv_bin, LocalAws, RecordedInvocations};
+use sosw_test_support::{
+    recording_lambda, repo_root, sdk_config_for, venv_bin, LocalAws, RecordedInvocations,
+};
 use sosw_worker::{LambdaReporter, MetaWriter, Report, SoswLayer, Task};
 use sosw_worker_assistant::WorkerAssistant;
 use std::collections::HashMap;
@@ -63,7 +65,11 @@ impl Env {
     async fn invoked_task(&self, payload: Value) -> (String, Value) {
         let id = self
             .tasks
-            .create_task(LABOURER, json!({ "payload": payload }).as_object().cloned().unwrap(), true)
+            .create_task(
+                LABOURER,
+                json!({ "payload": payload }).as_object().cloned().unwrap(),
+                true,
+            )
             .await
             .unwrap()["task_id"]
             .as_s()
@@ -93,7 +99,10 @@ impl Env {
     /// Hand the last report to the Worker Assistant, as Lambda would.
     async fn deliver_last_report(&self) {
         let body = self.reports().pop().expect("a report was sent");
-        self.wa.handle(&serde_json::from_str(&body).unwrap()).await.unwrap();
+        self.wa
+            .handle(&serde_json::from_str(&body).unwrap())
+            .await
+            .unwrap();
     }
 
     async fn meta_rows(&self, task_id: &str, action: &str) -> Vec<HashMap<String, AttributeValue>> {
@@ -105,7 +114,13 @@ impl Env {
         let (endpoint, recorded) = recording_lambda().await;
         let out = tokio::process::Command::new(venv_bin("python"))
             .arg(repo_root().join("crates/sosw-worker/tests/python/python_worker.py"))
-            .args([task_id, outcome, &stats.to_string(), &result.to_string(), "sosw_tasks_meta"])
+            .args([
+                task_id,
+                outcome,
+                &stats.to_string(),
+                &result.to_string(),
+                "sosw_tasks_meta",
+            ])
             .envs(self.aws.env())
             .env("AWS_ENDPOINT_URL_LAMBDA", &endpoint)
             .env("AWS_LAMBDA_FUNCTION_NAME", "python_example_worker")
@@ -133,7 +148,8 @@ async fn meta_rows(aws: &LocalAws, task_id: &str, action: &str) -> Vec<HashMap<S
         .items()
         .iter()
         .filter(|m| {
-            m["task_id"] == AttributeValue::S(task_id.into()) && m["action"] == AttributeValue::S(action.into())
+            m["task_id"] == AttributeValue::S(task_id.into())
+                && m["action"] == AttributeValue::S(action.into())
         })
         .cloned()
         .collect()
@@ -184,7 +200,12 @@ async fn price(task: Task<Order>) -> Result<Report, lambda_runtime::Error> {
     if task.payload.customer == "bankrupt" {
         return Err(format!("customer {} cannot pay", task.payload.customer).into());
     }
-    let total: f64 = task.payload.items.iter().map(|l| f64::from(l.qty) * l.price).sum();
+    let total: f64 = task
+        .payload
+        .items
+        .iter()
+        .map(|l| f64::from(l.qty) * l.price)
+        .sum();
     Ok(Report::default()
         .stat("lines", task.payload.items.len())
         .stat("total", total)
@@ -220,7 +241,10 @@ async fn a_typed_task_ends_completed_with_its_stats_results_and_meta_row_as_pyth
     let ours = e.meta_rows(&id, "completed").await;
     assert_eq!(ours.len(), 1, "one `completed` row");
     assert_eq!(ours[0]["author"], AttributeValue::S(LABOURER.into()));
-    assert_eq!(ours[0]["invocation_id"], AttributeValue::S("rust-request-1".into()));
+    assert_eq!(
+        ours[0]["invocation_id"],
+        AttributeValue::S("rust-request-1".into())
+    );
     assert_eq!(
         ours[0]["log_stream_name"],
         AttributeValue::S("2026/11/24/[$LATEST]0123".into())
@@ -230,11 +254,16 @@ async fn a_typed_task_ends_completed_with_its_stats_results_and_meta_row_as_pyth
     // bytes, and writes a meta row of the same shape.
     let report = e.reports().pop().unwrap();
     let sent: Value = serde_json::from_str(&report).unwrap();
-    let python = e.python_report(&id, "completed", &sent["stats"], &sent["result"]).await;
+    let python = e
+        .python_report(&id, "completed", &sent["stats"], &sent["result"])
+        .await;
     assert_eq!(report, python);
     assert!(report.contains(r#""note": "caf\u00e9 \u2615 paid""#), "{report}");
     let theirs = e.meta_rows(&id, "completed").await;
-    let theirs: Vec<_> = theirs.iter().filter(|r| r["author"] != ours[0]["author"]).collect();
+    let theirs: Vec<_> = theirs
+        .iter()
+        .filter(|r| r["author"] != ours[0]["author"])
+        .collect();
     assert_eq!(theirs.len(), 1, "Python wrote its row");
     assert_eq!(shape(theirs[0]), shape(&ours[0]));
 }
@@ -263,7 +292,12 @@ async fn a_handler_error_ends_the_task_failed_with_the_error_and_a_failed_meta_r
     // Python's Worker.mark_task_as_failed with the same result sends the same bytes.
     let report = e.reports().pop().unwrap();
     let python = e
-        .python_report(&id, "failed", &json!({}), &json!({"error": "customer bankrupt cannot pay"}))
+        .python_report(
+            &id,
+            "failed",
+            &json!({}),
+            &json!({"error": "customer bankrupt cannot pay"}),
+        )
         .await;
     assert_eq!(report, python);
 }
@@ -305,6 +339,13 @@ async fn without_a_meta_table_no_worker_meta_row_is_written() {
         .await
         .unwrap();
     e.deliver_last_report().await;
-    assert!(e.tasks.get_task(&id).await.unwrap().unwrap().completed_at.is_some());
+    assert!(e
+        .tasks
+        .get_task(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .completed_at
+        .is_some());
     assert!(e.meta_rows(&id, "completed").await.is_empty());
 }
