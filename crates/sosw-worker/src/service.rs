@@ -541,4 +541,73 @@ mod tests {
         assert_eq!(call(svc, sosw_event(json!({}))).await.unwrap(), json!({"qty": 5}));
         assert_eq!(r.events()[0]["action"], "mark_task_as_completed");
     }
+
+    /// A MetaWriter whose DynamoDB is a recording endpoint: the requests it got.
+    async fn recorded_meta() -> (MetaWriter, sosw_test_support::RecordedInvocations) {
+        let (endpoint, seen) = sosw_test_support::recording_lambda().await;
+        let sdk = sosw_test_support::sdk_config_for(&endpoint).await;
+        (
+            MetaWriter::new(aws_sdk_dynamodb::Client::new(&sdk), "qa_sosw_tasks_meta"),
+            seen,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_meta_row_is_written_after_a_sent_report_only_as_python_does() {
+        let (meta, writes) = recorded_meta().await;
+        let up = SoswLayer::new(Recorder::default()).with_meta(meta);
+        call(up.layer(service_fn(count)), sosw_event(json!({})))
+            .await
+            .unwrap();
+        let rows = writes.lock().unwrap().clone();
+        assert_eq!(rows.len(), 1, "one PutItem");
+        let body: Value = serde_json::from_str(&rows[0].2).unwrap();
+        assert_eq!(body["TableName"], "qa_sosw_tasks_meta");
+        assert_eq!(body["Item"]["action"], json!({"S": "completed"}));
+        assert_eq!(body["Item"]["task_id"], json!({"S": "t1"}));
+        assert_eq!(body["Item"]["author"], json!({"S": "orders_worker"}));
+        assert_eq!(body["Item"]["invocation_id"], json!({"S": "req-1"}));
+        assert_eq!(
+            body["Item"]["log_stream_name"],
+            json!({"S": "2026/11/24/[$LATEST]abc"})
+        );
+        assert!(
+            body["Item"]["created_at"]["N"]
+                .as_str()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                > 1.7e9
+        );
+        assert_eq!(body["ConditionExpression"], "attribute_not_exists(task_id)");
+
+        let (meta, writes) = recorded_meta().await;
+        let down = SoswLayer::new(Recorder {
+            down: true,
+            ..Recorder::default()
+        })
+        .with_meta(meta);
+        call(down.layer(service_fn(count)), sosw_event(json!({})))
+            .await
+            .unwrap();
+        assert!(writes.lock().unwrap().is_empty(), "no meta row without a report");
+    }
+
+    #[tokio::test]
+    async fn from_env_reads_the_assistant_name_and_the_meta_table() {
+        // nextest runs every test in its own process: the environment is this test's alone.
+        std::env::set_var("SOSW_WORKER_ASSISTANT_LAMBDA", "qa_sosw_worker_assistant");
+        std::env::set_var(META_TABLE_ENV, "qa_sosw_tasks_meta");
+        assert_eq!(assistant_from_env(), "qa_sosw_worker_assistant");
+        let layer = SoswLayer::from_env().await;
+        assert!(
+            format!("{layer:?}").contains(r#"meta_table: Some("qa_sosw_tasks_meta")"#),
+            "{layer:?}"
+        );
+        std::env::remove_var("SOSW_WORKER_ASSISTANT_LAMBDA");
+        std::env::set_var(META_TABLE_ENV, "");
+        assert_eq!(assistant_from_env(), "sosw_worker_assistant");
+        let layer = SoswLayer::from_env().await;
+        assert!(format!("{layer:?}").contains("meta_table: None"), "{layer:?}");
+    }
 }
