@@ -512,6 +512,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_without_task_id_that_does_not_fit_is_an_error_and_reports_nothing() {
+        let r = Recorder::default();
+        let err = call(
+            SoswLayer::new(r.clone()).layer(service_fn(count)),
+            json!({"customer": "c"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("the payload does not fit `"), "{err}");
+        assert!(err.ends_with("Order`: missing field `items`"), "{err}");
+        assert!(r.events().is_empty());
+    }
+
+    #[tokio::test]
     async fn an_unreachable_worker_assistant_does_not_fail_the_invocation() {
         let r = Recorder {
             down: true,

@@ -90,7 +90,7 @@ pub enum EventError {
         source: serde_json::Error,
     },
     /// The payload does not deserialise into the handler's type.
-    #[error("task {task_id}: the payload does not fit `{type_name}`: {}{source}", at(.field))]
+    #[error("{}the payload does not fit `{type_name}`: {}{source}", task(.task_id), at(.field))]
     Payload {
         /// The task (empty when the event has no `task_id`).
         task_id: String,
@@ -103,6 +103,14 @@ pub enum EventError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+fn task(task_id: &str) -> String {
+    if task_id.is_empty() {
+        String::new()
+    } else {
+        format!("task {task_id}: ")
+    }
 }
 
 fn at(field: &Option<String>) -> String {
