@@ -1,5 +1,6 @@
-//! An example sosw worker. For each task it counts the `items` of its payload and computes a
-//! checksum of them, logs what it did, and reports both as stats and results.
+//! An example sosw worker, written with `sosw-worker`'s typed API. For each task it counts the
+//! `items` of its payload and computes a checksum of them, logs what it did, and reports both as
+//! stats and results. Walked through in `docs/worker.md`.
 //!
 //! For demonstrations of retries and dead tasks it can misbehave, deterministically per task
 //! (a hash of `task_id`), so a failing task fails on every attempt:
@@ -7,9 +8,36 @@
 //! - `SOSW_EXAMPLE_TIMEOUT_RATE` (0.0–1.0): share of tasks that run `SOSW_EXAMPLE_TIMEOUT_SECS`
 //!   (default 12) seconds, past their expected duration, before completing.
 
-use serde_json::Value;
-use sosw_worker::{run, Report};
+use lambda_runtime::{service_fn, Error};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sosw_worker::{Report, SoswLayer, Task};
 use std::time::Duration;
+
+/// The task payload. Other fields of the job (e.g. `note`) are ignored.
+#[derive(Debug, Deserialize)]
+struct Job {
+    /// What to count; a job without `items` has none.
+    #[serde(default)]
+    items: Vec<Item>,
+}
+
+/// An item: text, or any other JSON value (counted by its JSON text).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Text(String),
+    Other(Value),
+}
+
+impl Item {
+    fn text(&self) -> String {
+        match self {
+            Self::Text(s) => s.clone(),
+            Self::Other(v) => v.to_string(),
+        }
+    }
+}
 
 fn rate(name: &str) -> f64 {
     std::env::var(name)
@@ -28,40 +56,83 @@ fn share(task_id: &str, salt: u64) -> f64 {
     (h % 10_000) as f64 / 10_000.0
 }
 
-async fn work(event: Value) -> Result<Report, String> {
-    let task_id = event["task_id"].as_str().unwrap_or("").to_string();
-    let items: Vec<String> = event["items"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+fn checksum(items: &[Item]) -> u64 {
+    items
+        .iter()
+        .flat_map(|i| i.text().into_bytes())
+        .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
+async fn work(task: Task<Job>) -> Result<Report, Error> {
+    let task_id = task.task_id().unwrap_or_default().to_string();
+    let attempts = task.sosw.as_ref().and_then(|s| s.attempts);
     if share(&task_id, 1) < rate("SOSW_EXAMPLE_FAIL_RATE") {
-        tracing::warn!(task_id = %task_id, "failing on purpose (SOSW_EXAMPLE_FAIL_RATE)");
-        return Err(format!("task {task_id}: simulated failure"));
+        tracing::warn!(task_id, "failing on purpose (SOSW_EXAMPLE_FAIL_RATE)");
+        return Err(format!("task {task_id}: simulated failure").into());
     }
     if share(&task_id, 2) < rate("SOSW_EXAMPLE_TIMEOUT_RATE") {
         let secs = std::env::var("SOSW_EXAMPLE_TIMEOUT_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(12);
-        tracing::warn!(task_id = %task_id, secs, "running late on purpose (SOSW_EXAMPLE_TIMEOUT_RATE)");
+        tracing::warn!(
+            task_id,
+            secs,
+            "running late on purpose (SOSW_EXAMPLE_TIMEOUT_RATE)"
+        );
         tokio::time::sleep(Duration::from_secs(secs)).await;
     }
-    let checksum = items
-        .iter()
-        .flat_map(|s| s.bytes())
-        .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
-    tracing::info!(task_id = %task_id, items = items.len(), checksum, attempts = %event["attempts"], "processed items");
+    let items = &task.payload.items;
+    let checksum = checksum(items);
+    tracing::info!(
+        task_id,
+        request_id = %task.context.request_id,
+        time_left_ms = task.time_left().map(|d| d.as_millis()),
+        items = items.len(),
+        checksum,
+        attempts,
+        "processed items"
+    );
     Ok(Report::default()
         .stat("items", items.len())
         .result("checksum", checksum.to_string())
-        .output(serde_json::json!({"items": items.len(), "checksum": checksum})))
+        .output(json!({"items": items.len(), "checksum": checksum})))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    run(work).await
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    lambda_runtime::run(SoswLayer::from_env().await.layer(service_fn(work))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context;
+
+    fn task(event: Value) -> Task<Job> {
+        sosw_worker::split_event(event, Context::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn counts_and_checksums_the_items_of_its_task() {
+        let report = work(task(
+            json!({"task_id": "t1", "attempts": 1, "items": ["ab", 7], "note": "x"}),
+        ))
+        .await
+        .unwrap();
+        // "ab" then "7": ((0*31+97)*31+98)*31+55
+        let expected = ((97u64 * 31 + 98) * 31) + 55;
+        assert_eq!(report.stats["items"], json!(2));
+        assert_eq!(report.result["checksum"], json!(expected.to_string()));
+        assert_eq!(report.output, json!({"items": 2, "checksum": expected}));
+    }
+
+    #[tokio::test]
+    async fn a_job_without_items_has_none() {
+        let report = work(task(json!({"task_id": "t2", "greeting": "hello"})))
+            .await
+            .unwrap();
+        assert_eq!(report.stats["items"], json!(0));
+    }
 }

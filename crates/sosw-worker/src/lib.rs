@@ -1,173 +1,124 @@
 //! # sosw-worker
 //!
-//! Write a worker (a *labourer*) in Rust. sosw invokes it with a task: the task's payload
-//! flattened with its fields (`task_id`, `labourer_id`, `greenfield`, `attempts`, ...). Wrap your
-//! handler with [`run`]; when the event carries a `task_id`:
-//! - on success the Worker Assistant is invoked (`InvocationType=Event`) with
-//!   `{"action": "mark_task_as_completed", "task_id": ..., "stats": {...}, "result": {...}}` —
-//!   exactly what Python sosw's `Worker` sends;
-//! - on failure it is told `mark_task_as_failed`, and the handler's error is still returned to
-//!   Lambda (so the invocation counts as failed).
+//! Write a sosw worker (a *labourer*) in Rust, in the style of `lambda_runtime`. sosw invokes a
+//! worker with a task: the task's payload flattened with sosw's own fields (`task_id`,
+//! `labourer_id`, `greenfield`, `attempts`, ...). [`SoswLayer`] wraps your handler:
 //!
-//! Events without `task_id` pass through untouched. Failing to reach the Worker Assistant is logged,
-//! never fatal (as in Python): the task then expires and the scavenger retries it.
+//! - it receives a [`Task<P>`]: the payload deserialised as your `P: serde::Deserialize` (sosw's
+//!   fields taken out, in [`Task::sosw`]) and the Lambda [`Context`](lambda_runtime::Context)
+//!   (request id, deadline, function name);
+//! - its [`Report`] (stats, result, output) is sent to the Worker Assistant with
+//!   `mark_task_as_completed`: the same bytes Python sosw's `Worker` sends
+//!   (`{"action": ..., "task_id": ..., "stats": {...}, "result": {...}}`, Python's `json.dumps`
+//!   layout), invoked asynchronously (`InvocationType=Event`);
+//! - its error is sent with `mark_task_as_failed` (`result.error` = the error and its causes) and
+//!   still returned to Lambda, so the invocation counts as failed;
+//! - a payload that does not deserialise marks the task failed with a message naming the field
+//!   (`task t1: the payload does not fit `Order`: field `items[2].qty`: invalid type: ...`), and
+//!   is returned to Lambda as the error; the handler does not run;
+//! - with `SOSW_TASKS_META_TABLE` set (or [`SoswLayer::with_meta`]) a `completed` / `failed` row
+//!   goes to that table after each report, as Python's `Worker` does with `meta_handler_config`.
 //!
-//! The Worker Assistant's function name comes from `SOSW_WORKER_ASSISTANT_LAMBDA`
-//! (Python config key `sosw_worker_assistant_lambda`), default `sosw_worker_assistant`.
+//! Events without a `task_id` (e.g. a test invocation) are handed over whole, and nothing is
+//! reported. Failing to reach the Worker Assistant is logged, never fatal (as in Python): the
+//! task then expires and the scavenger retries it.
+//!
+//! ```no_run
+//! use lambda_runtime::{service_fn, Error};
+//! use serde::Deserialize;
+//! use sosw_worker::{Report, SoswLayer, Task};
+//!
+//! #[derive(Deserialize)]
+//! struct Resize { bucket: String, keys: Vec<String> }
+//!
+//! async fn handler(task: Task<Resize>) -> Result<Report, Error> {
+//!     let Resize { bucket, keys } = task.payload;
+//!     tracing::info!(request_id = %task.context.request_id, %bucket, keys = keys.len(), "resizing");
+//!     Ok(Report::default().stat("resized", keys.len()).result("bucket", bucket))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     lambda_runtime::tracing::init_default_subscriber();
+//!     lambda_runtime::run(SoswLayer::from_env().await.layer(service_fn(handler))).await
+//! }
+//! ```
 //!
 //! Deploy the worker's function with Lambda's asynchronous retries set to 0
 //! (`AWS::Lambda::EventInvokeConfig` with `MaximumRetryAttempts: 0`, as
-//! `cloudformation/sosw-example-worker.yaml` does). Because the handler's error is returned to
-//! Lambda, Lambda's default of two retries would run a failed task up to three times per sosw
-//! attempt, while sosw counts it as running and later retries it itself. `sosw status` warns for
-//! a labourer whose function still has retries above 0.
+//! `cloudformation/sosw-example-worker.yaml` does): sosw retries failed tasks itself. See
+//! `docs/worker.md`.
 //!
-//! ```no_run
-//! use sosw_worker::{run, Report};
-//! use serde_json::{json, Value};
-//!
-//! #[tokio::main]
-//! async fn main() -> Result<(), lambda_runtime::Error> {
-//!     run(|event: Value| async move {
-//!         let rows = event["rows"].as_array().map(|r| r.len()).unwrap_or(0);
-//!         Ok::<_, std::io::Error>(Report::default().stat("rows", rows).result("status", "ok"))
-//!     })
-//!     .await
-//! }
-//! ```
+//! [`run`] and [`process`] keep the untyped entry point (`Fn(serde_json::Value)`) working.
 
-use futures::future::BoxFuture;
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::{json, Map, Value};
+mod meta;
+mod pyjson;
+mod report;
+mod service;
+mod task;
+
+pub use lambda_runtime::tower::Layer;
+pub use meta::{MetaAction, MetaError, MetaWriter};
+pub use report::{assistant_event, assistant_payload, LambdaReporter, Report, Reporter};
+pub use service::{SoswLayer, SoswService, TypedSoswLayer, META_TABLE_ENV};
+pub use task::{split_event, EventError, SoswFields, Task, SOSW_FIELDS};
+
+use lambda_runtime::{service_fn, Context, LambdaEvent};
+use serde_json::Value;
 use std::future::Future;
-use tracing::{info, warn};
 
-/// What a handler reports about its task.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
-    /// Stored as `stat_<key>` on the task.
-    pub stats: Map<String, Value>,
-    /// Stored as `result_<key>` on the task.
-    pub result: Map<String, Value>,
-    /// What the Lambda invocation returns.
-    pub output: Value,
-}
-
-impl Report {
-    /// Add a stat.
-    pub fn stat(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.stats.insert(key.to_string(), value.into());
-        self
-    }
-    /// Add a result.
-    pub fn result(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.result.insert(key.to_string(), value.into());
-        self
-    }
-    /// Set the invocation's output.
-    pub fn output(mut self, value: impl Into<Value>) -> Self {
-        self.output = value.into();
-        self
-    }
-}
-
-/// Where reports go (the Worker Assistant Lambda, or a recorder in tests).
-pub trait Reporter: Send + Sync {
-    /// Send one Worker Assistant event.
-    fn send<'a>(&'a self, event: Value) -> BoxFuture<'a, Result<(), String>>;
-}
-
-/// Invokes the Worker Assistant Lambda asynchronously.
-#[derive(Debug, Clone)]
-pub struct LambdaReporter {
-    client: aws_sdk_lambda::Client,
-    function: String,
-}
-
-impl LambdaReporter {
-    /// Report to `function`.
-    pub fn new(client: aws_sdk_lambda::Client, function: &str) -> Self {
-        Self {
-            client,
-            function: function.to_string(),
+/// An error and its causes, `outer: inner: ...` (a cause already in the text is not repeated).
+pub(crate) fn render_error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
         }
+        source = s.source();
     }
-
-    /// From the environment: AWS config, and `SOSW_WORKER_ASSISTANT_LAMBDA`.
-    pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let function =
-            std::env::var("SOSW_WORKER_ASSISTANT_LAMBDA").unwrap_or_else(|_| "sosw_worker_assistant".into());
-        Self::new(aws_sdk_lambda::Client::new(&sdk), &function)
-    }
+    out
 }
 
-impl Reporter for LambdaReporter {
-    fn send<'a>(&'a self, event: Value) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.client
-                .invoke()
-                .function_name(&self.function)
-                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{e:?}"))
-        })
-    }
-}
-
-/// The Worker Assistant event for a task, as Python sosw's `Worker` builds it.
-pub fn assistant_event(
-    action: &str,
-    task_id: &str,
-    stats: &Map<String, Value>,
-    result: &Map<String, Value>,
-) -> Value {
-    let mut event = json!({"action": action, "task_id": task_id});
-    if !stats.is_empty() {
-        event["stats"] = Value::Object(stats.clone());
-    }
-    if !result.is_empty() {
-        event["result"] = Value::Object(result.clone());
-    }
-    event
-}
-
-/// Run `handler` on one event and report the task's outcome through `reporter`.
+/// The untyped entry point: run `handler` on the whole event and report the task's outcome
+/// through `reporter` (when the event has a `task_id`). The handler's error is returned as is.
 pub async fn process<F, Fut, E>(event: Value, handler: &F, reporter: &dyn Reporter) -> Result<Value, E>
 where
     F: Fn(Value) -> Fut,
     Fut: Future<Output = Result<Report, E>>,
     E: std::fmt::Display,
 {
-    let task_id = event.get("task_id").and_then(Value::as_str).map(str::to_string);
+    process_in(event, handler, reporter, None, &Context::default()).await
+}
+
+async fn process_in<F, Fut, E>(
+    event: Value,
+    handler: &F,
+    reporter: &dyn Reporter,
+    meta: Option<&MetaWriter>,
+    context: &Context,
+) -> Result<Value, E>
+where
+    F: Fn(Value) -> Fut,
+    Fut: Future<Output = Result<Report, E>>,
+    E: std::fmt::Display,
+{
+    let task_id = task::task_id_of(&event).map(str::to_string);
     let outcome = handler(event).await;
-    let Some(task_id) = task_id else {
-        return outcome.map(|r| r.output);
-    };
-    let report = match &outcome {
-        Ok(r) => assistant_event("mark_task_as_completed", &task_id, &r.stats, &r.result),
-        Err(e) => {
-            let mut result = Map::new();
-            result.insert("error".into(), Value::String(e.to_string()));
-            assistant_event("mark_task_as_failed", &task_id, &Map::new(), &result)
-        }
-    };
-    match reporter.send(report).await {
-        Ok(()) => info!(task_id = %task_id, ok = outcome.is_ok(), "task reported to the Worker Assistant"),
-        Err(e) => {
-            warn!(task_id = %task_id, error = %e, "could not reach the Worker Assistant; the task will expire and be retried")
+    if let Some(task_id) = task_id {
+        match &outcome {
+            Ok(report) => service::settle(reporter, meta, &task_id, Ok(report), context).await,
+            Err(e) => service::settle(reporter, meta, &task_id, Err(&e.to_string()), context).await,
         }
     }
     outcome.map(|r| r.output)
 }
 
-/// Run a worker Lambda: tracing set up from the Lambda environment, the Worker Assistant reporter
-/// built once, then `handler` for every event.
+/// Run an untyped worker Lambda: tracing set up from the Lambda environment, the reporter (and
+/// meta writer, with `SOSW_TASKS_META_TABLE`) built once, then `handler` for every whole event.
+/// New workers should prefer [`SoswLayer`] and a typed [`Task`].
 pub async fn run<F, Fut, E>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(Value) -> Fut + Send + Sync,
@@ -175,10 +126,11 @@ where
     E: std::fmt::Display + Into<lambda_runtime::Error> + Send,
 {
     lambda_runtime::tracing::init_default_subscriber();
-    let reporter = LambdaReporter::from_env().await;
-    let (handler, reporter) = (&handler, &reporter);
+    let sosw = SoswLayer::from_env().await;
+    let (handler, sosw) = (&handler, &sosw);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        process(event.payload, handler, reporter)
+        let (reporter, meta) = sosw.parts();
+        process_in(event.payload, handler, reporter, meta, &event.context)
             .await
             .map_err(Into::into)
     }))
@@ -188,6 +140,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
+    use serde_json::json;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -213,7 +167,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn success_marks_the_task_completed_with_stats_and_result() {
+    async fn untyped_success_marks_the_task_completed_with_stats_and_result() {
         let r = Recorder::default();
         let out = process(json!({"task_id": "t1", "n": 3}), &ok, &r).await.unwrap();
         assert_eq!(out, json!("fine"));
@@ -224,7 +178,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failure_marks_the_task_failed_and_still_returns_the_error() {
+    async fn untyped_failure_marks_the_task_failed_and_still_returns_the_error() {
         let r = Recorder::default();
         let err = process(json!({"task_id": "t1"}), &fail, &r).await.unwrap_err();
         assert_eq!(err, "boom");
@@ -235,9 +189,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_without_task_id_pass_through_untouched() {
+    async fn untyped_events_without_task_id_pass_through_untouched() {
         let r = Recorder::default();
         assert_eq!(process(json!({"n": 1}), &ok, &r).await.unwrap(), json!("fine"));
+        assert_eq!(
+            process(json!({"task_id": ""}), &ok, &r).await.unwrap(),
+            json!("fine")
+        );
         assert!(r.0.lock().unwrap().is_empty());
     }
 
@@ -245,9 +203,11 @@ mod tests {
     async fn empty_stats_and_result_are_left_out_like_python() {
         let r = Recorder::default();
         process(json!({"task_id": "t"}), &quiet, &r).await.unwrap();
+        let event = r.0.lock().unwrap()[0].clone();
+        assert_eq!(event, json!({"action": "mark_task_as_completed", "task_id": "t"}));
         assert_eq!(
-            r.0.lock().unwrap()[0],
-            json!({"action": "mark_task_as_completed", "task_id": "t"})
+            assistant_payload(&event),
+            r#"{"action": "mark_task_as_completed", "task_id": "t"}"#
         );
     }
 }
