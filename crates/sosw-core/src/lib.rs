@@ -9,14 +9,16 @@
 //! | [`config`] | typed config (`task_config`, labourers, ecology, meta), layered assembly |
 //! | [`config_source`] | reading config documents from the DynamoDB `config` table or SSM |
 //! | [`labourer`] | a worker type and its per-run registration times (`start`, `invoked`, `expired`) |
-//! | [`task`] | the stored task ([`task::model`]) and the [`TaskManager`] over DynamoDB |
+//! | [`task`] | the stored task ([`task::model`]), the [`TaskManager`] (queue, claim, moves, reports) |
+//! | [`task::store`] | the [`TaskStore`] the TaskManager stands on: [`DynamoStore`] (production), [`MemoryStore`] (tests) |
+//! | [`task::payload`] | payload encoding, pure: task payloads, worker events, flattened reports |
 //! | [`ecology`] | health from CloudWatch metrics, running-task counts |
 //! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines |
 //! | [`meta`] | optional history rows in `sosw_tasks_meta` |
 //! | [`invoker`] | asynchronous Lambda invocation |
 //! | [`clock`] | injectable time |
 //! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it |
-//! | [`aws`] | building the AWS clients from the environment |
+//! | [`aws`] | building the AWS clients from the environment; the SDK retry policy and sosw's one bounded [`aws::backoff`] |
 //!
 //! ## Greenfield
 //! A task's state lives in one number, its greenfield, on the `sosw_tasks_greenfield` index
@@ -47,4 +49,4 @@ pub use ecology::EcologyManager;
 pub use error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError, TaskWhereabouts};
 pub use labourer::{EcoStatus, Labourer};
 pub use meta::MetaHandler;
-pub use task::{ClaimOutcome, Task, TaskId, TaskManager};
+pub use task::{ClaimOutcome, DynamoStore, MemoryStore, Task, TaskId, TaskManager, TaskStore};

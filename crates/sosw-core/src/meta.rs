@@ -59,6 +59,18 @@ impl MetaHandler {
         }
     }
 
+    /// A handler that only logs its rows (as with `write_meta_to_ddb: false`), needing no client:
+    /// for runs on the in-memory store.
+    pub fn log_only(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client: None,
+            table: MetaHandlerConfig::default().dynamo_db_config.table_name,
+            clock,
+            context: Mutex::new(MetaContext::default()),
+            buffer: Mutex::default(),
+        }
+    }
+
     /// Set the context of the current invocation.
     pub fn set_context(&self, context: MetaContext) {
         *self.context.lock().expect("not poisoned") = context;
