@@ -97,7 +97,8 @@ impl MetaHandler {
         self.buffer.lock().expect("not poisoned").len()
     }
 
-    /// Write the buffered rows, 25 a request. Returns how many were written; failures are logged.
+    /// Write the buffered rows, 25 a request, unprocessed rows retried with sosw's bounded
+    /// backoff ([`crate::aws::backoff`]). Returns how many were written; failures are logged.
     pub async fn flush(&self) -> usize {
         let rows = std::mem::take(&mut *self.buffer.lock().expect("not poisoned"));
         if rows.is_empty() {
@@ -111,7 +112,7 @@ impl MetaHandler {
         };
         let rows = unique_keys(rows);
         let mut written = 0;
-        for chunk in rows.chunks(crate::task::manager::BATCH_WRITE_LIMIT) {
+        for chunk in rows.chunks(crate::task::store::dynamo::BATCH_WRITE_LIMIT) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|item| {
@@ -125,7 +126,8 @@ impl MetaHandler {
                         .build()
                 })
                 .collect();
-            for attempt in 0..5u32 {
+            let mut delays = crate::aws::backoff();
+            loop {
                 match client
                     .batch_write_item()
                     .request_items(&self.table, pending.clone())
@@ -139,10 +141,10 @@ impl MetaHandler {
                             .unwrap_or_default();
                         written += pending.len() - left.len();
                         pending = left;
-                        if pending.is_empty() {
-                            break;
+                        match delays.next() {
+                            Some(delay) if !pending.is_empty() => tokio::time::sleep(delay).await,
+                            _ => break,
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
                     }
                     Err(e) => {
                         warn!(table = %self.table, rows = pending.len(), error = %render_error(&e), "meta rows not written");

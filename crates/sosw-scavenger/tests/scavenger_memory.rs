@@ -41,7 +41,10 @@ impl Env {
             .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
             .collect();
         let items = self.tasks.create_tasks(labourer, tasks, true).await.unwrap();
-        items.iter().map(|i| i["task_id"].as_s().unwrap().clone()).collect()
+        items
+            .iter()
+            .map(|i| i["task_id"].as_s().unwrap().clone())
+            .collect()
     }
 
     /// What an orchestrator does: claim the next `n` tasks now.
@@ -49,7 +52,10 @@ impl Env {
         let l = self.tasks.register_labourer(labourer).unwrap();
         let mut ids = Vec::new();
         for t in self.tasks.next_tasks(&l, n).await.unwrap() {
-            assert_eq!(self.tasks.claim(&l, &t).await.unwrap(), sosw_core::ClaimOutcome::Claimed);
+            assert_eq!(
+                self.tasks.claim(&l, &t).await.unwrap(),
+                sosw_core::ClaimOutcome::Claimed
+            );
             ids.push(t.task_id.0.clone());
         }
         ids
@@ -66,30 +72,58 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
     let scavenger = e.scavenger(alerts.clone());
     for attempt in 1..=3i64 {
         let invoked = e.invoke("worker", 1).await;
-        assert_eq!(invoked, std::slice::from_ref(&id), "attempt {attempt}: the failing task is first");
-        assert_eq!(scavenger.run().await.total, Default::default(), "nothing to do while it runs");
+        assert_eq!(
+            invoked,
+            std::slice::from_ref(&id),
+            "attempt {attempt}: the failing task is first"
+        );
+        assert_eq!(
+            scavenger.run().await.total,
+            Default::default(),
+            "nothing to do while it runs"
+        );
         // It expires after duration + cooldown (900 + 300 s).
         e.clock.advance(1201.0);
         let stats = scavenger.run().await;
         if attempt < 3 {
-            assert_eq!(stats.labourers["worker"].scheduled_for_retry, 1, "attempt {attempt}");
+            assert_eq!(
+                stats.labourers["worker"].scheduled_for_retry, 1,
+                "attempt {attempt}"
+            );
             let l = e.tasks.register_labourer("worker").unwrap();
-            let retry = e.tasks.get_retrying("worker", &id).await.unwrap().expect("retrying");
+            let retry = e
+                .tasks
+                .get_retrying("worker", &id)
+                .await
+                .unwrap()
+                .expect("retrying");
             assert_eq!(
                 retry.item["desired_launch_time"],
                 AttributeValue::N((l.start + 60 * attempt).to_string()),
                 "delay = max_duration x attempts"
             );
             e.clock.advance((60 * attempt - 1) as f64);
-            assert_eq!(scavenger.run().await.labourers["worker"].returned_to_queue, 0, "not due yet");
+            assert_eq!(
+                scavenger.run().await.labourers["worker"].returned_to_queue,
+                0,
+                "not due yet"
+            );
             e.clock.advance(1.0);
             assert_eq!(scavenger.run().await.labourers["worker"].returned_to_queue, 1);
         } else {
             assert_eq!(stats.labourers["worker"].dead, 1);
         }
     }
-    let closed = e.tasks.get_from("sosw_closed_tasks", &id).await.unwrap().expect("archived");
-    assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_0".into()));
+    let closed = e
+        .tasks
+        .get_from("sosw_closed_tasks", &id)
+        .await
+        .unwrap()
+        .expect("archived");
+    assert_eq!(
+        closed.item["labourer_id_task_status"],
+        AttributeValue::S("worker_0".into())
+    );
     assert_eq!(closed.attempts, 3, "dead after exactly max_attempts attempts");
     let messages = alerts.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
@@ -129,13 +163,20 @@ async fn a_late_completion_wins_over_the_retry() {
     assert_eq!(stats.labourers["worker"].archived, 1);
     assert!(e.tasks.get_retrying("worker", &id).await.unwrap().is_none());
     let closed = e.tasks.get_from("sosw_closed_tasks", &id).await.unwrap().unwrap();
-    assert_eq!(closed.item["labourer_id_task_status"], AttributeValue::S("worker_1".into()));
+    assert_eq!(
+        closed.item["labourer_id_task_status"],
+        AttributeValue::S("worker_1".into())
+    );
 }
 
 #[tokio::test]
 async fn a_thousand_completed_tasks_are_archived_in_one_run_fifty_per_transaction() {
     let e = env(json!({"worker": {"max_duration": 60, "max_simultaneous_invocations": 1000}}));
-    assert_eq!(e.tasks.transaction_tasks(), 50, "DynamoDB's 100 items, two per task");
+    assert_eq!(
+        e.tasks.transaction_tasks(),
+        50,
+        "DynamoDB's 100 items, two per task"
+    );
     e.queue("worker", 1000).await;
     for id in e.invoke("worker", 1000).await {
         e.tasks.mark_completed(&id, None, None).await.unwrap();
@@ -145,5 +186,9 @@ async fn a_thousand_completed_tasks_are_archived_in_one_run_fifty_per_transactio
     assert_eq!((stats.total.errors, stats.total.archive_failed), (0, 0));
     assert_eq!(e.tasks.closed_count("worker", true).await.unwrap(), 1000);
     let l = e.tasks.register_labourer("worker").unwrap();
-    assert_eq!(e.tasks.completed_count(&l).await.unwrap(), 0, "nothing left behind");
+    assert_eq!(
+        e.tasks.completed_count(&l).await.unwrap(),
+        0,
+        "nothing left behind"
+    );
 }
