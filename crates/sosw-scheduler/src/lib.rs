@@ -49,10 +49,6 @@ pub struct SchedulerConfig {
     pub shutdown_period: u64,
     /// Rows written per batch.
     pub rows_to_process: usize,
-    /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
-    /// 100, by default (moto 5.2 accepts 100 too).
-    #[serde(default = "default_transaction_items")]
-    pub transaction_items: usize,
     /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many
     /// rows; the checkpoint saves work, correctness does not depend on it).
     #[serde(default = "default_checkpoint_rows")]
@@ -60,10 +56,6 @@ pub struct SchedulerConfig {
     /// The whole document, for the chunking rules (`job_schema`, `job_schema_variants`).
     #[serde(skip)]
     pub document: Value,
-}
-
-fn default_transaction_items() -> usize {
-    sosw_core::task::create::TRANSACTION_ITEMS
 }
 
 fn default_checkpoint_rows() -> usize {
@@ -80,8 +72,8 @@ impl SchedulerConfig {
             "queue_bucket": "autotest-bucket",
             "shutdown_period": 60,
             "rows_to_process": 50,
-            // Not in Python sosw: items per TransactWriteItems, rows between checkpoints.
-            "transaction_items": 100,
+            // Not in Python sosw: rows between checkpoints. (Items per TransactWriteItems are the
+            // one SOSW_MAX_TRANSACTION_ITEMS knob of every essential, read by TaskManager::new.)
             "checkpoint_rows": 500,
             // `job_schema_variants.default` (no chunkable attrs) is supplied by sosw-chunking when
             // absent; it is not a layer here, so a list set in `sosw_essential_config` survives.
@@ -97,13 +89,6 @@ impl SchedulerConfig {
             return Err(sosw_core::ConfigError::Invalid(
                 "rows_to_process must be at least 1".into(),
             ));
-        }
-        if !(3..=sosw_core::task::create::TRANSACTION_ITEMS).contains(&cfg.transaction_items) {
-            return Err(sosw_core::ConfigError::Invalid(format!(
-                "transaction_items = {} must be between 3 and {} (three items per task)",
-                cfg.transaction_items,
-                sosw_core::task::create::TRANSACTION_ITEMS
-            )));
         }
         if cfg.checkpoint_rows == 0 {
             return Err(sosw_core::ConfigError::Invalid(
@@ -480,7 +465,7 @@ impl Scheduler {
                 .collect();
             let outcome = self
                 .tasks
-                .create_tasks_once(&labourer, group, self.config.transaction_items)
+                .create_tasks_once(&labourer, group, self.tasks.transaction_items())
                 .await?;
             if !outcome.existing.is_empty() {
                 warn!(

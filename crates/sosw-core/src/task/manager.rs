@@ -164,7 +164,8 @@ impl TaskManager {
         }
     }
 
-    /// A TaskManager over DynamoDB and Lambda clients, config and clock.
+    /// A TaskManager over DynamoDB and Lambda clients, config and clock. Its transaction size is
+    /// the one knob [`TRANSACTION_ITEMS_ENV`] (DynamoDB's 100 when unset).
     pub fn new(
         dynamo: aws_sdk_dynamodb::Client,
         lambda: aws_sdk_lambda::Client,
@@ -174,6 +175,7 @@ impl TaskManager {
         let mut tm = Self::with_store(Arc::new(DynamoStore::new(dynamo.clone())), config, clock);
         tm.dynamo = Some(dynamo);
         tm.lambda = Some(lambda);
+        tm.transaction_items = transaction_items_from_env();
         tm
     }
 
