@@ -21,7 +21,10 @@ async fn invoked_task(tasks: &TaskManager) -> String {
     let id = item["task_id"].as_s().unwrap().clone();
     let l = tasks.register_labourer("worker").unwrap();
     let t = tasks.get_task(&id).await.unwrap().unwrap();
-    assert_eq!(tasks.claim(&l, &t).await.unwrap(), sosw_core::ClaimOutcome::Claimed);
+    assert_eq!(
+        tasks.claim(&l, &t).await.unwrap(),
+        sosw_core::ClaimOutcome::Claimed
+    );
     id
 }
 
@@ -67,18 +70,30 @@ async fn late_reports_are_refused_naming_where_the_task_is_and_write_nothing() {
     let running = tasks.get_task(&id).await.unwrap().unwrap();
     assert!(tasks.move_to_retry(&running, 0).await.unwrap());
     let err = wa.handle(&completed).await.unwrap_err();
-    assert_eq!(refused_as(&err), Some(TaskWhereabouts::RetryingOrUnknown), "{err}");
+    assert_eq!(
+        refused_as(&err),
+        Some(TaskWhereabouts::RetryingOrUnknown),
+        "{err}"
+    );
     let retrying = tasks.get_retrying("worker", &id).await.unwrap().unwrap();
     assert!(tasks.return_to_queue(&retrying, 500).await.unwrap());
     let queued = tasks.get_task(&id).await.unwrap().unwrap();
     let err = wa.handle(&completed).await.unwrap_err();
     assert_eq!(refused_as(&err), Some(TaskWhereabouts::Queued), "{err}");
-    assert_eq!(tasks.get_task(&id).await.unwrap().unwrap(), queued, "nothing written");
+    assert_eq!(
+        tasks.get_task(&id).await.unwrap().unwrap(),
+        queued,
+        "nothing written"
+    );
     assert!(tasks.archive(&queued).await.unwrap());
     let err = wa.handle(&completed).await.unwrap_err();
     assert_eq!(refused_as(&err), Some(TaskWhereabouts::Archived), "{err}");
     let ghost = json!({"action": "mark_task_as_completed", "task_id": "ghost"});
     let err = wa.handle(&ghost).await.unwrap_err();
-    assert_eq!(refused_as(&err), Some(TaskWhereabouts::RetryingOrUnknown), "{err}");
+    assert_eq!(
+        refused_as(&err),
+        Some(TaskWhereabouts::RetryingOrUnknown),
+        "{err}"
+    );
     assert!(tasks.get_task("ghost").await.unwrap().is_none(), "no phantom row");
 }
