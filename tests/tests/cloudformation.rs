@@ -266,20 +266,7 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
                 ),
             );
             e.insert("TaskQueueGreenfieldIndex", greenfield());
-            e.insert(
-                "ClosedTasksIndex",
-                (
-                    vec!["dynamodb:Query"],
-                    vec![d.index("sosw_closed_tasks", "labourer_task_status_with_time")],
-                ),
-            );
-            e.insert(
-                "Workers",
-                (
-                    vec!["lambda:GetFunctionConfiguration", "lambda:InvokeFunction"],
-                    d.workers(),
-                ),
-            );
+            e.insert("Workers", (vec!["lambda:InvokeFunction"], d.workers()));
             e.insert(
                 "HealthMetrics",
                 (vec!["cloudwatch:GetMetricStatistics"], vec!["*".to_string()]),

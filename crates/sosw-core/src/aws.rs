@@ -13,6 +13,25 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
 }
 
+/// Retries sosw makes of its own, on top of the SDK's, for what the SDK does not retry: items a
+/// BatchWriteItem/BatchGetItem left unprocessed, and transactions cancelled by a conflict with a
+/// concurrent one. Seven retries (eight attempts) of 25 ms doubling up to 1.6 s, jittered: about
+/// 3 s at most before the caller gets [`crate::task::store::FailureKind::Exhausted`].
+pub const SOSW_RETRIES: usize = 7;
+
+/// The one bounded backoff of sosw's own retries (see [`SOSW_RETRIES`]): an iterator of delays
+/// (crate `backon`) that ends when the retries are spent.
+pub fn backoff() -> impl Iterator<Item = std::time::Duration> + Send {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(25))
+        .with_max_delay(std::time::Duration::from_millis(1600))
+        .with_factor(2.0)
+        .with_max_times(SOSW_RETRIES)
+        .with_jitter()
+        .build()
+}
+
 /// Load the shared SDK configuration from the environment, with sosw's [`retry_config`].
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -58,6 +77,21 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backoff_is_bounded_and_grows() {
+        let delays: Vec<_> = backoff().collect();
+        assert_eq!(delays.len(), SOSW_RETRIES);
+        // Jitter adds up to one delay on top of each: 25 ms doubling, capped at 1.6 s.
+        assert!(delays[0] >= std::time::Duration::from_millis(25), "{delays:?}");
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d <= std::time::Duration::from_millis(3200)),
+            "{delays:?}"
+        );
+        assert!(delays[6] >= std::time::Duration::from_millis(1600), "{delays:?}");
+    }
 
     #[tokio::test]
     async fn the_loaded_config_carries_sosws_retry_policy() {

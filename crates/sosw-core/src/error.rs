@@ -43,6 +43,17 @@ pub enum TaskError {
         /// The SDK error, rendered with its causes.
         message: String,
     },
+    /// A task store operation failed; the store's error (with the SDK error under it) is the source.
+    #[error("{operation} on table `{table}` failed: {source}")]
+    Store {
+        /// The operation (DynamoDB's name for it, e.g. `Query`, `TransactWriteItems(archive)`).
+        operation: &'static str,
+        /// The table (or table/index) it ran on.
+        table: String,
+        /// What failed.
+        #[source]
+        source: crate::task::store::StoreError,
+    },
     /// A row in a table is not a valid task (missing or mistyped field).
     #[error("malformed task {task_id}: {reason}")]
     Malformed {

@@ -10,12 +10,14 @@
 //! | [`error`] | the typed errors, each naming its resource | — |
 //! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it | — |
 //! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines | — |
-//! | [`aws`] | building the AWS clients from the environment | — |
+//! | [`aws`] | building the AWS clients from the environment; the SDK retry policy and sosw's one bounded [`aws::backoff`] | — |
 //! | [`config`] | typed config (`task_config`, labourers, ecology, meta), its defaults, layered assembly and validation | `error` |
 //! | [`config_source`] | reading config documents from the DynamoDB `config` table or SSM | `config`, `error` |
 //! | [`labourer`] | a worker type and its per-run registration times (`start`, `invoked`, `expired`) | `config` |
 //! | [`invoker`] | asynchronous Lambda invocation | `error` |
-//! | [`task`] | the stored task ([`task::model`]) and the [`TaskManager`] over DynamoDB | `clock`, `config`, `error`, `labourer`, `pyjson`, `meta` |
+//! | [`task`] | the stored task ([`task::model`]), the [`TaskManager`] (queue, claim, moves, reports) | `aws`, `clock`, `config`, `error`, `labourer`, `pyjson`, `meta` |
+//! | [`task::store`] | the [`TaskStore`] the TaskManager stands on: [`DynamoStore`] (production), [`MemoryStore`] (tests) | `aws`, `error` |
+//! | [`task::payload`] | payload encoding, pure: task payloads, worker events, flattened reports | `pyjson`, `error` |
 //! | [`meta`] | optional history rows in `sosw_tasks_meta` | `clock`, `config`, `error`, `task` (model helpers) |
 //! | [`ecology`] | health from CloudWatch metrics, running-task counts | `clock`, `config`, `error`, `labourer`, `task` |
 //!
@@ -52,7 +54,7 @@ pub use ecology::EcologyManager;
 pub use error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError, TaskWhereabouts};
 pub use labourer::{EcoStatus, Labourer};
 pub use meta::MetaHandler;
-pub use task::{ClaimOutcome, Task, TaskId, TaskManager};
+pub use task::{ClaimOutcome, DynamoStore, MemoryStore, Task, TaskId, TaskManager, TaskStore};
 
 #[cfg(test)]
 mod module_graph {

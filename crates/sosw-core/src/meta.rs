@@ -59,6 +59,18 @@ impl MetaHandler {
         }
     }
 
+    /// A handler that only logs its rows (as with `write_meta_to_ddb: false`), needing no client:
+    /// for runs on the in-memory store.
+    pub fn log_only(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client: None,
+            table: MetaHandlerConfig::default().dynamo_db_config.table_name,
+            clock,
+            context: Mutex::new(MetaContext::default()),
+            buffer: Mutex::default(),
+        }
+    }
+
     /// Set the context of the current invocation.
     pub fn set_context(&self, context: MetaContext) {
         *self.context.lock().expect("not poisoned") = context;
@@ -85,7 +97,8 @@ impl MetaHandler {
         self.buffer.lock().expect("not poisoned").len()
     }
 
-    /// Write the buffered rows, 25 a request. Returns how many were written; failures are logged.
+    /// Write the buffered rows, 25 a request, unprocessed rows retried with sosw's bounded
+    /// backoff ([`crate::aws::backoff`]). Returns how many were written; failures are logged.
     pub async fn flush(&self) -> usize {
         let rows = std::mem::take(&mut *self.buffer.lock().expect("not poisoned"));
         if rows.is_empty() {
@@ -99,7 +112,7 @@ impl MetaHandler {
         };
         let rows = unique_keys(rows);
         let mut written = 0;
-        for chunk in rows.chunks(crate::task::manager::BATCH_WRITE_LIMIT) {
+        for chunk in rows.chunks(crate::task::store::dynamo::BATCH_WRITE_LIMIT) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|item| {
@@ -113,7 +126,8 @@ impl MetaHandler {
                         .build()
                 })
                 .collect();
-            for attempt in 0..5u32 {
+            let mut delays = crate::aws::backoff();
+            loop {
                 match client
                     .batch_write_item()
                     .request_items(&self.table, pending.clone())
@@ -127,10 +141,10 @@ impl MetaHandler {
                             .unwrap_or_default();
                         written += pending.len() - left.len();
                         pending = left;
-                        if pending.is_empty() {
-                            break;
+                        match delays.next() {
+                            Some(delay) if !pending.is_empty() => tokio::time::sleep(delay).await,
+                            _ => break,
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
                     }
                     Err(e) => {
                         warn!(table = %self.table, rows = pending.len(), error = %render_error(&e), "meta rows not written");

@@ -96,9 +96,12 @@ async fn a_task_created_by_python_sosw_is_read_claimed_and_archived_by_ours() {
     let l = tm.register_labourer("worker").unwrap();
     let done = tm.completed_tasks(&l).await.unwrap().remove(0);
     assert!(tm.archive(&done).await.unwrap());
-    let closed = tm.closed_tasks("worker", true, 10).await.unwrap();
-    assert_eq!(closed[0].task_id.0, task_id);
-    assert_eq!(closed[0].attempts, 1);
+    let closed = tm.get_from("sosw_closed_tasks", &task_id).await.unwrap().unwrap();
+    assert_eq!(
+        closed.item["labourer_id_task_status"],
+        AttributeValue::S("worker_1".into())
+    );
+    assert_eq!(closed.attempts, 1);
     assert!(
         python(&aws, &["get", &task_id]).as_object().unwrap().is_empty(),
         "gone from Python's view of the queue"

@@ -135,7 +135,9 @@ impl ErrorKind {
     /// The kind of a task storage error.
     pub fn of_task_error(error: &TaskError) -> Self {
         match error {
-            TaskError::Dynamo { .. } | TaskError::QueueFull { .. } => Self::Retryable,
+            TaskError::Dynamo { .. } | TaskError::Store { .. } | TaskError::QueueFull { .. } => {
+                Self::Retryable
+            }
             TaskError::NotFound { .. } => Self::UnknownTask,
             TaskError::ReportRefused { .. } => Self::ReportRefused,
             TaskError::WrongLabourer { .. } => Self::RejectedEvent,

@@ -156,7 +156,7 @@ async fn a_failing_task_is_retried_with_growing_delay_and_dies_after_max_attempt
 }
 
 #[tokio::test]
-async fn completed_tasks_are_archived_with_stats_and_results_and_feed_the_average_duration() {
+async fn completed_tasks_are_archived_with_stats_and_results_under_their_status_index() {
     let e = env(json!({"worker": {"max_duration": 60}})).await;
     e.queue("worker", 3).await;
     let ids = e.invoke("worker", 3).await;
@@ -185,8 +185,7 @@ async fn completed_tasks_are_archived_with_stats_and_results_and_feed_the_averag
         e.tasks.get_task(&ids[2]).await.unwrap().is_some(),
         "the running one stays"
     );
-    let l = e.tasks.register_labourer("worker").unwrap();
-    assert_eq!(e.tasks.average_duration(&l).await.unwrap(), 30);
+    assert_eq!(e.tasks.closed_count("worker", true).await.unwrap(), 2);
     let meta = aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
         .scan()
         .table_name("sosw_tasks_meta")

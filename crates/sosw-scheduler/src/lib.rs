@@ -58,9 +58,6 @@ pub struct SchedulerConfig {
     pub shutdown_period: u64,
     /// Rows written per batch.
     pub rows_to_process: usize,
-    /// Items per TransactWriteItems when creating tasks (each task takes 3). DynamoDB's limit,
-    /// 100, by default (moto 5.2 accepts 100 too).
-    pub transaction_items: usize,
     /// Rows between two checkpoints of a locked file (a resumed file re-checks at most this many
     /// rows; the checkpoint saves work, correctness does not depend on it).
     pub checkpoint_rows: usize,
@@ -74,7 +71,8 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     /// Python sosw's `Scheduler.DEFAULT_CONFIG` (over the TaskManager's defaults), plus
-    /// `transaction_items` (DynamoDB's limit) and `checkpoint_rows` 500.
+    /// `checkpoint_rows` 500. (Items per TransactWriteItems are the one SOSW_MAX_TRANSACTION_ITEMS
+    /// knob of every essential, read by `TaskManager::new`.)
     fn default() -> Self {
         Self {
             task_config: TaskConfig::default(),
@@ -84,7 +82,6 @@ impl Default for SchedulerConfig {
             queue_file: "tasks_queue.txt".into(),
             shutdown_period: 60,
             rows_to_process: 50,
-            transaction_items: sosw_core::task::create::TRANSACTION_ITEMS,
             checkpoint_rows: 500,
             task_operational_overhead_for_ddb: 0.03,
             document: Value::Null,
@@ -104,7 +101,6 @@ impl SchedulerConfig {
         "queue_bucket",
         "shutdown_period",
         "rows_to_process",
-        "transaction_items",
         "checkpoint_rows",
         "task_operational_overhead_for_ddb",
     ];
@@ -122,13 +118,6 @@ impl SchedulerConfig {
             return Err(sosw_core::ConfigError::Invalid(
                 "rows_to_process must be at least 1".into(),
             ));
-        }
-        if !(3..=sosw_core::task::create::TRANSACTION_ITEMS).contains(&cfg.transaction_items) {
-            return Err(sosw_core::ConfigError::Invalid(format!(
-                "transaction_items = {} must be between 3 and {} (three items per task)",
-                cfg.transaction_items,
-                sosw_core::task::create::TRANSACTION_ITEMS
-            )));
         }
         if cfg.checkpoint_rows == 0 {
             return Err(sosw_core::ConfigError::Invalid(
@@ -514,7 +503,7 @@ impl Scheduler {
                 .collect();
             let outcome = self
                 .tasks
-                .create_tasks_once(&labourer, group, self.config.transaction_items)
+                .create_tasks_once(&labourer, group, self.tasks.transaction_items())
                 .await?;
             if !outcome.existing.is_empty() {
                 warn!(

@@ -558,12 +558,13 @@ mod tests {
     }
 
     /// A MetaWriter whose DynamoDB is a recording endpoint: the requests it got.
-    async fn recorded_meta() -> (MetaWriter, sosw_test_support::RecordedInvocations) {
-        let (endpoint, seen) = sosw_test_support::recording_lambda().await;
-        let sdk = sosw_test_support::sdk_config_for(&endpoint).await;
+    /// The endpoint serves while the returned `RecordingLambda` lives.
+    async fn recorded_meta() -> (MetaWriter, sosw_test_support::RecordingLambda) {
+        let endpoint = sosw_test_support::recording_lambda();
+        let sdk = sosw_test_support::sdk_config_for(&endpoint.url).await;
         (
             MetaWriter::new(aws_sdk_dynamodb::Client::new(&sdk), "qa_sosw_tasks_meta"),
-            seen,
+            endpoint,
         )
     }
 
@@ -574,7 +575,7 @@ mod tests {
         call(up.layer(service_fn(count)), sosw_event(json!({})))
             .await
             .unwrap();
-        let rows = writes.lock().unwrap().clone();
+        let rows = writes.seen.lock().unwrap().clone();
         assert_eq!(rows.len(), 1, "one PutItem");
         let body: Value = serde_json::from_str(&rows[0].2).unwrap();
         assert_eq!(body["TableName"], "qa_sosw_tasks_meta");
@@ -605,7 +606,10 @@ mod tests {
         call(down.layer(service_fn(count)), sosw_event(json!({})))
             .await
             .unwrap();
-        assert!(writes.lock().unwrap().is_empty(), "no meta row without a report");
+        assert!(
+            writes.seen.lock().unwrap().is_empty(),
+            "no meta row without a report"
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::{MetaHandler, SystemClock, TaskConfig, TaskManager};
 use sosw_test_support::{
-    recording_lambda, repo_root, sdk_config_for, venv_bin, LocalAws, RecordedInvocations,
+    recording_lambda, repo_root, sdk_config_for, venv_bin, LocalAws, RecordedInvocations, RecordingLambda,
 };
 use sosw_worker::{LambdaReporter, MetaWriter, Report, SoswLayer, Task};
 use sosw_worker_assistant::WorkerAssistant;
@@ -27,6 +27,8 @@ struct Env {
     wa: WorkerAssistant,
     recorded: RecordedInvocations,
     layer: SoswLayer,
+    /// The Worker Assistant's (recording) endpoint: it serves while this lives.
+    _assistant: RecordingLambda,
 }
 
 async fn env(with_meta: bool) -> Env {
@@ -45,8 +47,9 @@ async fn env(with_meta: bool) -> Env {
         Arc::new(SystemClock),
     ));
     let wa = WorkerAssistant::new(tasks.clone(), meta);
-    let (endpoint, recorded) = recording_lambda().await;
-    let lambda = aws_sdk_lambda::Client::new(&sdk_config_for(&endpoint).await);
+    let assistant = recording_lambda();
+    let recorded = assistant.seen.clone();
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config_for(&assistant.url).await);
     let mut layer = SoswLayer::new(LambdaReporter::new(lambda, "sosw_worker_assistant"));
     if with_meta {
         layer = layer.with_meta(MetaWriter::new(ddb, "sosw_tasks_meta"));
@@ -57,6 +60,7 @@ async fn env(with_meta: bool) -> Env {
         wa,
         recorded,
         layer,
+        _assistant: assistant,
     }
 }
 
@@ -111,7 +115,8 @@ impl Env {
 
     /// Python sosw's Worker reporting `task_id` with these stats and result: the bytes it sent.
     async fn python_report(&self, task_id: &str, outcome: &str, stats: &Value, result: &Value) -> String {
-        let (endpoint, recorded) = recording_lambda().await;
+        let assistant = recording_lambda();
+        let (endpoint, recorded) = (&assistant.url, &assistant.seen);
         let out = tokio::process::Command::new(venv_bin("python"))
             .arg(repo_root().join("crates/sosw-worker/tests/python/python_worker.py"))
             .args([
@@ -122,7 +127,7 @@ impl Env {
                 "sosw_tasks_meta",
             ])
             .envs(self.aws.env())
-            .env("AWS_ENDPOINT_URL_LAMBDA", &endpoint)
+            .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
             .env("AWS_LAMBDA_FUNCTION_NAME", "python_example_worker")
             .output()
             .await

@@ -20,10 +20,10 @@
 use super::manager::{NewTask, TaskManager};
 use super::model::{n, Item, TaskId};
 use super::size::item_size;
-use crate::error::{render_error, TaskError};
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
-use std::time::Duration;
-use tracing::{debug, warn};
+use super::store::{Cond, TxItem, Written};
+use crate::error::TaskError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use tracing::debug;
 
 /// DynamoDB's limit of items per TransactWriteItems (moto 5.2 accepts it too).
 pub const TRANSACTION_ITEMS: usize = super::manager::DEFAULT_TRANSACTION_ITEMS;
@@ -31,8 +31,6 @@ pub const TRANSACTION_ITEMS: usize = super::manager::DEFAULT_TRANSACTION_ITEMS;
 pub const TRANSACTION_BYTES: usize = 3_500_000;
 /// Items per task in a create-once transaction (a Put and two ConditionChecks).
 const ITEMS_PER_TASK: usize = 3;
-/// Attempts of one transaction that conflicts with concurrent ones or is throttled.
-const ATTEMPTS: u32 = 8;
 
 /// What [`TaskManager::create_tasks_once`] did.
 #[derive(Debug, Clone, Default)]
@@ -98,7 +96,7 @@ impl TaskManager {
             newest,
             self.config().greenfield_task_step,
             tasks.len(),
-            self.clock().now_secs(),
+            self.now_secs(),
         )?;
         let ids: Vec<TaskId> = tasks.iter().map(|(id, _)| id.clone()).collect();
         // Greenfields are replaced below by the checked positions.
@@ -127,136 +125,78 @@ impl TaskManager {
     }
 
     /// One group of tasks in one transaction; tasks reported as existing are dropped and the
-    /// rest written again.
+    /// rest written again. Conflicts and throttles are retried by the store with sosw's bounded
+    /// backoff.
     async fn put_once(
         &self,
         labourer_id: &str,
         mut group: Vec<(TaskId, Item)>,
         outcome: &mut CreateOnceOutcome,
     ) -> Result<(), TaskError> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
         let cfg = self.config();
         let tasks_table = cfg.dynamo_db_config.table_name.clone();
         let id_field = cfg.field("task_id").to_string();
         let labourer_field = cfg.field("labourer_id").to_string();
-        let mut attempt = 0u32;
+        let absent = || vec![Cond::NotExists(id_field.clone())];
         while !group.is_empty() {
             let mut tx = Vec::with_capacity(group.len() * ITEMS_PER_TASK);
             for (id, item) in &group {
-                let absent = "attribute_not_exists(#t)";
-                tx.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&tasks_table)
-                                .set_item(Some(item.clone()))
-                                .condition_expression(absent)
-                                .expression_attribute_names("#t", &id_field)
-                                .build()
-                                .expect("table and item are set"),
-                        )
-                        .build(),
-                );
-                tx.push(
-                    TransactWriteItem::builder()
-                        .condition_check(
-                            ConditionCheck::builder()
-                                .table_name(&cfg.sosw_closed_tasks_table)
-                                .key(&id_field, AttributeValue::S(id.0.clone()))
-                                .condition_expression(absent)
-                                .expression_attribute_names("#t", &id_field)
-                                .build()
-                                .expect("table, key and condition are set"),
-                        )
-                        .build(),
-                );
-                tx.push(
-                    TransactWriteItem::builder()
-                        .condition_check(
-                            ConditionCheck::builder()
-                                .table_name(&cfg.sosw_retry_tasks_table)
-                                .key(&labourer_field, AttributeValue::S(labourer_id.to_string()))
-                                .key(&id_field, AttributeValue::S(id.0.clone()))
-                                .condition_expression(absent)
-                                .expression_attribute_names("#t", &id_field)
-                                .build()
-                                .expect("table, key and condition are set"),
-                        )
-                        .build(),
-                );
+                tx.push(TxItem::Put {
+                    table: tasks_table.clone(),
+                    item: item.clone(),
+                    condition: absent(),
+                });
+                tx.push(TxItem::Check {
+                    table: cfg.sosw_closed_tasks_table.clone(),
+                    key: Item::from([(id_field.clone(), AttributeValue::S(id.0.clone()))]),
+                    condition: absent(),
+                });
+                tx.push(TxItem::Check {
+                    table: cfg.sosw_retry_tasks_table.clone(),
+                    key: Item::from([
+                        (labourer_field.clone(), AttributeValue::S(labourer_id.to_string())),
+                        (id_field.clone(), AttributeValue::S(id.0.clone())),
+                    ]),
+                    condition: absent(),
+                });
             }
-            // One token per logical request: the SDK's own retries of it are idempotent.
+            // One token per logical request: the retries of it are idempotent.
             let token = uuid::Uuid::new_v4().to_string();
-            let result = self
-                .dynamo()
-                .transact_write_items()
-                .set_transact_items(Some(tx))
-                .client_request_token(token)
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => {
+            let flags = match self.store().transact(tx, Some(token)).await {
+                Ok(Written::Done) => {
                     outcome.written.extend(group.drain(..).map(|(_, item)| item));
                     return Ok(());
                 }
-                Err(e) => e,
-            };
-            let retryable = match err.as_service_error() {
-                Some(E::TransactionCanceledException(c)) => {
-                    let reasons = c.cancellation_reasons();
-                    let exists: Vec<bool> = (0..group.len())
-                        .map(|i| {
-                            reasons
-                                .iter()
-                                .skip(i * ITEMS_PER_TASK)
-                                .take(ITEMS_PER_TASK)
-                                .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                        })
-                        .collect();
-                    if exists.iter().any(|e| *e) {
-                        let mut rest = Vec::with_capacity(group.len());
-                        for (task, exists) in group.into_iter().zip(exists) {
-                            if exists {
-                                debug!(labourer_id, task_id = %task.0 .0, "task exists; not written again");
-                                outcome.existing.push(task.0);
-                            } else {
-                                rest.push(task);
-                            }
-                        }
-                        group = rest;
-                        continue;
-                    }
-                    let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
-                    codes.iter().any(|c| {
-                        matches!(
-                            *c,
-                            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-                        )
+                Ok(Written::ConditionFailed(flags)) => flags,
+                Err(source) => {
+                    return Err(TaskError::Store {
+                        operation: "TransactWriteItems(create_once)",
+                        table: tasks_table,
+                        source,
                     })
                 }
-                Some(E::TransactionInProgressException(_))
-                | Some(E::ProvisionedThroughputExceededException(_))
-                | Some(E::ThrottlingException(_))
-                | Some(E::RequestLimitExceeded(_))
-                | Some(E::InternalServerError(_)) => true,
-                _ => err.raw_response().is_some_and(|r| r.status().is_server_error()),
             };
-            if !retryable || attempt + 1 >= ATTEMPTS {
-                return Err(TaskError::Dynamo {
-                    operation: "TransactWriteItems",
-                    table: tasks_table,
-                    message: render_error(&err),
+            let mut rest = Vec::with_capacity(group.len());
+            for (i, task) in group.into_iter().enumerate() {
+                let start = i * ITEMS_PER_TASK;
+                let exists = flags
+                    .get(start..start + ITEMS_PER_TASK)
+                    .is_some_and(|f| f.iter().any(|x| *x));
+                if exists {
+                    debug!(labourer_id, task_id = %task.0 .0, "task exists; not written again");
+                    outcome.existing.push(task.0);
+                } else {
+                    rest.push(task);
+                }
+            }
+            if rest.len() == flags.len() / ITEMS_PER_TASK && !rest.is_empty() {
+                // A refusal that names no task of ours cannot make progress.
+                return Err(TaskError::Malformed {
+                    task_id: rest[0].0 .0.clone(),
+                    reason: "the create transaction was refused without naming which task exists".into(),
                 });
             }
-            attempt += 1;
-            let backoff = Duration::from_millis(25 * (1 << attempt.min(6)));
-            warn!(
-                labourer_id,
-                attempt,
-                ?backoff,
-                "create transaction conflicted or throttled; retrying"
-            );
-            tokio::time::sleep(backoff).await;
+            group = rest;
         }
         Ok(())
     }

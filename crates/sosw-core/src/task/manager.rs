@@ -1,43 +1,46 @@
 //! The TaskManager: every operation on the task tables, with Python sosw's semantics and
-//! DynamoDB layout, designed for batches.
+//! DynamoDB layout, designed for batches. It stands on a [`TaskStore`] (DynamoDB in production,
+//! in memory for tests: see [`super::store`]); this module holds the queue and claim logic, the
+//! moves between tables and the worker reports, written once for both stores.
 //!
 //! Differences from the original, all in the direction of fewer requests and no lost data:
 //! - creating N tasks reads the newest greenfield **once** and writes with BatchWriteItem
 //!   (25 items a request, unprocessed items retried with backoff); the original queries the
 //!   whole queue for every task;
 //! - moves between tables (archive, retry, back to the queue) are single TransactWriteItems,
-//!   conditioned on the row being unchanged since it was read; the original writes then deletes;
-//! - the average-duration query reads at most `max_closed_to_analyse_for_duration` rows per status.
+//!   conditioned on the row being unchanged since it was read; the original writes then deletes.
 
-use super::model::{attribute_to_json, guess_attribute, n, n_float, Item, Task, TaskId};
+use super::model::{n, n_float, Item, Task, TaskId};
+use super::store::{
+    Cond, Condition, DynamoStore, IndexQuery, Key, MemoryStore, Range, StoreError, TaskStore, TxItem, Update,
+    Written,
+};
 use crate::clock::Clock;
 use crate::config::TaskConfig;
 use crate::error::{render_error, EcologyError, TaskError, TaskWhereabouts};
 use crate::labourer::Labourer;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, PutRequest, ReturnValue, Select, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tracing::{debug, instrument, warn};
 
-/// DynamoDB's limit of items per BatchWriteItem (moto does not enforce it; we do).
-pub const BATCH_WRITE_LIMIT: usize = 25;
-/// Items per TransactWriteItems allowed by DynamoDB (each task moved takes two: put + delete).
+pub use super::payload::construct_payload;
+use super::payload::flatten_report;
+pub use super::store::dynamo::BATCH_WRITE_LIMIT;
+
+/// Items per TransactWriteItems allowed by DynamoDB, the default of every essential (each task
+/// moved takes two: put + delete, so an archive transaction moves up to 50 tasks).
 pub const DEFAULT_TRANSACTION_ITEMS: usize = 100;
 /// The smaller transaction size the test harness runs with, so that the suite exercises the
 /// transaction-size setting and multi-transaction archives on small data (moto 5.2 accepts
 /// DynamoDB's 100 items per TransactWriteItems; its cap of 25 is on TransactGetItems).
 pub const MOTO_TRANSACTION_ITEMS: usize = 25;
-/// Environment variable overriding [`DEFAULT_TRANSACTION_ITEMS`] (2..=100), read by the essentials'
-/// `from_env` (the local-AWS harness sets it to moto's 25).
+/// Environment variable overriding [`DEFAULT_TRANSACTION_ITEMS`] (2..=100): the one transaction
+/// size knob, read by [`transaction_items_from_env`] for every essential (the local-AWS harness
+/// sets it to [`MOTO_TRANSACTION_ITEMS`]).
 pub const TRANSACTION_ITEMS_ENV: &str = "SOSW_MAX_TRANSACTION_ITEMS";
-/// Attempts at a TransactWriteItems that conflicts or fails on the server before giving up.
-const TRANSACT_ATTEMPTS: u32 = 8;
-/// Attempts at writing unprocessed items of a batch before giving up.
-const BATCH_WRITE_ATTEMPTS: u32 = 8;
 
 /// A claim we own: what the task held before, so that a refused invocation can give it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +116,9 @@ pub type NewTask = Map<String, Value>;
 /// Operations on `sosw_tasks`, `sosw_retry_tasks` and `sosw_closed_tasks`.
 #[derive(Debug, Clone)]
 pub struct TaskManager {
-    dynamo: aws_sdk_dynamodb::Client,
-    lambda: aws_sdk_lambda::Client,
+    store: Arc<dyn TaskStore>,
+    dynamo: Option<aws_sdk_dynamodb::Client>,
+    lambda: Option<aws_sdk_lambda::Client>,
     config: Arc<TaskConfig>,
     clock: Arc<dyn Clock>,
     max_durations: Arc<Mutex<HashMap<String, i64>>>,
@@ -130,26 +134,12 @@ pub fn transaction_items_from_env() -> usize {
         .unwrap_or(DEFAULT_TRANSACTION_ITEMS)
 }
 
-fn dynamo_err<E>(operation: &'static str, table: &str, err: E) -> TaskError
-where
-    E: std::error::Error + 'static,
-{
-    TaskError::Dynamo {
+fn store_err(operation: &'static str, table: &str, source: StoreError) -> TaskError {
+    TaskError::Store {
         operation,
         table: table.to_string(),
-        message: render_error(&err),
+        source,
     }
-}
-
-/// `true` when an SDK error is a failed condition (a lost race, not a fault).
-fn is_conditional_check_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .map(|c| c == "ConditionalCheckFailedException" || c == "TransactionCanceledException")
-        .unwrap_or(false)
 }
 
 /// How a TransactWriteItems call ended.
@@ -159,93 +149,43 @@ enum TxOutcome {
     ConditionFailed,
 }
 
-/// What a transaction's cancellation means: `Some(false)` a failed condition (final),
-/// `Some(true)` worth retrying (a conflict, a throttle, or a reason we do not know, such as the
-/// internal errors moto reports under concurrent transactions), `None` a final failure.
-fn cancellation_kind(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> Option<bool> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-    match err.as_service_error() {
-        // Some(true): a conflict with a concurrent transaction, worth retrying.
-        Some(E::TransactionCanceledException(c)) => {
-            let codes: Vec<&str> = c
-                .cancellation_reasons()
-                .iter()
-                .filter_map(|r| r.code())
-                .filter(|c| *c != "None")
-                .collect();
-            if codes.contains(&"ConditionalCheckFailed") {
-                Some(false)
-            } else if codes
-                .iter()
-                .any(|c| c.contains("ResourceNotFound") || c.contains("Validation"))
-            {
-                None
-            } else {
-                Some(true)
-            }
-        }
-        Some(E::TransactionInProgressException(_))
-        | Some(E::ProvisionedThroughputExceededException(_))
-        | Some(E::ThrottlingException(_))
-        | Some(E::RequestLimitExceeded(_))
-        | Some(E::InternalServerError(_)) => Some(true),
-        _ => None,
-    }
-}
-
 impl TaskManager {
-    /// One TransactWriteItems, retried with backoff while it conflicts with concurrent ones.
+    /// One transaction through the store (which retries conflicts with bounded backoff).
     async fn transact(
         &self,
-        items: Vec<TransactWriteItem>,
+        items: Vec<TxItem>,
         operation: &'static str,
         table: &str,
     ) -> Result<TxOutcome, TaskError> {
-        let mut attempt = 0u32;
-        loop {
-            let result = self
-                .dynamo
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(TxOutcome::Done),
-                Err(e) => match cancellation_kind(&e) {
-                    Some(false) => return Ok(TxOutcome::ConditionFailed),
-                    // A server-side failure (HTTP 5xx) is retried like a conflict.
-                    None if attempt < TRANSACT_ATTEMPTS
-                        && e.raw_response().is_some_and(|r| r.status().is_server_error()) =>
-                    {
-                        attempt += 1;
-                        warn!(operation, table, attempt, error = %render_error(&e), "transaction failed on the server; retrying");
-                        tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
-                    }
-                    Some(true) if attempt < TRANSACT_ATTEMPTS => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(10 * (1 << attempt.min(6)))).await;
-                    }
-                    _ => return Err(dynamo_err(operation, table, e)),
-                },
-            }
+        match self.store.transact(items, None).await {
+            Ok(Written::Done) => Ok(TxOutcome::Done),
+            Ok(Written::ConditionFailed(_)) => Ok(TxOutcome::ConditionFailed),
+            Err(e) => Err(store_err(operation, table, e)),
         }
     }
 
-    /// A TaskManager over the given clients, config and clock.
+    /// A TaskManager over DynamoDB and Lambda clients, config and clock. Its transaction size is
+    /// the one knob [`TRANSACTION_ITEMS_ENV`] (DynamoDB's 100 when unset).
     pub fn new(
         dynamo: aws_sdk_dynamodb::Client,
         lambda: aws_sdk_lambda::Client,
         config: TaskConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let mut tm = Self::with_store(Arc::new(DynamoStore::new(dynamo.clone())), config, clock);
+        tm.dynamo = Some(dynamo);
+        tm.lambda = Some(lambda);
+        tm.transaction_items = transaction_items_from_env();
+        tm
+    }
+
+    /// A TaskManager over any [`TaskStore`], without Lambda: [`Self::max_duration`] then needs
+    /// `max_duration` in each labourer's config.
+    pub fn with_store(store: Arc<dyn TaskStore>, config: TaskConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
-            dynamo,
-            lambda,
+            store,
+            dynamo: None,
+            lambda: None,
             config: Arc::new(config),
             clock,
             max_durations: Arc::default(),
@@ -253,11 +193,29 @@ impl TaskManager {
         }
     }
 
+    /// The clock this TaskManager reads: the essentials share it (deadlines, dates, EMF
+    /// timestamps), so one injected clock drives a whole run.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A TaskManager over a fresh [`MemoryStore`] holding the tables `config` names; the store is
+    /// returned too, for tests to inspect or seed rows.
+    pub fn in_memory(config: TaskConfig, clock: Arc<dyn Clock>) -> (Self, MemoryStore) {
+        let store = MemoryStore::for_config(&config);
+        (Self::with_store(Arc::new(store.clone()), config, clock), store)
+    }
+
     /// Set the largest TransactWriteItems this TaskManager sends (2..=100 items; DynamoDB allows
-    /// 100, moto 25). Archiving moves `items / 2` tasks per transaction.
+    /// 100). Archiving moves `items / 2` tasks per transaction.
     pub fn with_max_transaction_items(mut self, items: usize) -> Self {
         self.transaction_items = items.clamp(2, DEFAULT_TRANSACTION_ITEMS);
         self
+    }
+
+    /// Items per transaction (see [`Self::with_max_transaction_items`]).
+    pub fn transaction_items(&self) -> usize {
+        self.transaction_items
     }
 
     /// Tasks moved per archive transaction.
@@ -270,14 +228,18 @@ impl TaskManager {
         &self.config
     }
 
-    /// The clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+    /// The store the TaskManager works on.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.store
     }
 
-    /// The DynamoDB client.
-    pub fn dynamo(&self) -> &aws_sdk_dynamodb::Client {
-        &self.dynamo
+    /// The DynamoDB client, when the TaskManager was built over DynamoDB ([`Self::new`]).
+    pub fn dynamo(&self) -> Option<&aws_sdk_dynamodb::Client> {
+        self.dynamo.as_ref()
+    }
+
+    pub(crate) fn now_secs(&self) -> i64 {
+        self.clock.now_secs()
     }
 
     fn f<'a>(&'a self, key: &'a str) -> &'a str {
@@ -292,6 +254,21 @@ impl TaskManager {
         &self.config.dynamo_db_config.index_greenfield
     }
 
+    /// The key of a row in a table keyed by `task_id` alone.
+    fn id_key(&self, task_id: &str) -> Key {
+        Key::from([(self.f("task_id").to_string(), AttributeValue::S(task_id.into()))])
+    }
+
+    /// The key of a row in the retry table.
+    fn retry_key(&self, labourer_id: &str, task_id: &str) -> Key {
+        let mut key = self.id_key(task_id);
+        key.insert(
+            self.f("labourer_id").to_string(),
+            AttributeValue::S(labourer_id.into()),
+        );
+        key
+    }
+
     /// Register every configured labourer at the current time.
     pub fn register_labourers(&self) -> Vec<Labourer> {
         Labourer::register_all(&self.config, self.clock.now_secs())
@@ -304,31 +281,23 @@ impl TaskManager {
             .get(id)
             .map(|cfg| Labourer::register(id, cfg, &self.config, self.clock.now_secs()))
     }
-
     // ----- queue positions -------------------------------------------------------------------
 
     async fn edge_greenfield(&self, labourer_id: &str, newest: bool) -> Result<Option<i64>, TaskError> {
-        let table = self.tasks_table();
-        let out = self
-            .dynamo
-            .query()
-            .table_name(table)
-            .index_name(self.greenfield_index())
-            .key_condition_expression("#l = :l AND #g <= :now")
-            .expression_attribute_names("#l", self.f("labourer_id"))
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()))
-            .expression_attribute_values(":now", n_float(self.clock.now()))
-            .scan_index_forward(!newest)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("Query", table, e))?;
-        match out.items().first() {
+        let mut q = self.greenfield_query(labourer_id, Range::Le(n_float(self.clock.now())), Vec::new());
+        q.forward = !newest;
+        q.page_size = Some(1);
+        let target = q.target();
+        let first = self.store.query(q).next().await;
+        let page = match first {
+            None => return Ok(None),
+            Some(page) => page.map_err(|e| store_err("Query", &target, e))?,
+        };
+        match page.items.first() {
             None => Ok(None),
             Some(item) => {
                 super::model::number_i64(item, self.f("greenfield")).map_err(|reason| TaskError::Malformed {
-                    task_id: "<query>".into(),
+                    task_id: task_id_of(item, self.f("task_id")),
                     reason,
                 })
             }
@@ -351,82 +320,48 @@ impl TaskManager {
             .unwrap_or(self.config.greenfield_task_step))
     }
 
-    /// Sum the `Count` of every page of a `Select::Count` query.
-    async fn paginated_count(
-        &self,
-        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-        table: &str,
-    ) -> Result<u64, TaskError> {
+    /// Sum the counts of every page of a query.
+    async fn paginated_count(&self, mut query: IndexQuery) -> Result<u64, TaskError> {
+        query.count_only = true;
+        let target = query.target();
+        let mut pages = self.store.query(query);
         let mut total = 0u64;
-        let mut start_key = None;
-        loop {
-            let out = query
-                .clone()
-                .select(Select::Count)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", table, e))?;
-            total += out.count() as u64;
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() {
-                return Ok(total);
-            }
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_err("Query", &target, e))?;
+            total = total.saturating_add(page.count);
         }
+        Ok(total)
     }
 
     /// Number of tasks waiting in the labourer's queue.
     pub async fn queue_length(&self, labourer_id: &str) -> Result<u64, TaskError> {
-        self.count(
+        self.paginated_count(self.greenfield_query(
             labourer_id,
-            "#g <= :a",
-            &[(":a", n_float(self.clock.now()))],
-            None,
-        )
+            Range::Le(n_float(self.clock.now())),
+            Vec::new(),
+        ))
         .await
     }
 
-    /// A query on the greenfield index: `labourer_id = :l AND <range>`, with an optional filter
-    /// on `completed_at` (`#c`). Shared by the counts and the task listings.
-    fn greenfield_query(
-        &self,
-        labourer_id: &str,
-        range: &str,
-        values: &[(&str, AttributeValue)],
-        filter: Option<&str>,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        let mut q = self
-            .dynamo
-            .query()
-            .table_name(self.tasks_table())
-            .index_name(self.greenfield_index())
-            .key_condition_expression(format!("#l = :l AND {range}"))
-            .expression_attribute_names("#l", self.f("labourer_id"))
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()));
-        for (k, v) in values {
-            q = q.expression_attribute_values(*k, v.clone());
-        }
-        if let Some(f) = filter {
-            q = q
-                .filter_expression(f)
-                .expression_attribute_names("#c", self.f("completed_at"));
-        }
-        q
-    }
-
-    async fn count(
-        &self,
-        labourer_id: &str,
-        range: &str,
-        values: &[(&str, AttributeValue)],
-        filter: Option<&str>,
-    ) -> Result<u64, TaskError> {
-        self.paginated_count(
-            self.greenfield_query(labourer_id, range, values, filter),
+    /// A query on the greenfield index: `labourer_id = :l AND <range>`, filtered. Shared by the
+    /// counts and the task listings.
+    fn greenfield_query(&self, labourer_id: &str, range: Range, filter: Condition) -> IndexQuery {
+        IndexQuery::new(
             self.tasks_table(),
+            Some(self.greenfield_index()),
+            self.f("labourer_id"),
+            AttributeValue::S(labourer_id.into()),
         )
-        .await
+        .range(self.f("greenfield"), Some(range))
+        .filter(filter)
+    }
+
+    fn completed(&self) -> Cond {
+        Cond::Exists(self.f("completed_at").to_string())
+    }
+
+    fn not_completed(&self) -> Cond {
+        Cond::NotExists(self.f("completed_at").to_string())
     }
 
     // ----- creating tasks --------------------------------------------------------------------
@@ -538,71 +473,40 @@ impl TaskManager {
     }
 
     /// Which of these tasks exist anywhere in sosw's tables (queue, retry, archive), with
-    /// BatchGetItem (100 keys a request).
+    /// BatchGetItem (100 keys a request, unprocessed keys retried with bounded backoff).
     pub async fn existing_task_ids(
         &self,
         tasks: &[(String, TaskId)],
     ) -> Result<std::collections::HashSet<TaskId>, TaskError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let id_field = self.f("task_id").to_string();
-        let labourer_field = self.f("labourer_id").to_string();
-        let tables = [
-            (self.tasks_table().to_string(), false),
-            (self.config.sosw_closed_tasks_table.clone(), false),
-            (self.config.sosw_retry_tasks_table.clone(), true),
-        ];
-        let mut keys: Vec<(String, Item)> = Vec::new();
+        let mut keys: Vec<(String, Key)> = Vec::with_capacity(tasks.len() * 3);
         for (labourer_id, task_id) in tasks {
-            for (table, with_labourer) in &tables {
-                let mut key = Item::new();
-                key.insert(id_field.clone(), AttributeValue::S(task_id.0.clone()));
-                if *with_labourer {
-                    key.insert(labourer_field.clone(), AttributeValue::S(labourer_id.clone()));
-                }
-                keys.push((table.clone(), key));
-            }
+            keys.push((self.tasks_table().to_string(), self.id_key(&task_id.0)));
+            keys.push((
+                self.config.sosw_closed_tasks_table.clone(),
+                self.id_key(&task_id.0),
+            ));
+            keys.push((
+                self.config.sosw_retry_tasks_table.clone(),
+                self.retry_key(labourer_id, &task_id.0),
+            ));
         }
-        let mut found = std::collections::HashSet::new();
-        for chunk in keys.chunks(100) {
-            let mut request: HashMap<String, KeysAndAttributes> = HashMap::new();
-            for (table, key) in chunk {
-                let entry = request.remove(table).map(|k| k.keys).unwrap_or_default();
-                let mut all = entry;
-                all.push(key.clone());
-                request.insert(
-                    table.clone(),
-                    KeysAndAttributes::builder()
-                        .set_keys(Some(all))
-                        .projection_expression("#t")
-                        .expression_attribute_names("#t", &id_field)
-                        .build()
-                        .expect("keys are set"),
-                );
-            }
-            let mut attempt = 0u32;
-            while !request.is_empty() {
-                let out = self
-                    .dynamo
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(|e| dynamo_err("BatchGetItem", self.tasks_table(), e))?;
-                for items in out.responses.unwrap_or_default().into_values() {
-                    for item in items {
-                        if let Some(AttributeValue::S(id)) = item.get(&id_field) {
-                            found.insert(TaskId(id.clone()));
-                        }
-                    }
-                }
-                request = out.unprocessed_keys.unwrap_or_default();
-                if !request.is_empty() {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(25 * (1 << attempt.min(6)))).await;
-                }
-            }
-        }
-        Ok(found)
+        let id_field = self.f("task_id");
+        let items = self.store.batch_get(keys, id_field).await.map_err(|e| {
+            let tables = format!(
+                "{}`, `{}`, `{}",
+                self.tasks_table(),
+                self.config.sosw_closed_tasks_table,
+                self.config.sosw_retry_tasks_table
+            );
+            store_err("BatchGetItem", &tables, e)
+        })?;
+        Ok(items
+            .iter()
+            .filter_map(|item| match item.get(id_field) {
+                Some(AttributeValue::S(id)) => Some(TaskId(id.clone())),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Create one task (Python's `create_task`).
@@ -619,64 +523,13 @@ impl TaskManager {
     }
 
     /// Write items with BatchWriteItem, at most 25 a request, retrying unprocessed items with
-    /// exponential backoff.
+    /// sosw's bounded backoff.
     pub async fn batch_put(&self, table: &str, items: Vec<Item>) -> Result<(), TaskError> {
-        let mut requests: Vec<WriteRequest> = items
-            .into_iter()
-            .map(|item| {
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .expect("item is set"),
-                    )
-                    .build()
-            })
-            .collect();
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(BATCH_WRITE_LIMIT));
-            let mut pending = std::mem::replace(&mut requests, rest);
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .dynamo
-                    .batch_write_item()
-                    .request_items(table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| dynamo_err("BatchWriteItem", table, e))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt >= BATCH_WRITE_ATTEMPTS {
-                        return Err(TaskError::Dynamo {
-                            operation: "BatchWriteItem",
-                            table: table.to_string(),
-                            message: format!(
-                                "{} items still unprocessed after {attempt} attempts (throttled)",
-                                pending.len()
-                            ),
-                        });
-                    }
-                    let backoff = Duration::from_millis(25 * (1 << attempt.min(6)));
-                    debug!(
-                        table,
-                        unprocessed = pending.len(),
-                        ?backoff,
-                        "retrying unprocessed items"
-                    );
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-        }
-        Ok(())
+        self.store
+            .batch_put(table, items)
+            .await
+            .map_err(|e| store_err("BatchWriteItem", table, e))
     }
-
-    // ----- reading ---------------------------------------------------------------------------
 
     /// The raw row of a task in the queue table (strongly consistent), parsed or not.
     async fn get_queue_row(&self, task_id: &str) -> Result<Option<Item>, TaskError> {
@@ -691,52 +544,36 @@ impl TaskManager {
             .transpose()
     }
 
-    /// Page through a greenfield-index query, parsing rows; a row that does not parse is kept
-    /// aside (never aborts the listing). `limit` counts parsed tasks only.
-    async fn query_listing(
-        &self,
-        labourer_id: &str,
-        range: &str,
-        values: &[(&str, AttributeValue)],
-        filter: Option<&str>,
-        limit: Option<usize>,
-    ) -> Result<Listing, TaskError> {
-        let query = self.greenfield_query(labourer_id, range, values, filter);
-        self.collect_listing(query, self.tasks_table(), limit).await
-    }
-
+    /// Page through a query, parsing rows; a row that does not parse is kept aside (never aborts
+    /// the listing). `limit` counts parsed tasks only; pages hold `limit` items.
     async fn collect_listing(
         &self,
-        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-        table: &str,
+        mut query: IndexQuery,
         limit: Option<usize>,
     ) -> Result<Listing, TaskError> {
         let mut listing = Listing::default();
-        let mut start_key = None;
-        loop {
-            let mut q = query.clone().set_exclusive_start_key(start_key);
-            if let Some(limit) = limit {
-                let wanted = limit.saturating_sub(listing.tasks.len()).max(1);
-                q = q.limit(wanted.min(i32::MAX as usize) as i32);
-            }
-            let out = q.send().await.map_err(|e| dynamo_err("Query", table, e))?;
-            for item in out.items.unwrap_or_default() {
+        query.page_size = limit.map(|l| l.max(1));
+        let target = query.target();
+        let mut pages = self.store.query(query);
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_err("Query", &target, e))?;
+            for item in page.items {
                 match Task::from_item(item.clone(), &self.config.dynamo_db_config) {
                     Ok(t) => listing.tasks.push(t),
                     Err(error) => {
-                        warn!(table, task_id = %task_id_of(&item, self.f("task_id")), error = %error, "malformed row");
+                        warn!(table = %target, task_id = %task_id_of(&item, self.f("task_id")), error = %error, "malformed row");
                         listing.malformed.push(Malformed { item, error })
                     }
                 }
             }
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() || limit.is_some_and(|l| listing.tasks.len() >= l) {
-                if let Some(l) = limit {
-                    listing.tasks.truncate(l);
-                }
-                return Ok(listing);
+            if limit.is_some_and(|l| listing.tasks.len() >= l) {
+                break;
             }
         }
+        if let Some(l) = limit {
+            listing.tasks.truncate(l);
+        }
+        Ok(listing)
     }
 
     /// The next `limit` queued tasks of the labourer (greenfield < start), in queue order.
@@ -751,110 +588,79 @@ impl TaskManager {
         if limit == 0 {
             return Ok(Listing::default());
         }
-        self.query_listing(
-            &labourer.id,
-            "#g < :start",
-            &[(":start", n(labourer.start))],
-            None,
-            Some(limit),
-        )
-        .await
+        let q = self.greenfield_query(&labourer.id, Range::Lt(n(labourer.start)), Vec::new());
+        self.collect_listing(q, Some(limit)).await
     }
 
     /// Number of tasks presumed running: invoked, not completed, not expired.
     pub async fn running_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
-        self.count(
-            &labourer.id,
-            "#g BETWEEN :a AND :b",
-            &[(":a", n(labourer.expired)), (":b", n(labourer.invoked))],
-            Some("attribute_not_exists(#c)"),
-        )
-        .await
+        let range = Range::Between(n(labourer.expired), n(labourer.invoked));
+        self.paginated_count(self.greenfield_query(&labourer.id, range, vec![self.not_completed()]))
+            .await
     }
 
     /// Number of expired tasks (invoked, not completed, past `expired`).
     pub async fn expired_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
-        self.count(
-            &labourer.id,
-            "#g BETWEEN :a AND :b",
-            &[(":a", n(labourer.start)), (":b", n(labourer.expired))],
-            Some("attribute_not_exists(#c)"),
-        )
-        .await
+        let range = Range::Between(n(labourer.start), n(labourer.expired));
+        self.paginated_count(self.greenfield_query(&labourer.id, range, vec![self.not_completed()]))
+            .await
     }
 
     /// Number of tasks completed by workers and not yet archived.
     pub async fn completed_count(&self, labourer: &Labourer) -> Result<u64, TaskError> {
-        self.count(
-            &labourer.id,
-            "#g >= :a",
-            &[(":a", n_float(self.clock.now()))],
-            Some("attribute_exists(#c)"),
-        )
-        .await
+        let range = Range::Ge(n_float(self.clock.now()));
+        self.paginated_count(self.greenfield_query(&labourer.id, range, vec![self.completed()]))
+            .await
     }
 
     /// Number of tasks of the labourer waiting in the retry table.
     pub async fn retry_count(&self, labourer_id: &str) -> Result<u64, TaskError> {
-        let table = &self.config.sosw_retry_tasks_table;
-        let q = self
-            .dynamo
-            .query()
-            .table_name(table)
-            .key_condition_expression("#l = :l")
-            .expression_attribute_names("#l", self.f("labourer_id"))
-            .expression_attribute_values(":l", AttributeValue::S(labourer_id.into()));
-        self.paginated_count(q, table).await
+        let q = IndexQuery::new(
+            &self.config.sosw_retry_tasks_table,
+            None,
+            self.f("labourer_id"),
+            AttributeValue::S(labourer_id.into()),
+        );
+        self.paginated_count(q).await
+    }
+
+    fn closed_query(&self, labourer_id: &str, completed: bool) -> IndexQuery {
+        let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
+        IndexQuery::new(
+            &self.config.sosw_closed_tasks_table,
+            Some(&self.config.sosw_closed_tasks_labourer_status_index),
+            self.f("labourer_id_task_status"),
+            AttributeValue::S(status),
+        )
     }
 
     /// Number of closed tasks of the labourer, completed (`_1`) or dead (`_0`).
     pub async fn closed_count(&self, labourer_id: &str, completed: bool) -> Result<u64, TaskError> {
-        let table = &self.config.sosw_closed_tasks_table;
-        let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
-        let q = self
-            .dynamo
-            .query()
-            .table_name(table)
-            .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
-            .key_condition_expression("#s = :s")
-            .expression_attribute_names("#s", self.f("labourer_id_task_status"))
-            .expression_attribute_values(":s", AttributeValue::S(status));
-        self.paginated_count(q, table).await
+        self.paginated_count(self.closed_query(labourer_id, completed))
+            .await
     }
 
     /// Dead tasks of a labourer closed at or after `since` (full rows from the archive).
     pub async fn dead_tasks(&self, labourer_id: &str, since: i64) -> Result<Vec<Task>, TaskError> {
-        let table = &self.config.sosw_closed_tasks_table;
+        let table = self.config.sosw_closed_tasks_table.clone();
+        let q = self
+            .closed_query(labourer_id, false)
+            .range(self.f("closed_at"), Some(Range::Ge(n(since))));
+        let target = q.target();
         let mut keys = Vec::new();
-        let mut start_key = None;
-        loop {
-            let out = self
-                .dynamo
-                .query()
-                .table_name(table)
-                .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
-                .key_condition_expression("#s = :s AND #c >= :since")
-                .expression_attribute_names("#s", self.f("labourer_id_task_status"))
-                .expression_attribute_names("#c", self.f("closed_at"))
-                .expression_attribute_values(":s", AttributeValue::S(format!("{labourer_id}_0")))
-                .expression_attribute_values(":since", n(since))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query", table, e))?;
-            for item in out.items() {
+        let mut pages = self.store.query(q);
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_err("Query", &target, e))?;
+            for item in &page.items {
                 if let Some(AttributeValue::S(id)) = item.get(self.f("task_id")) {
                     keys.push(id.clone());
                 }
             }
-            start_key = out.last_evaluated_key;
-            if start_key.is_none() {
-                break;
-            }
         }
+        drop(pages);
         let mut tasks = Vec::with_capacity(keys.len());
         for id in keys {
-            match self.get_from(table, &id).await {
+            match self.get_from(&table, &id).await {
                 Ok(Some(t)) => tasks.push(t),
                 Ok(None) => {}
                 // A quarantined row that does not parse: reviving it would only quarantine it again.
@@ -878,19 +684,21 @@ impl TaskManager {
     /// A task in the retry table, by labourer and id.
     pub async fn get_retrying(&self, labourer_id: &str, task_id: &str) -> Result<Option<Task>, TaskError> {
         let table = &self.config.sosw_retry_tasks_table;
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(table)
-            .key(self.f("labourer_id"), AttributeValue::S(labourer_id.into()))
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .consistent_read(true)
-            .send()
+        self.store
+            .get(table, self.retry_key(labourer_id, task_id))
             .await
-            .map_err(|e| dynamo_err("GetItem", table, e))?;
-        out.item
+            .map_err(|e| store_err("GetItem", table, e))?
             .map(|item| Task::from_item(item, &self.config.dynamo_db_config))
             .transpose()
+    }
+
+    /// Put a row into the queue only if no task has its id there.
+    fn put_new_in_queue(&self, row: Item) -> TxItem {
+        TxItem::Put {
+            table: self.tasks_table().to_string(),
+            item: row,
+            condition: vec![Cond::NotExists(self.f("task_id").to_string())],
+        }
     }
 
     /// Put a dead task back into the queue at `greenfield` with its attempts reset to 0,
@@ -901,24 +709,14 @@ impl TaskManager {
         row.remove(self.f("closed_at"));
         row.insert(self.f("greenfield").to_string(), n(greenfield));
         row.insert(self.f("attempts").to_string(), n(0));
-        let put = Put::builder()
-            .table_name(self.tasks_table())
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(#t)")
-            .expression_attribute_names("#t", self.f("task_id"))
-            .build()
-            .expect("table and item are set");
         let closed = &self.config.sosw_closed_tasks_table;
-        let delete = Delete::builder()
-            .table_name(closed)
-            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
-            .condition_expression("attribute_exists(#t)")
-            .expression_attribute_names("#t", self.f("task_id"))
-            .build()
-            .expect("table and key are set");
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().delete(delete).build(),
+            self.put_new_in_queue(row),
+            TxItem::Delete {
+                table: closed.clone(),
+                key: self.id_key(&task.task_id.0),
+                condition: vec![Cond::Exists(self.f("task_id").to_string())],
+            },
         ];
         Ok(matches!(
             self.transact(items, "TransactWriteItems(revive_dead)", closed)
@@ -934,14 +732,9 @@ impl TaskManager {
 
     /// Tasks marked completed by workers, and the malformed rows among them.
     pub async fn completed_tasks_listing(&self, labourer: &Labourer) -> Result<Listing, TaskError> {
-        self.query_listing(
-            &labourer.id,
-            "#g >= :now",
-            &[(":now", n_float(self.clock.now()))],
-            Some("attribute_exists(#c)"),
-            None,
-        )
-        .await
+        let range = Range::Ge(n_float(self.clock.now()));
+        let q = self.greenfield_query(&labourer.id, range, vec![self.completed()]);
+        self.collect_listing(q, None).await
     }
 
     /// Tasks invoked and expired without being completed (greenfield between start and expired). Strict.
@@ -951,14 +744,9 @@ impl TaskManager {
 
     /// Expired tasks, and the malformed rows among them.
     pub async fn expired_tasks_listing(&self, labourer: &Labourer) -> Result<Listing, TaskError> {
-        self.query_listing(
-            &labourer.id,
-            "#g BETWEEN :a AND :b",
-            &[(":a", n(labourer.start)), (":b", n(labourer.expired))],
-            Some("attribute_not_exists(#c)"),
-            None,
-        )
-        .await
+        let range = Range::Between(n(labourer.start), n(labourer.expired));
+        let q = self.greenfield_query(&labourer.id, range, vec![self.not_completed()]);
+        self.collect_listing(q, None).await
     }
 
     // ----- invoking --------------------------------------------------------------------------
@@ -1003,32 +791,27 @@ impl TaskManager {
         let previous_attempts = super::model::number_i64(&task.item, self.f("attempts"))
             .ok()
             .flatten();
-        let result = self
-            .dynamo
-            .update_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
-            .update_expression("SET #g = :g, #a = if_not_exists(#a, :zero) + :one")
-            .condition_expression("#g < :start")
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_names("#a", self.f("attempts"))
-            .expression_attribute_values(":g", n(greenfield))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":start", n(labourer.start))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Some(Claim {
+        let update = Update {
+            set: vec![(self.f("greenfield").to_string(), n(greenfield))],
+            remove: Vec::new(),
+            increment: vec![self.f("attempts").to_string()],
+        };
+        let condition = vec![Cond::Lt(self.f("greenfield").to_string(), n(labourer.start))];
+        match self
+            .store
+            .update(table, self.id_key(&task.task_id.0), update, condition)
+            .await
+            .map_err(|e| store_err("UpdateItem", table, e))?
+        {
+            Written::Done => Ok(Some(Claim {
                 greenfield,
                 previous_greenfield: task.greenfield,
                 previous_attempts,
             })),
-            Err(e) if is_conditional_check_failed(&e) => {
+            Written::ConditionFailed(_) => {
                 debug!("task already invoked by someone else");
                 Ok(None)
             }
-            Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
     }
 
@@ -1046,69 +829,44 @@ impl TaskManager {
                 task_id: task.task_id.0.clone(),
                 reason: "attempts overflow".into(),
             })?;
-        let mut q = self
-            .dynamo
-            .update_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
-            .condition_expression("#g = :claimed AND #a = :claimed_attempts AND attribute_not_exists(#c)")
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_names("#a", self.f("attempts"))
-            .expression_attribute_names("#c", self.f("completed_at"))
-            .expression_attribute_values(":claimed", n(claim.greenfield))
-            .expression_attribute_values(":claimed_attempts", n(claimed_attempts))
-            .expression_attribute_values(":g", n(claim.previous_greenfield));
-        q = match claim.previous_attempts {
-            Some(a) => q
-                .update_expression("SET #g = :g, #a = :a")
-                .expression_attribute_values(":a", n(a)),
-            None => q.update_expression("SET #g = :g REMOVE #a"),
+        let (g, a) = (self.f("greenfield").to_string(), self.f("attempts").to_string());
+        let condition = vec![
+            Cond::Eq(g.clone(), n(claim.greenfield)),
+            Cond::Eq(a.clone(), n(claimed_attempts)),
+            self.not_completed(),
+        ];
+        let mut update = Update {
+            set: vec![(g, n(claim.previous_greenfield))],
+            ..Update::default()
         };
-        match q.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => {
+        match claim.previous_attempts {
+            Some(previous) => update.set.push((a, n(previous))),
+            None => update.remove.push(a),
+        }
+        match self
+            .store
+            .update(table, self.id_key(&task.task_id.0), update, condition)
+            .await
+            .map_err(|e| store_err("UpdateItem", table, e))?
+        {
+            Written::Done => Ok(true),
+            Written::ConditionFailed(_) => {
                 warn!("claim not given back: the task changed since it was claimed");
                 Ok(false)
             }
-            Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
     }
 
     /// The event a worker receives for `task`: its payload, flattened with the task's own fields
-    /// (those of the row mapper, as the original reads them), as Python's `json.dumps` writes it.
+    /// (those of the row mapper, as the original reads them), as Python's `json.dumps` writes it
+    /// (see [`super::payload::invocation_payload`]).
     pub fn invocation_payload(&self, task: &Task) -> Result<String, TaskError> {
-        let payload_field = self.f("payload");
-        let mut event = match task.item.get(payload_field) {
-            None => Map::new(),
-            Some(AttributeValue::S(s)) => match serde_json::from_str::<Value>(s) {
-                Ok(Value::Object(m)) => m,
-                _ => {
-                    return Err(TaskError::InvalidPayload(format!(
-                        "task {}: `{payload_field}` is not a JSON object: {s}",
-                        task.task_id
-                    )))
-                }
-            },
-            Some(AttributeValue::M(_)) => match attribute_to_json(&task.item[payload_field]) {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-            Some(other) => {
-                return Err(TaskError::InvalidPayload(format!(
-                    "task {}: `{payload_field}` has unsupported type {other:?}",
-                    task.task_id
-                )))
-            }
-        };
-        for key in self.config.dynamo_db_config.row_mapper.keys() {
-            if key == payload_field {
-                continue;
-            }
-            if let Some(av) = task.item.get(key) {
-                event.insert(key.clone(), attribute_to_json(av));
-            }
-        }
-        Ok(crate::pyjson::dumps(&event))
+        super::payload::invocation_payload(
+            &task.item,
+            self.f("payload"),
+            self.config.dynamo_db_config.row_mapper.keys(),
+            &task.task_id.0,
+        )
     }
 
     // ----- moving between tables -------------------------------------------------------------
@@ -1128,9 +886,8 @@ impl TaskManager {
             }
             let mut items = Vec::with_capacity(chunk.len() * 2);
             for task in chunk {
-                let (put, delete) = self.archive_items(task);
-                items.push(TransactWriteItem::builder().put(put).build());
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                items.push(self.archive_put(task));
+                items.push(self.unchanged_delete(task));
             }
             match self.transact(items, "TransactWriteItems(archive)", &table).await {
                 Ok(TxOutcome::Done) => out.extend(chunk.iter().map(|_| Ok(true))),
@@ -1140,7 +897,7 @@ impl TaskManager {
                     }
                 }
                 Err(e) => {
-                    warn!(tasks = chunk.len(), error = %e, "archive transaction failed; archiving its tasks one by one");
+                    warn!(tasks = chunk.len(), error = %render_error(&e), "archive transaction failed; archiving its tasks one by one");
                     for task in chunk {
                         out.push(self.archive(task).await);
                     }
@@ -1150,7 +907,7 @@ impl TaskManager {
         out
     }
 
-    fn archive_items(&self, task: &Task) -> (Put, Delete) {
+    fn archive_put(&self, task: &Task) -> TxItem {
         let mut closed = task.item.clone();
         let status = if task.completed_at.is_some() { 1 } else { 0 };
         closed.insert(
@@ -1158,12 +915,11 @@ impl TaskManager {
             AttributeValue::S(format!("{}_{status}", task.labourer_id)),
         );
         closed.insert(self.f("closed_at").to_string(), n(self.clock.now_secs()));
-        let put = Put::builder()
-            .table_name(&self.config.sosw_closed_tasks_table)
-            .set_item(Some(closed))
-            .build()
-            .expect("table and item are set");
-        (put, self.unchanged_delete(task))
+        TxItem::Put {
+            table: self.config.sosw_closed_tasks_table.clone(),
+            item: closed,
+            condition: Vec::new(),
+        }
     }
 
     /// Archive a task into `sosw_closed_tasks` with `labourer_id_task_status` =
@@ -1171,9 +927,14 @@ impl TaskManager {
     /// if it is unchanged since it was read. Returns `false` when the task changed meanwhile.
     #[instrument(skip(self, task), fields(task_id = %task.task_id, labourer_id = %task.labourer_id))]
     pub async fn archive(&self, task: &Task) -> Result<bool, TaskError> {
-        let (put, _) = self.archive_items(task);
-        self.move_out_of_queue(task, put, "TransactWriteItems(archive)")
-            .await
+        let put = self.archive_put(task);
+        self.move_out_of_queue(
+            task,
+            put,
+            &self.config.sosw_closed_tasks_table,
+            "TransactWriteItems(archive)",
+        )
+        .await
     }
 
     /// Move an expired task to `sosw_retry_tasks` with `desired_launch_time` = now + `delay`,
@@ -1191,45 +952,43 @@ impl TaskManager {
                 reason: format!("retry delay {delay} overflows"),
             })?;
         row.insert(self.f("desired_launch_time").to_string(), n(launch));
-        let put = Put::builder()
-            .table_name(&self.config.sosw_retry_tasks_table)
-            .set_item(Some(row))
-            .build()
-            .expect("table and item are set");
-        self.move_out_of_queue(task, put, "TransactWriteItems(retry)")
+        let retry = &self.config.sosw_retry_tasks_table;
+        let put = TxItem::Put {
+            table: retry.clone(),
+            item: row,
+            condition: Vec::new(),
+        };
+        self.move_out_of_queue(task, put, retry, "TransactWriteItems(retry)")
             .await
     }
 
     /// Delete a task from the queue only if it is as it was read (same greenfield, same
     /// completion state).
-    fn unchanged_delete(&self, task: &Task) -> Delete {
-        Delete::builder()
-            .table_name(self.tasks_table())
-            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
-            .condition_expression(if task.completed_at.is_some() {
-                "#g = :g AND attribute_exists(#c)"
-            } else {
-                "#g = :g AND attribute_not_exists(#c)"
-            })
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_names("#c", self.f("completed_at"))
-            .expression_attribute_values(":g", n(task.greenfield))
-            .build()
-            .expect("table and key are set")
+    fn unchanged_delete(&self, task: &Task) -> TxItem {
+        let completion = if task.completed_at.is_some() {
+            self.completed()
+        } else {
+            self.not_completed()
+        };
+        TxItem::Delete {
+            table: self.tasks_table().to_string(),
+            key: self.id_key(&task.task_id.0),
+            condition: vec![
+                Cond::Eq(self.f("greenfield").to_string(), n(task.greenfield)),
+                completion,
+            ],
+        }
     }
 
     async fn move_out_of_queue(
         &self,
         task: &Task,
-        put: Put,
+        put: TxItem,
+        to: &str,
         operation: &'static str,
     ) -> Result<bool, TaskError> {
-        let table = format!("{}` (from `{}", put.table_name(), self.tasks_table());
-        let delete = self.unchanged_delete(task);
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().delete(delete).build(),
-        ];
+        let table = format!("{to}` (from `{}", self.tasks_table());
+        let items = vec![put, self.unchanged_delete(task)];
         match self.transact(items, operation, &table).await? {
             TxOutcome::Done => Ok(true),
             TxOutcome::ConditionFailed => {
@@ -1302,63 +1061,46 @@ impl TaskManager {
         closed.insert(self.f("closed_at").to_string(), n(self.clock.now_secs()));
         closed.insert("closed_reason".to_string(), AttributeValue::S(reason.to_string()));
         let closed_table = &self.config.sosw_closed_tasks_table;
-        let put = Put::builder()
-            .table_name(closed_table)
-            .set_item(Some(closed))
-            .build()
-            .expect("table and item are set");
-        let (source_table, mut delete) = match from {
-            SourceTable::Tasks => (
-                self.tasks_table().to_string(),
-                Delete::builder()
-                    .table_name(self.tasks_table())
-                    .key(self.f("task_id"), AttributeValue::S(task_id.clone())),
-            ),
+        let (source_table, key) = match from {
+            SourceTable::Tasks => (self.tasks_table().to_string(), self.id_key(&task_id)),
             SourceTable::Retry => (
                 self.config.sosw_retry_tasks_table.clone(),
-                Delete::builder()
-                    .table_name(&self.config.sosw_retry_tasks_table)
-                    .key(self.f("labourer_id"), AttributeValue::S(row_labourer.clone()))
-                    .key(self.f("task_id"), AttributeValue::S(task_id.clone())),
+                self.retry_key(&row_labourer, &task_id),
             ),
         };
         // Unchanged since read: every small attribute equal, every other one still present, and
         // sosw's own fields that were absent still absent.
         let keys = [self.f("task_id").to_string(), self.f("labourer_id").to_string()];
-        let mut conditions = Vec::new();
         let mut names: Vec<&String> = item.keys().filter(|k| !keys.contains(k)).collect();
         names.sort();
-        for (i, name) in names.into_iter().enumerate() {
-            let value = &item[name];
-            delete = delete.expression_attribute_names(format!("#q{i}"), name);
-            let small = match value {
-                AttributeValue::S(s) => s.len() <= 1024,
-                AttributeValue::N(_) | AttributeValue::Bool(_) | AttributeValue::Null(_) => true,
-                _ => false,
-            };
-            if small {
-                conditions.push(format!("#q{i} = :q{i}"));
-                delete = delete.expression_attribute_values(format!(":q{i}"), value.clone());
-            } else {
-                conditions.push(format!("attribute_exists(#q{i})"));
-            }
-        }
-        for (i, field) in ["greenfield", "attempts", "completed_at"].into_iter().enumerate() {
+        let mut condition: Condition = names
+            .into_iter()
+            .map(|name| match &item[name] {
+                AttributeValue::S(s) if s.len() <= 1024 => Cond::Eq(name.clone(), item[name].clone()),
+                v @ (AttributeValue::N(_) | AttributeValue::Bool(_) | AttributeValue::Null(_)) => {
+                    Cond::Eq(name.clone(), v.clone())
+                }
+                _ => Cond::Exists(name.clone()),
+            })
+            .collect();
+        for field in ["greenfield", "attempts", "completed_at"] {
             let name = self.f(field);
             if !item.contains_key(name) {
-                delete = delete.expression_attribute_names(format!("#m{i}"), name);
-                conditions.push(format!("attribute_not_exists(#m{i})"));
+                condition.push(Cond::NotExists(name.to_string()));
             }
         }
-        delete = delete.expression_attribute_names("#t", self.f("task_id"));
-        conditions.push("attribute_exists(#t)".into());
-        let delete = delete
-            .condition_expression(conditions.join(" AND "))
-            .build()
-            .expect("table and key are set");
+        condition.push(Cond::Exists(self.f("task_id").to_string()));
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().delete(delete).build(),
+            TxItem::Put {
+                table: closed_table.clone(),
+                item: closed,
+                condition: Vec::new(),
+            },
+            TxItem::Delete {
+                table: source_table.clone(),
+                key,
+                condition,
+            },
         ];
         let table = format!("{closed_table}` (from `{source_table}");
         match self
@@ -1394,18 +1136,14 @@ impl TaskManager {
         if limit == 0 {
             return Ok(Listing::default());
         }
-        let table = &self.config.sosw_retry_tasks_table;
-        let query = self
-            .dynamo
-            .query()
-            .table_name(table)
-            .index_name(&self.config.sosw_retry_tasks_greenfield_index)
-            .key_condition_expression("#l = :l AND #d <= :start")
-            .expression_attribute_names("#l", self.f("labourer_id"))
-            .expression_attribute_names("#d", self.f("desired_launch_time"))
-            .expression_attribute_values(":l", AttributeValue::S(labourer.id.clone()))
-            .expression_attribute_values(":start", n(labourer.start));
-        self.collect_listing(query, table, Some(limit)).await
+        let q = IndexQuery::new(
+            &self.config.sosw_retry_tasks_table,
+            Some(&self.config.sosw_retry_tasks_greenfield_index),
+            self.f("labourer_id"),
+            AttributeValue::S(labourer.id.clone()),
+        )
+        .range(self.f("desired_launch_time"), Some(Range::Le(n(labourer.start))));
+        self.collect_listing(q, Some(limit)).await
     }
 
     /// Put a retry row back into the queue with `greenfield`, atomically with its removal from
@@ -1415,25 +1153,14 @@ impl TaskManager {
         let mut row = task.item.clone();
         row.remove(self.f("desired_launch_time"));
         row.insert(self.f("greenfield").to_string(), n(greenfield));
-        let put = Put::builder()
-            .table_name(self.tasks_table())
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(#t)")
-            .expression_attribute_names("#t", self.f("task_id"))
-            .build()
-            .expect("table and item are set");
         let retry_table = &self.config.sosw_retry_tasks_table;
-        let delete = Delete::builder()
-            .table_name(retry_table)
-            .key(self.f("labourer_id"), AttributeValue::S(task.labourer_id.clone()))
-            .key(self.f("task_id"), AttributeValue::S(task.task_id.0.clone()))
-            .condition_expression("attribute_exists(#t)")
-            .expression_attribute_names("#t", self.f("task_id"))
-            .build()
-            .expect("table and key are set");
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().delete(delete).build(),
+            self.put_new_in_queue(row),
+            TxItem::Delete {
+                table: retry_table.clone(),
+                key: self.retry_key(&task.labourer_id, &task.task_id.0),
+                condition: vec![Cond::Exists(self.f("task_id").to_string())],
+            },
         ];
         Ok(matches!(
             self.transact(items, "TransactWriteItems(return_to_queue)", retry_table)
@@ -1482,51 +1209,36 @@ impl TaskManager {
         &self,
         task_id: &str,
         action: &'static str,
-        sets: Vec<(String, AttributeValue)>,
+        set: Vec<(String, AttributeValue)>,
         increment: Option<String>,
     ) -> Result<(), TaskError> {
         let table = self.tasks_table();
-        let mut parts = Vec::new();
         // Invoked: greenfield beyond now (a queued task holds a queue position, far below).
-        let mut q = self
-            .dynamo
-            .update_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .condition_expression("attribute_exists(#id) AND #g > :now AND attribute_not_exists(#c)")
-            .expression_attribute_names("#id", self.f("task_id"))
-            .expression_attribute_names("#g", self.f("greenfield"))
-            .expression_attribute_names("#c", self.f("completed_at"))
-            .expression_attribute_values(":now", n(self.clock.now_secs()));
-        for (i, (name, value)) in sets.into_iter().enumerate() {
-            parts.push(format!("#s{i} = :s{i}"));
-            q = q
-                .expression_attribute_names(format!("#s{i}"), name)
-                .expression_attribute_values(format!(":s{i}"), value);
-        }
-        if let Some(name) = increment {
-            parts.push("#inc = if_not_exists(#inc, :zero) + :one".into());
-            q = q
-                .expression_attribute_names("#inc", name)
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1));
-        }
+        let condition = vec![
+            Cond::Exists(self.f("task_id").to_string()),
+            Cond::Gt(self.f("greenfield").to_string(), n(self.clock.now_secs())),
+            self.not_completed(),
+        ];
         // Both actions always write something (completed_at, or the failed_attempts increment).
-        debug_assert!(!parts.is_empty());
-        match q
-            .update_expression(format!("SET {}", parts.join(", ")))
-            .return_values(ReturnValue::None)
-            .send()
+        debug_assert!(!set.is_empty() || increment.is_some());
+        let update = Update {
+            set,
+            remove: Vec::new(),
+            increment: increment.into_iter().collect(),
+        };
+        match self
+            .store
+            .update(table, self.id_key(task_id), update, condition)
             .await
+            .map_err(|e| store_err("UpdateItem", table, e))?
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Err(TaskError::ReportRefused {
+            Written::Done => Ok(()),
+            Written::ConditionFailed(_) => Err(TaskError::ReportRefused {
                 task_id: task_id.into(),
                 action,
                 state: self.whereabouts(task_id).await?,
                 table: table.into(),
             }),
-            Err(e) => Err(dynamo_err("UpdateItem", table, e)),
         }
     }
 
@@ -1549,22 +1261,17 @@ impl TaskManager {
     /// A row by id from a table keyed by `task_id` alone, as stored (it may not parse as a task,
     /// e.g. a quarantined row).
     pub async fn get_raw(&self, table: &str, task_id: &str) -> Result<Option<Item>, TaskError> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(table)
-            .key(self.f("task_id"), AttributeValue::S(task_id.into()))
-            .consistent_read(true)
-            .send()
+        self.store
+            .get(table, self.id_key(task_id))
             .await
-            .map_err(|e| dynamo_err("GetItem", table, e))?;
-        Ok(out.item)
+            .map_err(|e| store_err("GetItem", table, e))
     }
 
     // ----- durations -------------------------------------------------------------------------
 
     /// The worker's Lambda timeout: `max_duration` from the labourer's config if set, else
-    /// GetFunctionConfiguration (cached for the life of this TaskManager).
+    /// GetFunctionConfiguration (cached for the life of this TaskManager). Without a Lambda client
+    /// ([`Self::with_store`]) the labourer must set `max_duration`.
     pub async fn max_duration(&self, labourer: &Labourer) -> Result<i64, EcologyError> {
         if let Some(d) = labourer.config.max_duration {
             return Ok(d);
@@ -1572,8 +1279,15 @@ impl TaskManager {
         if let Some(d) = self.max_durations.lock().expect("not poisoned").get(&labourer.id) {
             return Ok(*d);
         }
-        let out = self
-            .lambda
+        let Some(lambda) = &self.lambda else {
+            return Err(EcologyError::FunctionConfiguration {
+                labourer: labourer.id.clone(),
+                message:
+                    "no Lambda client to read its timeout with: set `max_duration` in the labourer's config"
+                        .into(),
+            });
+        };
+        let out = lambda
             .get_function_configuration()
             .function_name(&labourer.arn)
             .send()
@@ -1581,7 +1295,8 @@ impl TaskManager {
             .map_err(|e| EcologyError::FunctionConfiguration {
                 labourer: labourer.id.clone(),
                 message: format!(
-                    "{} (set `max_duration` in the labourer's config where this call is impossible)",
+                    "GetFunctionConfiguration of `{}`: {} (set `max_duration` in the labourer's config where this call is impossible)",
+                    labourer.arn,
                     render_error(&e)
                 ),
             })?;
@@ -1592,78 +1307,6 @@ impl TaskManager {
             .insert(labourer.id.clone(), timeout);
         Ok(timeout)
     }
-
-    /// Average duration of the labourer's latest closed tasks, as the original computes it:
-    /// up to `max_closed_to_analyse_for_duration` completed and as many dead tasks (newest closed
-    /// first), the first N of them by greenfield; a completed task lasted
-    /// `completed_at - greenfield + delta`, a dead one `attempts × max_duration`. 0 with none.
-    pub async fn average_duration(&self, labourer: &Labourer) -> Result<i64, TaskError> {
-        let limit = self.config.max_closed_to_analyse_for_duration as usize;
-        let mut closed = self.closed_tasks(&labourer.id, true, limit).await?;
-        closed.extend(self.closed_tasks(&labourer.id, false, limit).await?);
-        closed.sort_by_key(|t| t.greenfield);
-        closed.truncate(limit);
-        let mut durations: Vec<i64> = Vec::new();
-        let mut max_duration = None;
-        for t in &closed {
-            match t.completed_at {
-                Some(done) => durations.push(done - t.greenfield + self.config.greenfield_invocation_delta),
-                None => {
-                    let d = match max_duration {
-                        Some(d) => d,
-                        None => {
-                            let d = self.max_duration(labourer).await.map_err(|e| TaskError::Dynamo {
-                                operation: "GetFunctionConfiguration",
-                                table: self.config.sosw_closed_tasks_table.clone(),
-                                message: e.to_string(),
-                            })?;
-                            max_duration = Some(d);
-                            d
-                        }
-                    };
-                    durations.extend(std::iter::repeat_n(d, t.attempts.max(0) as usize));
-                }
-            }
-        }
-        if durations.is_empty() {
-            return Ok(0);
-        }
-        let mean = durations.iter().sum::<i64>() as f64 / durations.len() as f64;
-        Ok(mean.round_ties_even() as i64)
-    }
-
-    /// The newest `limit` closed tasks of a labourer with the given status (completed or dead),
-    /// read from the archive's `labourer_task_status_with_time` index.
-    pub async fn closed_tasks(
-        &self,
-        labourer_id: &str,
-        completed: bool,
-        limit: usize,
-    ) -> Result<Vec<Task>, TaskError> {
-        let table = &self.config.sosw_closed_tasks_table;
-        let status = format!("{labourer_id}_{}", if completed { 1 } else { 0 });
-        let out = self
-            .dynamo
-            .query()
-            .table_name(table)
-            .index_name(&self.config.sosw_closed_tasks_labourer_status_index)
-            .key_condition_expression("#s = :s")
-            .expression_attribute_names("#s", self.f("labourer_id_task_status"))
-            .expression_attribute_values(":s", AttributeValue::S(status))
-            .scan_index_forward(false)
-            .limit(limit.max(1) as i32)
-            .send()
-            .await
-            .map_err(|e| dynamo_err("Query", table, e))?;
-        let mut tasks = Vec::new();
-        for mut item in out.items.unwrap_or_default().into_iter().take(limit) {
-            // The index projects keys + completed_at, greenfield, attempts; labourer_id is implied.
-            item.entry(self.f("labourer_id").to_string())
-                .or_insert_with(|| AttributeValue::S(labourer_id.to_string()));
-            tasks.push(Task::from_item(item, &self.config.dynamo_db_config)?);
-        }
-        Ok(tasks)
-    }
 }
 
 /// The `task_id` of a raw row, for logs.
@@ -1671,92 +1314,5 @@ pub fn task_id_of(item: &Item, field: &str) -> String {
     match item.get(field) {
         Some(AttributeValue::S(s)) => s.clone(),
         _ => "<unknown>".into(),
-    }
-}
-
-/// Flatten a worker's report into `stat_<k>` / `result_<k>` attributes, typed as the original does.
-fn flatten_report(
-    stats: Option<&Map<String, Value>>,
-    result: Option<&Map<String, Value>>,
-) -> Vec<(String, AttributeValue)> {
-    let mut out = Vec::new();
-    for (prefix, map) in [("stat_", stats), ("result_", result)] {
-        for (k, v) in map.into_iter().flatten() {
-            out.push((format!("{prefix}{k}"), guess_attribute(v)));
-        }
-    }
-    out
-}
-
-/// Python's `construct_payload_for_task`: `payload` (object, JSON string, or any value wrapped
-/// as `{"payload": value}`), then every other field added to it, serialized with `json.dumps`.
-pub fn construct_payload(mut fields: Map<String, Value>, payload_field: &str) -> Result<String, TaskError> {
-    let mut payload = match fields.shift_remove(payload_field) {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(TaskError::InvalidPayload(format!(
-                    "`{payload_field}` is a JSON string that is not an object: {s}"
-                )))
-            }
-            Err(_) => Map::from_iter([("payload".to_string(), Value::String(s))]),
-        },
-        Some(other) => Map::from_iter([("payload".to_string(), other)]),
-    };
-    for (k, v) in fields {
-        payload.insert(k, v);
-    }
-    Ok(crate::pyjson::dumps(&payload))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
-    }
-
-    #[test]
-    fn payload_is_built_like_python_create_task() {
-        assert_eq!(
-            construct_payload(obj(json!({"payload": {"a": 1}, "b": "x"})), "payload").unwrap(),
-            r#"{"a": 1, "b": "x"}"#
-        );
-        assert_eq!(
-            construct_payload(obj(json!({"payload": "{\"a\": 1}"})), "payload").unwrap(),
-            r#"{"a": 1}"#
-        );
-        assert_eq!(
-            construct_payload(obj(json!({"payload": "plain"})), "payload").unwrap(),
-            r#"{"payload": "plain"}"#
-        );
-        assert_eq!(
-            construct_payload(obj(json!({"payload": 5})), "payload").unwrap(),
-            r#"{"payload": 5}"#
-        );
-        assert_eq!(
-            construct_payload(obj(json!({"x": [1, 2]})), "payload").unwrap(),
-            r#"{"x": [1, 2]}"#
-        );
-    }
-
-    #[test]
-    fn a_json_string_that_is_not_an_object_is_rejected() {
-        // Python would crash on `result[key] = value` for a JSON list; we name the problem.
-        let err = construct_payload(obj(json!({"payload": "[1]", "k": 1})), "payload").unwrap_err();
-        assert!(err.to_string().contains("not an object"));
-    }
-
-    #[test]
-    fn reports_flatten_with_prefixes() {
-        let stats = obj(json!({"rows": 3}));
-        let result = obj(json!({"ok": "true"}));
-        let flat = flatten_report(Some(&stats), Some(&result));
-        assert_eq!(flat[0], ("stat_rows".into(), AttributeValue::N("3".into())));
-        assert_eq!(flat[1], ("result_ok".into(), AttributeValue::Bool(true)));
     }
 }
