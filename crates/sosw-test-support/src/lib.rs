@@ -5,6 +5,9 @@
 //! `.venv` (run `scripts/setup`), stopped when the [`LocalAws`] is dropped. Tables come from the
 //! same CloudFormation template users deploy (`cloudformation/sosw-storage.yaml`).
 
+pub mod capacity;
+pub mod coldstart;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,437 @@
+//! Benchmark (prints figures, asserts only that every task went through): the whole task lifecycle
+//! on one moto behind one request counter, in one process — Scheduler (a job of N tasks) →
+//! Orchestrator (invokes them) → the worker SDK reporting each task through the Worker Assistant →
+//! Scavenger (archives them). Meta rows on. Prints one table: AWS requests, DynamoDB WCU and RCU
+//! (computed from item sizes, see `sosw_test_support::capacity`), items read and client CPU
+//! (`getrusage` of this process: the essentials' work, not moto's) per task, per step and in total.
+//!
+//! Then the Orchestrator's idle cost with `--archived` tasks (default 100,000) seeded into
+//! `sosw_closed_tasks` by batch writes, on a fresh moto.
+//!
+//! Run: `cargo bench -p sosw-tests --bench lifecycle -- [N ...] [--archived M] [--json FILE]`
+//! (default N = 1000 10000). `scripts/bench` runs it beside Python sosw's harness.
+
+mod common;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sosw_core::config::MetaHandlerConfig;
+use sosw_core::ecology::CloudWatchMetrics;
+use sosw_core::invoker::{Invoker, LambdaInvoker};
+use sosw_core::InvokeError;
+use sosw_core::{Clock, EcologyManager, MetaHandler, SystemClock, TaskManager};
+use sosw_orchestrator::{Orchestrator, OrchestratorConfig};
+use sosw_scavenger::{RecordingNotifier, Scavenger, ScavengerConfig};
+use sosw_scheduler::{Scheduler, SchedulerConfig, TimeLeft};
+use sosw_test_support::capacity::{CapacityCounter, CapacityTotals};
+use sosw_test_support::LocalAws;
+use sosw_worker::{LambdaReporter, Report, Reporter};
+use sosw_worker_assistant::WorkerAssistant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LABOURER: &str = "worker";
+const ASSISTANT: &str = "sosw_worker_assistant";
+
+struct Forever;
+impl TimeLeft for Forever {
+    fn remaining(&self) -> Duration {
+        Duration::from_secs(900)
+    }
+}
+
+fn cpu() -> Duration {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).expect("getrusage");
+    let t = |tv: nix::sys::time::TimeVal| {
+        Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+    };
+    t(u.user_time()) + t(u.system_time())
+}
+
+/// One step's figures.
+#[derive(Debug, Clone, Default)]
+struct Step {
+    name: String,
+    requests: u64,
+    by_op: std::collections::BTreeMap<String, u64>,
+    items: u64,
+    capacity: CapacityTotals,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Step {
+    fn add(&mut self, o: &Step) {
+        self.requests += o.requests;
+        self.items += o.items;
+        self.capacity.wcu_halves += o.capacity.wcu_halves;
+        self.capacity.rcu_halves += o.capacity.rcu_halves;
+        self.capacity.largest_item = self.capacity.largest_item.max(o.capacity.largest_item);
+        self.cpu += o.cpu;
+        self.wall += o.wall;
+        for (k, v) in &o.by_op {
+            *self.by_op.entry(k.clone()).or_default() += v;
+        }
+    }
+    fn json(&self, n: u64) -> Value {
+        let per = |x: f64| x / n as f64;
+        json!({
+            "step": self.name, "requests": self.requests, "requests_per_task": per(self.requests as f64),
+            "wcu_per_task": per(self.capacity.wcu()), "rcu_per_task": per(self.capacity.rcu()),
+            "items_read_per_task": per(self.items as f64), "cpu_ms_per_task": per(self.cpu.as_secs_f64() * 1e3),
+            "wall_s": self.wall.as_secs_f64(), "by_op": self.by_op, "largest_item": self.capacity.largest_item,
+        })
+    }
+}
+
+struct Probe<'a> {
+    aws: &'a LocalAws,
+    capacity: &'a CapacityCounter,
+    cap0: CapacityTotals,
+    cpu0: Duration,
+    wall0: Instant,
+}
+
+impl<'a> Probe<'a> {
+    fn begin(aws: &'a LocalAws, capacity: &'a CapacityCounter) -> Self {
+        aws.reset_counts();
+        Self {
+            aws,
+            capacity,
+            cap0: capacity.totals(),
+            cpu0: cpu(),
+            wall0: Instant::now(),
+        }
+    }
+    fn end(self, name: &str) -> Step {
+        let (wall, cpu) = (self.wall0.elapsed(), cpu() - self.cpu0);
+        let c = self.aws.counts();
+        Step {
+            name: name.into(),
+            requests: c.requests,
+            by_op: c.by_op,
+            items: c.items_returned,
+            capacity: self.capacity.totals().since(&self.cap0),
+            cpu,
+            wall,
+        }
+    }
+}
+
+/// Forwards to Lambda and keeps each payload: what the worker receives.
+#[derive(Debug)]
+struct Recording {
+    inner: LambdaInvoker,
+    payloads: Mutex<Vec<String>>,
+}
+
+impl Invoker for Recording {
+    fn invoke_event<'a>(
+        &'a self,
+        function: &'a str,
+        payload: String,
+    ) -> futures::future::BoxFuture<'a, Result<(), InvokeError>> {
+        Box::pin(async move {
+            self.inner.invoke_event(function, payload.clone()).await?;
+            self.payloads.lock().expect("not poisoned").push(payload);
+            Ok(())
+        })
+    }
+}
+
+/// The worker's report as deployed: the worker SDK invokes the Worker Assistant Lambda (counted),
+/// and the Worker Assistant handles that event (in this process, as Lambda would run it).
+struct ThroughAssistant {
+    lambda: LambdaReporter,
+    assistant: WorkerAssistant,
+}
+
+impl Reporter for ThroughAssistant {
+    fn send<'a>(&'a self, event: Value) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.lambda.send(event.clone()).await?;
+            self.assistant.handle(&event).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn task_config(n: u64) -> Value {
+    json!({"labourers": {LABOURER: {"max_simultaneous_invocations": n + 10, "max_duration": 900}}})
+}
+
+async fn lifecycle(n: u64) -> Vec<Step> {
+    let aws = LocalAws::start_counted().await;
+    let outputs = aws.deploy_storage().await;
+    common::create_functions(&aws, &[LABOURER, ASSISTANT]).await;
+    let bucket = outputs
+        .iter()
+        .find(|(k, _)| k == "QueueBucketName")
+        .expect("QueueBucketName output")
+        .1
+        .clone();
+    let capacity = CapacityCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
+            .interceptor(capacity.clone())
+            .build(),
+    );
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let meta = || Arc::new(MetaHandler::new(dynamo.clone(), &MetaHandlerConfig::default(), clock.clone()));
+    let mut steps = Vec::new();
+
+    // 1. Scheduler: one job of n tasks (one per word).
+    let mut doc = SchedulerConfig::defaults();
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"queue_bucket": bucket, "task_config": task_config(n),
+                "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}),
+    );
+    let config = SchedulerConfig::from_document(doc).expect("scheduler config");
+    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    let scheduler = Scheduler::new(
+        tasks,
+        s3,
+        meta(),
+        Arc::new(sosw_core::invoker::RecordingInvoker::default()),
+        config,
+        "sosw_scheduler",
+        None,
+    );
+    let words: Vec<String> = (0..n).map(|i| format!("w{i:06}")).collect();
+    let job = json!({"lambda_name": LABOURER, "words": words, "isolate_words": true});
+    let probe = Probe::begin(&aws, &capacity);
+    let stats = scheduler.handle(&job, "bench", &Forever).await.expect("schedule");
+    steps.push(probe.end("schedule"));
+    assert_eq!(stats.tasks_created as u64, n, "every task scheduled");
+
+    // 2. Orchestrator: one run invokes them all.
+    let mut doc = OrchestratorConfig::defaults();
+    sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(n), "max_in_flight": 64}));
+    let config: OrchestratorConfig = sosw_core::config::from_value("bench", doc).expect("orchestrator config");
+    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let ecology = EcologyManager::new(
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        config.task_config.ecology_config.clone(),
+        clock.clone(),
+    );
+    let invoker = Arc::new(Recording {
+        inner: LambdaInvoker(lambda.clone()),
+        payloads: Mutex::new(Vec::new()),
+    });
+    let orchestrator = Orchestrator::new(tasks.clone(), ecology, meta(), invoker.clone(), config);
+    let probe = Probe::begin(&aws, &capacity);
+    let stats = orchestrator.run().await;
+    steps.push(probe.end("invoke"));
+    assert_eq!(stats.invoked, n, "every task invoked");
+
+    // 3. Each worker runs the SDK's `process`, which reports through the Worker Assistant.
+    let payloads = std::mem::take(&mut *invoker.payloads.lock().expect("not poisoned"));
+    let reporter = ThroughAssistant {
+        lambda: LambdaReporter::new(lambda.clone(), ASSISTANT),
+        assistant: WorkerAssistant::new(tasks.clone(), meta()),
+    };
+    let handler = |event: Value| async move {
+        Ok::<_, std::io::Error>(Report::default().stat("rows", 1).result("i", event["word"].clone()))
+    };
+    let probe = Probe::begin(&aws, &capacity);
+    let reported = futures::stream::iter(payloads)
+        .map(|p| {
+            let (reporter, handler) = (&reporter, &handler);
+            async move {
+                let event: Value = serde_json::from_str(&p).expect("payload is JSON");
+                sosw_worker::process(event, handler, reporter).await.is_ok()
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    steps.push(probe.end("report"));
+    assert_eq!(reported as u64, n, "every task reported");
+
+    // 4. Scavenger: one run archives them.
+    let mut doc = ScavengerConfig::defaults();
+    sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(n)}));
+    let config: ScavengerConfig = sosw_core::config::from_value("bench", doc).expect("scavenger config");
+    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let scavenger = Scavenger::new(tasks, meta(), Arc::new(RecordingNotifier::default()), config);
+    let probe = Probe::begin(&aws, &capacity);
+    let stats = scavenger.run().await;
+    steps.push(probe.end("archive"));
+    assert_eq!(stats.total.archived, n, "every task archived");
+    steps
+}
+
+/// An idle Orchestrator run (nothing queued) with `archived` tasks in `sosw_closed_tasks`.
+async fn idle_with_archive(archived: u64) -> Step {
+    let aws = LocalAws::start_counted().await;
+    aws.deploy_storage().await;
+    let capacity = CapacityCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
+            .interceptor(capacity.clone())
+            .build(),
+    );
+    let seeding = Instant::now();
+    let batches: Vec<Vec<WriteRequest>> = (0..archived)
+        .collect::<Vec<_>>()
+        .chunks(25)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|i| {
+                    let item = [
+                        ("task_id", AttributeValue::S(format!("archived-{i:07}"))),
+                        ("labourer_id", AttributeValue::S(LABOURER.into())),
+                        ("labourer_id_task_status", AttributeValue::S(format!("{LABOURER}_1"))),
+                        ("closed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
+                        ("completed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
+                        ("greenfield", AttributeValue::N((1_000 * (i + 1)).to_string())),
+                        ("attempts", AttributeValue::N("1".into())),
+                        ("payload", AttributeValue::S(format!("{{\"i\": {i}}}"))),
+                    ];
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+                                .build()
+                                .expect("put request"),
+                        )
+                        .build()
+                })
+                .collect()
+        })
+        .collect();
+    futures::stream::iter(batches)
+        .map(|batch| {
+            let dynamo = dynamo.clone();
+            async move {
+                let mut pending = Some(batch);
+                while let Some(batch) = pending.take().filter(|b| !b.is_empty()) {
+                    let out = dynamo
+                        .batch_write_item()
+                        .request_items("sosw_closed_tasks", batch)
+                        .send()
+                        .await
+                        .expect("seed the archive");
+                    pending = out.unprocessed_items.and_then(|mut m| m.remove("sosw_closed_tasks"));
+                }
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    println!(
+        "seeded {archived} archived tasks by BatchWriteItem in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+    let mut doc = OrchestratorConfig::defaults();
+    sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(10)}));
+    let config: OrchestratorConfig = sosw_core::config::from_value("bench", doc).expect("orchestrator config");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let ecology = EcologyManager::new(
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        config.task_config.ecology_config.clone(),
+        clock.clone(),
+    );
+    let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
+    let orchestrator = Orchestrator::new(tasks, ecology, meta, Arc::new(LambdaInvoker(lambda)), config);
+    let probe = Probe::begin(&aws, &capacity);
+    let stats = orchestrator.run().await;
+    let step = probe.end(&format!("idle, {archived} archived"));
+    assert_eq!(stats.invoked, 0);
+    step
+}
+
+fn print_table(n: u64, steps: &[Step]) {
+    println!("\nlifecycle of {n} tasks (per task; meta rows on; one counter for every request)");
+    println!(
+        "| step | requests | requests w/o the worker's Invoke of the assistant | WCU | RCU | items read | client CPU ms | wall s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut total = Step {
+        name: "total".into(),
+        ..Step::default()
+    };
+    for s in steps.iter() {
+        total.add(s);
+    }
+    for s in steps.iter().chain(std::iter::once(&total)) {
+        let per = |x: f64| x / n as f64;
+        let wa_invokes = if s.name == "report" || s.name == "total" {
+            // The report step's Invokes are the worker's calls of the Worker Assistant.
+            steps
+                .iter()
+                .find(|x| x.name == "report")
+                .and_then(|r| r.by_op.get("lambda.Invoke"))
+                .copied()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} | {:.1} |",
+            s.name,
+            per(s.requests as f64),
+            per((s.requests - wa_invokes) as f64),
+            per(s.capacity.wcu()),
+            per(s.capacity.rcu()),
+            per(s.items as f64),
+            per(s.cpu.as_secs_f64() * 1e3),
+            s.wall.as_secs_f64()
+        );
+    }
+    for s in steps {
+        let ops: Vec<String> = s.by_op.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("  {}: {}", s.name, ops.join(", "));
+    }
+    println!("  largest item seen: {} bytes", total.capacity.largest_item);
+}
+
+#[tokio::main]
+async fn main() {
+    let mut ns = Vec::new();
+    let mut archived = 100_000u64;
+    let mut json_out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--archived" => archived = args.next().and_then(|v| v.parse().ok()).expect("--archived M"),
+            "--json" => json_out = args.next(),
+            "--bench" => {}
+            other => ns.push(other.parse::<u64>().unwrap_or_else(|_| panic!("not a task count: {other}"))),
+        }
+    }
+    if ns.is_empty() {
+        ns = vec![1_000, 10_000];
+    }
+    let mut report = json!({"lifecycle": {}, "idle": null});
+    for n in ns {
+        let steps = lifecycle(n).await;
+        print_table(n, &steps);
+        report["lifecycle"][n.to_string()] = steps.iter().map(|s| s.json(n)).collect();
+    }
+    if archived > 0 {
+        let idle = idle_with_archive(archived).await;
+        println!(
+            "\norchestrator idle run, {archived} archived tasks: {} requests ({}), {} items read, {:.1} RCU",
+            idle.requests,
+            idle.by_op.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            idle.items,
+            idle.capacity.rcu()
+        );
+        report["idle"] = idle.json(1);
+    }
+    if let Some(path) = json_out {
+        std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON")).expect("write --json");
+    }
+}
