@@ -1,5 +1,5 @@
 //! Benchmark (prints figures, asserts nothing about speed): one orchestrator run invoking 1,000
-//! and 5,000 queued tasks through the real Lambda Invoke API on moto, behind aws-request-counter;
+//! and 5,000 queued tasks through the real Lambda Invoke API on moto, behind the counting proxy of sosw-test-support;
 //! then the cost of an idle run while thousands of tasks sit in the archive.
 //! Run: `cargo bench -p sosw-orchestrator`. Python sosw here: ~75 invocations/s, 3 requests per task.
 

@@ -1,5 +1,5 @@
 //! Benchmark (prints figures, asserts nothing about speed): one scavenger run archiving 1,000
-//! completed tasks on moto behind aws-request-counter. Run: `cargo bench -p sosw-scavenger`.
+//! completed tasks on moto behind the counting proxy of sosw-test-support. Run: `cargo bench -p sosw-scavenger`.
 //! Python sosw spends 4 requests per archived task (get, put, delete, meta).
 
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! Benchmark (prints figures, asserts nothing about speed): scheduling 200 and 1,000 tasks
-//! against moto behind aws-request-counter. Run: `cargo bench -p sosw-scheduler`.
+//! against moto behind the counting proxy of sosw-test-support. Run: `cargo bench -p sosw-scheduler`.
 //! Tasks are created exactly once with conditional TransactWriteItems of 3 items per task, 33
 //! tasks per transaction (DynamoDB's limit of 100 items, which moto 5.2 also accepts). moto
 //! copies each table a transaction touches, so it slows down as the table grows: keep N small.

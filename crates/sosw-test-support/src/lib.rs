@@ -14,6 +14,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
+pub use proxy::RequestCounts;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,27 +37,18 @@ pub fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
-/// A running moto server and an SDK config pointing at it (or at a request counter in front of it).
+/// A running moto server and an SDK config pointing at it (or at a [`proxy::Proxy`] in front of it).
 #[derive(Debug)]
 pub struct LocalAws {
-    /// `http://127.0.0.1:PORT`: where clients connect (moto, or the counter in front of it).
+    /// `http://127.0.0.1:PORT`: where clients connect (moto, or the proxy in front of it).
     pub endpoint: String,
     /// The port clients connect to.
     pub port: u16,
+    /// moto itself, behind the proxy when there is one: `http://127.0.0.1:PORT`.
+    pub upstream: String,
     sdk: aws_config::SdkConfig,
     child: Child,
-    counter: Option<Child>,
-}
-
-/// AWS requests counted by `aws-request-counter` (see [`LocalAws::start_counted`]).
-#[derive(Debug, Clone, Default)]
-pub struct RequestCounts {
-    /// All requests.
-    pub requests: u64,
-    /// DynamoDB items returned.
-    pub items_returned: u64,
-    /// Requests by `service.Operation`.
-    pub by_op: std::collections::BTreeMap<String, u64>,
+    proxy: Option<proxy::Proxy>,
 }
 
 fn free_port() -> u16 {
@@ -138,11 +133,12 @@ impl LocalAws {
                         r#"{"lambda":{"use_docker":false}}"#,
                     );
                     return Self {
+                        upstream: endpoint.clone(),
                         endpoint,
                         port,
                         sdk,
                         child,
-                        counter: None,
+                        proxy: None,
                     };
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,68 +149,45 @@ impl LocalAws {
         panic!("moto_server did not start on loopback");
     }
 
-    /// Start moto with the shared `aws-request-counter` proxy in front of it (for benchmarks).
-    /// The counter is `$SOSW_REQUEST_COUNTER`, or `../shared/tools/aws-request-counter` beside the repo.
+    /// Start moto with a counting [`proxy::Proxy`] in front of it (for benchmarks): see
+    /// [`Self::counts`].
     pub async fn start_counted() -> Self {
-        let mut aws = Self::start().await;
-        let counter = std::env::var_os("SOSW_REQUEST_COUNTER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("../shared/tools/aws-request-counter"));
-        assert!(
-            counter.exists(),
-            "{} is missing (set SOSW_REQUEST_COUNTER)",
-            counter.display()
-        );
-        let port = free_port();
-        let child = Command::new(venv_bin("python"))
-            .arg(&counter)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--upstream",
-                &aws.endpoint,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aws-request-counter");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !matches!(http(port, "GET", "/__counts", ""), Ok((200, _))) {
-            assert!(Instant::now() < deadline, "aws-request-counter did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        aws.endpoint = format!("http://127.0.0.1:{port}");
-        aws.port = port;
+        Self::start_behind(false, |b| b).await
+    }
+
+    /// Start moto (serialised or not, see [`Self::start_serialised`]) behind a [`proxy::Proxy`]
+    /// configured by `configure` (its [`proxy::Intercept`] and [`proxy::Observe`] hooks). Clients of
+    /// [`Self::sdk_config`], [`Self::env`] and [`Self::endpoint`] go through the proxy;
+    /// [`Self::upstream`] is moto itself.
+    pub async fn start_behind(
+        serialised: bool,
+        configure: impl FnOnce(proxy::ProxyBuilder) -> proxy::ProxyBuilder,
+    ) -> Self {
+        let mut aws = Self::launch(serialised).await;
+        let proxy = configure(proxy::Proxy::builder(aws.upstream.clone()))
+            .start()
+            .await;
+        aws.endpoint = proxy.endpoint();
+        aws.port = proxy.port();
         aws.sdk = sdk_config_for(&aws.endpoint).await;
-        aws.counter = Some(child);
+        aws.proxy = Some(proxy);
         aws
     }
 
-    /// Requests counted since the last reset (zeros without a counter).
+    /// The proxy in front of moto, if started with one.
+    pub fn proxy(&self) -> Option<&proxy::Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// Requests counted since the start or the last reset (zeros without a proxy).
     pub fn counts(&self) -> RequestCounts {
-        if self.counter.is_none() {
-            return RequestCounts::default();
-        }
-        let (_, body) = http(self.port, "GET", "/__counts", "").expect("read counts");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("counts are JSON");
-        RequestCounts {
-            requests: v["requests"].as_u64().unwrap_or(0),
-            items_returned: v["items_returned"].as_u64().unwrap_or(0),
-            by_op: v["by_op"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
+        self.proxy.as_ref().map(proxy::Proxy::counts).unwrap_or_default()
     }
 
     /// Zero the counters.
     pub fn reset_counts(&self) {
-        if self.counter.is_some() {
-            let _ = http(self.port, "POST", "/__reset", "");
+        if let Some(p) = &self.proxy {
+            p.reset_counts();
         }
     }
 
@@ -331,10 +304,7 @@ pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
 
 impl Drop for LocalAws {
     fn drop(&mut self) {
-        if let Some(mut c) = self.counter.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // The proxy stops serving when dropped (after this, with the struct's fields).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
