@@ -70,9 +70,7 @@ fn milestones(cold: &ColdStart) -> Milestones {
 }
 
 fn print_breakdown(binary: &str, runs: &[Milestones]) {
-    let med = |f: &dyn Fn(&Milestones) -> Duration| {
-        median_max_ms(&runs.iter().map(f).collect::<Vec<_>>()).0
-    };
+    let med = |f: &dyn Fn(&Milestones) -> Duration| median_max_ms(&runs.iter().map(f).collect::<Vec<_>>()).0;
     println!(
         "| {binary} | {:.1} | {:.1} | {:.1} ({} requests) | {:.1} | {:.1} |",
         med(&|m| m.first_log),
@@ -126,7 +124,11 @@ async fn main() {
     let mut breakdowns = Vec::new();
     for (binary, function, event) in essentials() {
         let path = bin_dir.join(binary);
-        assert!(path.exists(), "{} is missing: build the release binaries first", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing: build the release binaries first",
+            path.display()
+        );
         let mut ready = Vec::new();
         let mut answered = Vec::new();
         let mut rss = 0u64;
@@ -162,7 +164,11 @@ async fn main() {
                         .unwrap_or_else(|e| panic!("{e}"));
                     if std::env::var_os("SOSW_COLDSTART_LOG").is_some() {
                         for (at, line) in &cold.output {
-                            println!("    {:8.2}  {}", at.as_secs_f64() * 1e3, line.chars().take(160).collect::<String>());
+                            println!(
+                                "    {:8.2}  {}",
+                                at.as_secs_f64() * 1e3,
+                                line.chars().take(160).collect::<String>()
+                            );
                         }
                     }
                     milestones(&cold)

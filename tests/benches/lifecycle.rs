@@ -8,8 +8,10 @@
 //! Then the Orchestrator's idle cost with `--archived` tasks (default 100,000) seeded into
 //! `sosw_closed_tasks` by batch writes, on a fresh moto.
 //!
-//! Run: `cargo bench -p sosw-tests --bench lifecycle -- [N ...] [--archived M] [--json FILE]`
-//! (default N = 1000 10000). `scripts/bench` runs it beside Python sosw's harness.
+//! Run: `cargo bench -p sosw-tests --bench lifecycle -- [N ...] [--archived M] [--json FILE]
+//! [--peer FILE]` (default N = 1000 10000). `--peer` takes the JSON of Python sosw's harness
+//! (`../shared/bench-peer/sosw_bench.py --out`) and prints the two side by side with the ratio per
+//! step; `scripts/bench` runs both in one go.
 
 mod common;
 
@@ -70,9 +72,7 @@ fn proxy_cpu() -> Duration {
     };
     tasks
         .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sosw-proxy")
-        })
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sosw-proxy"))
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
         .map(Duration::from_nanos)
@@ -194,7 +194,11 @@ impl Reporter for ThroughAssistant {
     fn send<'a>(&'a self, event: Value) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.lambda.send(event.clone()).await?;
-            self.assistant.handle(&event).await.map(|_| ()).map_err(|e| e.to_string())
+            self.assistant
+                .handle(&event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -221,7 +225,13 @@ async fn lifecycle(n: u64) -> Vec<Step> {
     );
     let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let meta = || Arc::new(MetaHandler::new(dynamo.clone(), &MetaHandlerConfig::default(), clock.clone()));
+    let meta = || {
+        Arc::new(MetaHandler::new(
+            dynamo.clone(),
+            &MetaHandlerConfig::default(),
+            clock.clone(),
+        ))
+    };
     let mut steps = Vec::new();
 
     // 1. Scheduler: one job of n tasks (one per word).
@@ -232,7 +242,12 @@ async fn lifecycle(n: u64) -> Vec<Step> {
                 "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}),
     );
     let config = SchedulerConfig::from_document(doc).expect("scheduler config");
-    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let tasks = TaskManager::new(
+        dynamo.clone(),
+        lambda.clone(),
+        config.task_config.clone(),
+        clock.clone(),
+    );
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(aws.sdk_config())
             .force_path_style(true)
@@ -256,11 +271,22 @@ async fn lifecycle(n: u64) -> Vec<Step> {
 
     // 2. Orchestrator: one run invokes them all.
     let mut doc = OrchestratorConfig::defaults();
-    sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(n), "max_in_flight": 64}));
-    let config: OrchestratorConfig = sosw_core::config::from_value("bench", doc).expect("orchestrator config");
-    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"task_config": task_config(n), "max_in_flight": 64}),
+    );
+    let config: OrchestratorConfig =
+        sosw_core::config::from_value("bench", doc).expect("orchestrator config");
+    let tasks = TaskManager::new(
+        dynamo.clone(),
+        lambda.clone(),
+        config.task_config.clone(),
+        clock.clone(),
+    );
     let ecology = EcologyManager::new(
-        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+            aws.sdk_config(),
+        ))),
         config.task_config.ecology_config.clone(),
         clock.clone(),
     );
@@ -281,7 +307,11 @@ async fn lifecycle(n: u64) -> Vec<Step> {
         assistant: WorkerAssistant::new(tasks.clone(), meta()),
     };
     let handler = |event: Value| async move {
-        Ok::<_, std::io::Error>(Report::default().stat("rows", 1).result("i", event["word"].clone()))
+        Ok::<_, std::io::Error>(
+            Report::default()
+                .stat("rows", 1)
+                .result("i", event["word"].clone()),
+        )
     };
     let probe = Probe::begin(&aws, &capacity);
     let reported = futures::stream::iter(payloads)
@@ -303,7 +333,12 @@ async fn lifecycle(n: u64) -> Vec<Step> {
     let mut doc = ScavengerConfig::defaults();
     sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(n)}));
     let config: ScavengerConfig = sosw_core::config::from_value("bench", doc).expect("scavenger config");
-    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let tasks = TaskManager::new(
+        dynamo.clone(),
+        lambda.clone(),
+        config.task_config.clone(),
+        clock.clone(),
+    );
     let scavenger = Scavenger::new(tasks, meta(), Arc::new(RecordingNotifier::default()), config);
     let probe = Probe::begin(&aws, &capacity);
     let stats = scavenger.run().await;
@@ -333,7 +368,10 @@ async fn idle_with_archive(archived: u64) -> Step {
                     let item = [
                         ("task_id", AttributeValue::S(format!("archived-{i:07}"))),
                         ("labourer_id", AttributeValue::S(LABOURER.into())),
-                        ("labourer_id_task_status", AttributeValue::S(format!("{LABOURER}_1"))),
+                        (
+                            "labourer_id_task_status",
+                            AttributeValue::S(format!("{LABOURER}_1")),
+                        ),
                         ("closed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
                         ("completed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
                         ("greenfield", AttributeValue::N((1_000 * (i + 1)).to_string())),
@@ -364,7 +402,9 @@ async fn idle_with_archive(archived: u64) -> Step {
                         .send()
                         .await
                         .expect("seed the archive");
-                    pending = out.unprocessed_items.and_then(|mut m| m.remove("sosw_closed_tasks"));
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove("sosw_closed_tasks"));
                 }
             }
         })
@@ -377,12 +417,20 @@ async fn idle_with_archive(archived: u64) -> Step {
     );
     let mut doc = OrchestratorConfig::defaults();
     sosw_core::config::merge(&mut doc, &json!({"task_config": task_config(10)}));
-    let config: OrchestratorConfig = sosw_core::config::from_value("bench", doc).expect("orchestrator config");
+    let config: OrchestratorConfig =
+        sosw_core::config::from_value("bench", doc).expect("orchestrator config");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
-    let tasks = TaskManager::new(dynamo.clone(), lambda.clone(), config.task_config.clone(), clock.clone());
+    let tasks = TaskManager::new(
+        dynamo.clone(),
+        lambda.clone(),
+        config.task_config.clone(),
+        clock.clone(),
+    );
     let ecology = EcologyManager::new(
-        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(aws.sdk_config()))),
+        Arc::new(CloudWatchMetrics(aws_sdk_cloudwatch::Client::new(
+            aws.sdk_config(),
+        ))),
         config.task_config.ecology_config.clone(),
         clock.clone(),
     );
@@ -393,6 +441,108 @@ async fn idle_with_archive(archived: u64) -> Step {
     let step = probe.end(&format!("idle, {archived} archived"));
     assert_eq!(stats.invoked, 0);
     step
+}
+
+/// Python sosw's figures for one step, from `../shared/bench-peer`'s JSON (`--out`).
+struct PeerStep {
+    requests: f64,
+    wcu: f64,
+    items: f64,
+    cpu_ms: f64,
+}
+
+/// The peer's phase for each of our steps, per task. Its WCU is computed from its write
+/// operations (PutItem, UpdateItem, DeleteItem: one item each, every item under 1 KiB).
+fn peer_steps(peer: &Value, n: u64) -> Vec<(String, PeerStep)> {
+    let phases = [
+        ("schedule", "scheduler"),
+        ("invoke", "orchestrator"),
+        ("report", "worker_assistant"),
+        ("archive", "scavenger.archive"),
+    ];
+    let results = peer["results"].as_array().cloned().unwrap_or_default();
+    phases
+        .iter()
+        .filter_map(|(ours, theirs)| {
+            let r = results
+                .iter()
+                .find(|r| r["phase"] == *theirs && r["n"].as_u64() == Some(n))?;
+            let per = |x: f64| x / n as f64;
+            let writes: u64 = ["dynamodb.PutItem", "dynamodb.UpdateItem", "dynamodb.DeleteItem"]
+                .iter()
+                .map(|op| r["by_op"][op].as_u64().unwrap_or(0))
+                .sum();
+            Some((
+                ours.to_string(),
+                PeerStep {
+                    requests: per(r["requests"].as_f64().unwrap_or(0.0)),
+                    wcu: per(writes as f64),
+                    items: per(r["items_returned"].as_f64().unwrap_or(0.0)),
+                    cpu_ms: per(r["client_cpu_s"].as_f64().unwrap_or(0.0) * 1e3),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn print_side_by_side(n: u64, steps: &[Step], peer: &[(String, PeerStep)]) {
+    println!("\nside by side with Python sosw 0.7.51 (../shared/bench-peer, same run), {n} tasks, per task");
+    println!("| step | requests: ours | Python | Python/ours | WCU: ours | Python | items read: ours | Python | client CPU ms: ours | Python | Python/ours |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let per = |x: f64| x / n as f64;
+    let mut total = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for s in steps {
+        let Some((_, p)) = peer.iter().find(|(name, _)| *name == s.name) else {
+            continue;
+        };
+        // Python's harness calls its Worker Assistant in process: compare without the worker's Invoke.
+        let wa = if s.name == "report" {
+            s.by_op.get("lambda.Invoke").copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let ours = (
+            per((s.requests - wa) as f64),
+            per(s.capacity.wcu()),
+            per(s.items as f64),
+            per(s.cpu.as_secs_f64() * 1e3),
+        );
+        total.0 += ours.0;
+        total.1 += p.requests;
+        total.2 += ours.1;
+        total.3 += p.wcu;
+        total.4 += ours.2;
+        total.5 += p.items;
+        total.6 += ours.3;
+        total.7 += p.cpu_ms;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.1}× | {:.2} | {:.2} | {:.4} | {:.1} | {:.3} | {:.2} | {:.1}× |",
+            s.name,
+            ours.0,
+            p.requests,
+            p.requests / ours.0,
+            ours.1,
+            p.wcu,
+            ours.2,
+            p.items,
+            ours.3,
+            p.cpu_ms,
+            p.cpu_ms / ours.3
+        );
+    }
+    println!(
+        "| total | {:.3} | {:.3} | {:.1}× | {:.2} | {:.2} | {:.4} | {:.1} | {:.3} | {:.2} | {:.1}× |",
+        total.0,
+        total.1,
+        total.1 / total.0,
+        total.2,
+        total.3,
+        total.4,
+        total.5,
+        total.6,
+        total.7,
+        total.7 / total.6
+    );
 }
 
 fn print_table(n: u64, steps: &[Step]) {
@@ -445,13 +595,24 @@ async fn main() {
     let mut ns = Vec::new();
     let mut archived = 100_000u64;
     let mut json_out = None;
+    let mut peer: Option<Value> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--archived" => archived = args.next().and_then(|v| v.parse().ok()).expect("--archived M"),
             "--json" => json_out = args.next(),
+            "--peer" => {
+                let path = args.next().expect("--peer FILE");
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+                peer =
+                    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}")));
+            }
             "--bench" => {}
-            other => ns.push(other.parse::<u64>().unwrap_or_else(|_| panic!("not a task count: {other}"))),
+            other => ns.push(
+                other
+                    .parse::<u64>()
+                    .unwrap_or_else(|_| panic!("not a task count: {other}")),
+            ),
         }
     }
     if ns.is_empty() {
@@ -461,6 +622,11 @@ async fn main() {
     for n in ns {
         let steps = lifecycle(n).await;
         print_table(n, &steps);
+        match peer.as_ref().map(|p| peer_steps(p, n)) {
+            Some(p) if !p.is_empty() => print_side_by_side(n, &steps, &p),
+            Some(_) => println!("(Python sosw's figures hold no run of {n} tasks)"),
+            None => println!("(no Python sosw figures: run scripts/bench where ../shared/bench-peer exists)"),
+        }
         report["lifecycle"][n.to_string()] = steps.iter().map(|s| s.json(n)).collect();
     }
     if archived > 0 {
@@ -468,7 +634,11 @@ async fn main() {
         println!(
             "\norchestrator idle run, {archived} archived tasks: {} requests ({}), {} items read, {:.1} RCU",
             idle.requests,
-            idle.by_op.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            idle.by_op
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             idle.items,
             idle.capacity.rcu()
         );

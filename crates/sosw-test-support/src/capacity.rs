@@ -84,7 +84,12 @@ pub fn value_size(v: &AttributeValue) -> u64 {
         AttributeValue::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
         AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len() as u64).sum(),
         AttributeValue::L(l) => 3 + l.iter().map(|x| 1 + value_size(x)).sum::<u64>(),
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() as u64 + value_size(x)).sum::<u64>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() as u64 + value_size(x))
+                .sum::<u64>()
+        }
         _ => 0,
     }
 }
@@ -145,7 +150,11 @@ impl Intercept for CapacityCounter {
             units = 1;
         } else if let Some(i) = input.downcast_ref::<op::batch_write_item::BatchWriteItemInput>() {
             for request in i.request_items.iter().flat_map(|m| m.values()).flatten() {
-                let size = request.put_request.as_ref().map(|p| item_size(&p.item)).unwrap_or(0);
+                let size = request
+                    .put_request
+                    .as_ref()
+                    .map(|p| item_size(&p.item))
+                    .unwrap_or(0);
                 largest = largest.max(size);
                 units += write_units(size);
             }
@@ -156,14 +165,23 @@ impl Intercept for CapacityCounter {
                 units += 2 * write_units(size);
             }
         } else if let Some(i) = input.downcast_ref::<op::get_item::GetItemInput>() {
-            cfg.interceptor_state().store_put(ReadCharge(charge(i.consistent_read)));
+            cfg.interceptor_state()
+                .store_put(ReadCharge(charge(i.consistent_read)));
         } else if let Some(i) = input.downcast_ref::<op::query::QueryInput>() {
-            cfg.interceptor_state().store_put(ReadCharge(charge(i.consistent_read)));
+            cfg.interceptor_state()
+                .store_put(ReadCharge(charge(i.consistent_read)));
         } else if let Some(i) = input.downcast_ref::<op::scan::ScanInput>() {
-            cfg.interceptor_state().store_put(ReadCharge(charge(i.consistent_read)));
-        } else if input.downcast_ref::<op::batch_get_item::BatchGetItemInput>().is_some() {
+            cfg.interceptor_state()
+                .store_put(ReadCharge(charge(i.consistent_read)));
+        } else if input
+            .downcast_ref::<op::batch_get_item::BatchGetItemInput>()
+            .is_some()
+        {
             cfg.interceptor_state().store_put(ReadCharge(1));
-        } else if input.downcast_ref::<op::transact_get_items::TransactGetItemsInput>().is_some() {
+        } else if input
+            .downcast_ref::<op::transact_get_items::TransactGetItemsInput>()
+            .is_some()
+        {
             cfg.interceptor_state().store_put(ReadCharge(4));
         }
         // Whole write units, kept in halves.
@@ -202,7 +220,14 @@ impl Intercept for CapacityCounter {
                 let (sizes, largest) = per_item(&mut o.items.iter().flatten().map(item_size));
                 (vec![sizes.iter().sum()], largest)
             } else if let Some(o) = output.downcast_ref::<op::batch_get_item::BatchGetItemOutput>() {
-                per_item(&mut o.responses.iter().flat_map(|m| m.values()).flatten().map(item_size))
+                per_item(
+                    &mut o
+                        .responses
+                        .iter()
+                        .flat_map(|m| m.values())
+                        .flatten()
+                        .map(item_size),
+                )
             } else if let Some(o) = output.downcast_ref::<op::transact_get_items::TransactGetItemsOutput>() {
                 per_item(
                     &mut o
@@ -278,8 +303,15 @@ mod tests {
             .await
             .unwrap();
         let read = counter.totals().since(&before);
-        assert_eq!((read.wcu(), read.rcu()), (0.0, 0.5), "eventually consistent: half a unit");
+        assert_eq!(
+            (read.wcu(), read.rcu()),
+            (0.0, 0.5),
+            "eventually consistent: half a unit"
+        );
         let largest = counter.totals().largest_item;
-        assert!((1500..2000).contains(&largest), "the item, not the query: {largest}");
+        assert!(
+            (1500..2000).contains(&largest),
+            "the item, not the query: {largest}"
+        );
     }
 }

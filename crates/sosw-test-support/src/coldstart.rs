@@ -47,7 +47,9 @@ pub enum ColdStartError {
         source: std::io::Error,
     },
     /// The process exited or closed the connection before answering its first event.
-    #[error("cold start of {binary}: the process stopped before answering its first event; its output:\n{output}")]
+    #[error(
+        "cold start of {binary}: the process stopped before answering its first event; its output:\n{output}"
+    )]
     NoAnswer {
         /// The binary.
         binary: String,
@@ -127,7 +129,10 @@ pub fn measure(
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function_name}"))
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{function_name}"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -145,7 +150,10 @@ pub fn measure(
         let lines = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                lines.lock().expect("not poisoned").push((started.elapsed(), line));
+                lines
+                    .lock()
+                    .expect("not poisoned")
+                    .push((started.elapsed(), line));
             }
         })
     })
@@ -159,7 +167,13 @@ pub fn measure(
     }
     let mut output = std::mem::take(&mut *lines.lock().expect("not poisoned"));
     output.sort_by_key(|(at, _)| *at);
-    let text = || output.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    let text = || {
+        output
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     match outcome {
         Ok(Some(served)) => Ok(ColdStart {
             to_ready: served.to_ready,

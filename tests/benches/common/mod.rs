@@ -42,4 +42,3 @@ pub async fn create_functions(aws: &LocalAws, names: &[&str]) {
             .expect("create function");
     }
 }
-
