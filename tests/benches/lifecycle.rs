@@ -6,10 +6,12 @@
 //! (`getrusage` of this process: the essentials' work, not moto's) per task, per step and in total.
 //!
 //! Then the Orchestrator's idle cost with `--archived` tasks (default 100,000) seeded into
-//! `sosw_closed_tasks` by batch writes, on a fresh moto.
+//! `sosw_closed_tasks` by batch writes, on a fresh moto; and for each `--queue-depth D`, the
+//! Scheduler's cost per task for 1,000 more tasks behind D queued ones (seeded by batch writes).
+//! Each part starts its own moto, stopped when the part ends: memory stays bounded.
 //!
 //! Run: `cargo bench -p sosw-tests --bench lifecycle -- [N ...] [--archived M] [--json FILE]
-//! [--peer FILE]` (default N = 1000 10000). `--peer` takes the JSON of Python sosw's harness
+//! [--peer FILE] [--queue-depth D ...]` (default N = 1000 10000). `--peer` takes the JSON of Python sosw's harness
 //! (`../shared/bench-peer/sosw_bench.py --out`) and prints the two side by side with the ratio per
 //! step; `scripts/bench` runs both in one go.
 
@@ -347,6 +349,119 @@ async fn lifecycle(n: u64) -> Vec<Step> {
     steps
 }
 
+/// Write `count` items made by `item` into `table` with BatchWriteItem (25 a request, 4 at a time),
+/// the way a benchmark seeds history without paying for it item by item.
+async fn seed(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    count: u64,
+    item: impl Fn(u64) -> Vec<(&'static str, AttributeValue)>,
+) {
+    let ids: Vec<u64> = (0..count).collect();
+    let batches: Vec<Vec<WriteRequest>> = ids
+        .chunks(25)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|i| {
+                    let item = item(*i).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item))
+                                .build()
+                                .expect("put request"),
+                        )
+                        .build()
+                })
+                .collect()
+        })
+        .collect();
+    futures::stream::iter(batches)
+        .map(|batch| async move {
+            let mut pending = Some(batch);
+            while let Some(batch) = pending.take().filter(|b| !b.is_empty()) {
+                let out = dynamo
+                    .batch_write_item()
+                    .request_items(table, batch)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("seed {table}: {e:?}"));
+                pending = out.unprocessed_items.and_then(|mut m| m.remove(table));
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The Scheduler's items read per task when `depth` tasks already wait in the labourer's queue
+/// (seeded by batch writes): scheduling `n` more must not read the queue.
+async fn schedule_at_depth(depth: u64, n: u64) -> Step {
+    let aws = start_counted().await;
+    let outputs = aws.deploy_storage().await;
+    let bucket = outputs
+        .iter()
+        .find(|(k, _)| k == "QueueBucketName")
+        .expect("QueueBucketName output")
+        .1
+        .clone();
+    let capacity = CapacityCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
+            .interceptor(capacity.clone())
+            .build(),
+    );
+    let seeding = Instant::now();
+    seed(&dynamo, "sosw_tasks", depth, |i| {
+        vec![
+            ("task_id", AttributeValue::S(format!("queued-{i:07}"))),
+            ("labourer_id", AttributeValue::S(LABOURER.into())),
+            ("greenfield", AttributeValue::N((1_000 * (i + 1)).to_string())),
+            ("attempts", AttributeValue::N("0".into())),
+            ("created_at", AttributeValue::N("1700000000".into())),
+            ("payload", AttributeValue::S(format!("{{\"i\": {i}}}"))),
+        ]
+    })
+    .await;
+    println!(
+        "seeded {depth} queued tasks by BatchWriteItem in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+    let mut doc = SchedulerConfig::defaults();
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"queue_bucket": bucket, "task_config": task_config(n),
+                "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}),
+    );
+    let config = SchedulerConfig::from_document(doc).expect("scheduler config");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    let tasks = TaskManager::new(dynamo.clone(), lambda, config.task_config.clone(), clock.clone());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws.sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
+    let scheduler = Scheduler::new(
+        tasks,
+        s3,
+        meta,
+        Arc::new(sosw_core::invoker::RecordingInvoker::default()),
+        config,
+        "sosw_scheduler",
+        None,
+    );
+    let words: Vec<String> = (0..n).map(|i| format!("d{i:06}")).collect();
+    let job = json!({"lambda_name": LABOURER, "words": words, "isolate_words": true});
+    let probe = Probe::begin(&aws, &capacity);
+    let stats = scheduler.handle(&job, "bench", &Forever).await.expect("schedule");
+    let step = probe.end(&format!("schedule {n} behind {depth} queued"));
+    assert_eq!(stats.tasks_created as u64, n, "every task scheduled");
+    step
+}
+
 /// An idle Orchestrator run (nothing queued) with `archived` tasks in `sosw_closed_tasks`.
 async fn idle_with_archive(archived: u64) -> Step {
     let aws = start_counted().await;
@@ -358,59 +473,22 @@ async fn idle_with_archive(archived: u64) -> Step {
             .build(),
     );
     let seeding = Instant::now();
-    let batches: Vec<Vec<WriteRequest>> = (0..archived)
-        .collect::<Vec<_>>()
-        .chunks(25)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|i| {
-                    let item = [
-                        ("task_id", AttributeValue::S(format!("archived-{i:07}"))),
-                        ("labourer_id", AttributeValue::S(LABOURER.into())),
-                        (
-                            "labourer_id_task_status",
-                            AttributeValue::S(format!("{LABOURER}_1")),
-                        ),
-                        ("closed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
-                        ("completed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
-                        ("greenfield", AttributeValue::N((1_000 * (i + 1)).to_string())),
-                        ("attempts", AttributeValue::N("1".into())),
-                        ("payload", AttributeValue::S(format!("{{\"i\": {i}}}"))),
-                    ];
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(item.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
-                                .build()
-                                .expect("put request"),
-                        )
-                        .build()
-                })
-                .collect()
-        })
-        .collect();
-    futures::stream::iter(batches)
-        .map(|batch| {
-            let dynamo = dynamo.clone();
-            async move {
-                let mut pending = Some(batch);
-                while let Some(batch) = pending.take().filter(|b| !b.is_empty()) {
-                    let out = dynamo
-                        .batch_write_item()
-                        .request_items("sosw_closed_tasks", batch)
-                        .send()
-                        .await
-                        .expect("seed the archive");
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove("sosw_closed_tasks"));
-                }
-            }
-        })
-        .buffer_unordered(4)
-        .collect::<Vec<_>>()
-        .await;
+    seed(&dynamo, "sosw_closed_tasks", archived, |i| {
+        vec![
+            ("task_id", AttributeValue::S(format!("archived-{i:07}"))),
+            ("labourer_id", AttributeValue::S(LABOURER.into())),
+            (
+                "labourer_id_task_status",
+                AttributeValue::S(format!("{LABOURER}_1")),
+            ),
+            ("closed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
+            ("completed_at", AttributeValue::N((1_700_000_000 + i).to_string())),
+            ("greenfield", AttributeValue::N((1_000 * (i + 1)).to_string())),
+            ("attempts", AttributeValue::N("1".into())),
+            ("payload", AttributeValue::S(format!("{{\"i\": {i}}}"))),
+        ]
+    })
+    .await;
     println!(
         "seeded {archived} archived tasks by BatchWriteItem in {:.1} s",
         seeding.elapsed().as_secs_f64()
@@ -596,11 +674,15 @@ async fn main() {
     let mut archived = 100_000u64;
     let mut json_out = None;
     let mut peer: Option<Value> = None;
+    let mut depths: Vec<u64> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--archived" => archived = args.next().and_then(|v| v.parse().ok()).expect("--archived M"),
             "--json" => json_out = args.next(),
+            "--queue-depth" => {
+                depths.push(args.next().and_then(|v| v.parse().ok()).expect("--queue-depth D"))
+            }
             "--peer" => {
                 let path = args.next().expect("--peer FILE");
                 let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
@@ -618,7 +700,7 @@ async fn main() {
     if ns.is_empty() {
         ns = vec![1_000, 10_000];
     }
-    let mut report = json!({"lifecycle": {}, "idle": null});
+    let mut report = json!({"lifecycle": {}, "idle": null, "schedule_at_depth": {}});
     for n in ns {
         let steps = lifecycle(n).await;
         print_table(n, &steps);
@@ -643,6 +725,22 @@ async fn main() {
             idle.capacity.rcu()
         );
         report["idle"] = idle.json(1);
+    }
+    for depth in depths {
+        let step = schedule_at_depth(depth, 1_000).await;
+        println!(
+            "\n{}: {:.3} requests, {:.4} items read, {:.3} WCU per task; {}",
+            step.name,
+            step.requests as f64 / 1_000.0,
+            step.items as f64 / 1_000.0,
+            step.capacity.wcu() / 1_000.0,
+            step.by_op
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        report["schedule_at_depth"][depth.to_string()] = step.json(1_000);
     }
     if let Some(path) = json_out {
         std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON")).expect("write --json");
