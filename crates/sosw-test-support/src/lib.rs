@@ -5,12 +5,17 @@
 //! `.venv` (run `scripts/setup`), stopped when the [`LocalAws`] is dropped. Tables come from the
 //! same CloudFormation template users deploy (`cloudformation/sosw-storage.yaml`).
 //!
-//! Module map (one file):
+//! Module map:
 //! - [`LocalAws`]: moto on loopback (plain, serialised or behind the request counter), its SDK
 //!   config and environment, stacks and config documents.
 //! - [`http`]: one HTTP request to a loopback port (`ureq`).
 //! - [`TestServer`]: a loopback HTTP endpoint answering with a closure (`tiny_http`), stopped when
 //!   dropped; [`recording_lambda`] is one that records Lambda Invoke requests.
+//! - [`proxy`]: a counting, fault-injecting proxy in front of moto; [`capacity`]: DynamoDB capacity
+//!   units from item sizes; [`coldstart`]: a minimal Lambda Runtime API timing a binary's start.
+
+pub mod capacity;
+pub mod coldstart;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
