@@ -17,6 +17,7 @@
 //! | [`clock`] | injectable time |
 //! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it |
 //! | [`aws`] | building the AWS clients from the environment |
+//! | [`check`] | `sosw check`: a read-only fsck of an installation (tables, queue files, failed jobs) |
 //!
 //! ## Greenfield
 //! A task's state lives in one number, its greenfield, on the `sosw_tasks_greenfield` index
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod config_source;
