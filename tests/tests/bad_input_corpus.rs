@@ -132,6 +132,14 @@ fn error_type(e: EdgeError) -> (String, String) {
     )
 }
 
+/// A queue file case: name, bytes, S3 metadata, what the error must name.
+type QueueFileCase = (
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, &'static str)>,
+    Vec<&'static str>,
+);
+
 struct Unlimited;
 
 impl TimeLeft for Unlimited {
@@ -143,23 +151,56 @@ impl TimeLeft for Unlimited {
 const SCHEDULER_CONFIG: &str = r#"{"task_config": {"labourers": {"worker": {"max_duration": 60}}},
  "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}"#;
 
-/// The `sosw` binary of this workspace, built if needed (a no-op when it is up to date).
+/// The newest modification time of the sources the `sosw` binary is built from.
+fn newest_source(dir: &std::path::Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH)
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// The `sosw` binary of this workspace (`scripts/test` builds it with the workspace); built here
+/// only when it is missing or older than the crates' sources (a targeted `-p sosw-tests` run).
 fn sosw_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let target = profile_dir.parent().unwrap();
+    let binary = profile_dir.join("sosw");
+    let root = sosw_test_support::repo_root();
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let sources = newest_source(&root.join("crates")).max(
+        std::fs::metadata(root.join("Cargo.lock"))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH),
+    );
+    if built.is_some_and(|b| b >= sources) {
+        return binary;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .args(["build", "--quiet", "-p", "sosw-cli", "--bin", "sosw"])
-        .env("CARGO_TARGET_DIR", target)
-        .current_dir(sosw_test_support::repo_root());
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+        .current_dir(&root);
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build -p sosw-cli");
     assert!(status.success(), "cargo build -p sosw-cli failed");
-    profile_dir.join("sosw")
+    binary
 }
 
 /// Jobs the Scheduler and `sosw plan` must reject, with what the error must name.
@@ -486,7 +527,7 @@ async fn continuation_events_and_queue_files_in_s3() {
         "{{\"labourer_id\": \"worker\", \"blob\": \"{}\"}}\n",
         "z".repeat(1024 * 1024 + 10)
     );
-    let files: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let files: Vec<QueueFileCase> = vec![
         (
             "bytes that are not UTF-8",
             b"{\"labourer_id\": \"worker\", \"w\": \"\xff\xfe\"}\n".to_vec(),

@@ -77,15 +77,16 @@ async fn main() {
             report.cost.throttled_secs, w.queued, w.running, w.retrying, w.archived_completed
         );
         println!(
-            "  AWS requests {} ({:.4} per task: {:?}), DynamoDB items returned {} ({:.3} per task), RCU {:.1}{} ({:.4} per task)",
+            "  AWS requests {} ({:.4} per task: {:?}), DynamoDB items returned {} ({:.3} per task), \
+             RCU by size {:.1} ({:.4} per task), RCU moto reported {:.1}",
             counts.requests,
             counts.requests as f64 / n as f64,
             counts.by_op,
             counts.items_returned,
             counts.items_returned as f64 / n as f64,
-            report.cost.read_capacity_units,
-            if report.cost.rcu_estimated { " estimated" } else { "" },
-            report.cost.read_capacity_units / n as f64
+            report.cost.estimated_read_capacity_units,
+            report.cost.estimated_read_capacity_units / n as f64,
+            report.cost.reported_read_capacity_units,
         );
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! Cost: one paginated, eventually consistent Scan per table (every row is read once), at most
 //! [`CheckOptions::max_rcu`] read capacity units a second on average, measured on the
-//! `ConsumedCapacity` DynamoDB returns (or, where an emulator returns none, estimated from the size
-//! of the items read, as DynamoDB counts a Scan: 4 KB per unit, halved for eventual consistency).
+//! `ConsumedCapacity` DynamoDB returns and on the size of the items read, as DynamoDB counts a Scan
+//! (4 KB per unit, halved for eventual consistency), whichever is larger per page (an emulator
+//! may return none, or a flat figure per request).
 //! Pages are sized so that one page costs about a second of the budget. A task seen in two tables
 //! is read again with consistent GetItems before it is reported (a task the essentials moved while
 //! the scan ran is not an inconsistency). The set of task ids seen is kept in memory (about 100
@@ -224,9 +225,15 @@ pub struct CheckCost {
     pub get_requests: u64,
     /// Rows read.
     pub items_read: u64,
-    /// Read capacity units consumed (as reported, or estimated).
+    /// Read capacity units counted against the budget: per page the larger of the reported and
+    /// the estimated figure.
     pub read_capacity_units: f64,
-    /// Whether some of `read_capacity_units` were estimated from item sizes.
+    /// Read capacity units DynamoDB reported (`ConsumedCapacity`), where it did.
+    pub reported_read_capacity_units: f64,
+    /// Read capacity units by DynamoDB's rules from the size of the rows read (4 KB per unit,
+    /// halved for eventually consistent reads, per page).
+    pub estimated_read_capacity_units: f64,
+    /// Whether some page came without `ConsumedCapacity` (its units are estimated).
     pub rcu_estimated: bool,
     /// S3 ListObjectsV2 requests.
     pub s3_list_requests: u64,
@@ -499,11 +506,18 @@ impl Checker<'_> {
                 })?;
             self.cost.scan_requests += 1;
             let items = out.items().to_vec();
+            // The budget counts the larger of what DynamoDB reports and what the page's size
+            // costs by DynamoDB's rules (emulators report none, or a flat figure per request).
+            let estimated = estimated_rcu(&items);
+            self.cost.estimated_read_capacity_units += estimated;
             let page_rcu = match out.consumed_capacity().and_then(|c| c.capacity_units()) {
-                Some(units) if units > 0.0 => units,
+                Some(units) if units > 0.0 => {
+                    self.cost.reported_read_capacity_units += units;
+                    units.max(estimated)
+                }
                 _ => {
                     self.cost.rcu_estimated = true;
-                    estimated_rcu(&items)
+                    estimated
                 }
             };
             self.cost.items_read += items.len() as u64;
