@@ -9,6 +9,7 @@
 //! | `sosw retry-dead --labourer ID [--since T]` | dead tasks back to the front of the queue | [`retry_dead`] |
 //! | `sosw run <essential> [--event FILE]` | run an essential once, locally | [`run`] |
 //! | `sosw config get\|put\|diff` | read, store and compare config documents | [`config_cmd`] |
+//! | `sosw check [--json] [--max-rcu N]` | read-only fsck: counts per labourer and every inconsistency; exit 0 clean, 1 could not run, 2 usage, 3 problems found | [`check`] |
 //!
 //! AWS commands use the standard AWS environment (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //! ...) and read config documents like the essentials do (`SOSW_CONFIG_SOURCE`, `SOSW_CONFIG_TABLE`).
@@ -19,6 +20,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check;
 mod config_cmd;
 mod ctx;
 mod plan;
@@ -56,32 +58,45 @@ enum Command {
     Run(run::RunArgs),
     /// Read, store and compare the essentials' config documents (config table or SSM).
     Config(config_cmd::ConfigArgs),
+    /// Read-only fsck of the installation: per labourer where tasks are, and every inconsistency.
+    /// Exit codes: 0 clean, 1 the check could not run, 2 usage, 3 problems found.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Plan(args) => plan::run(&args),
+        Command::Plan(args) => plan::run(&args).map(|()| ExitCode::SUCCESS),
         other => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 rt.block_on(async move {
-                    match other {
+                    let done = match other {
                         Command::Status(a) => status::run(&a).await,
                         Command::Submit(a) => submit::run(&a).await,
                         Command::Task(a) => task::run(&a).await,
                         Command::RetryDead(a) => retry_dead::run(&a).await,
                         Command::Run(a) => run::run(&a).await,
                         Command::Config(a) => config_cmd::run(&a).await,
+                        Command::Check(a) => {
+                            return check::run(&a).await.map(|clean| {
+                                if clean {
+                                    ExitCode::SUCCESS
+                                } else {
+                                    ExitCode::from(check::EXIT_PROBLEMS)
+                                }
+                            })
+                        }
                         Command::Plan(_) => unreachable!("handled above"),
-                    }
+                    };
+                    done.map(|()| ExitCode::SUCCESS)
                 })
             }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("sosw: {e:#}");
             ExitCode::FAILURE

@@ -20,6 +20,7 @@
 //! | [`task::payload`] | payload encoding, pure: task payloads, worker events, flattened reports | `pyjson`, `error` |
 //! | [`meta`] | optional history rows in `sosw_tasks_meta` | `clock`, `config`, `error`, `task` (model helpers) |
 //! | [`ecology`] | health from CloudWatch metrics, running-task counts | `clock`, `config`, `error`, `labourer`, `task` |
+//! | [`check`] | `sosw check`: a read-only fsck of an installation (tables, queue files, failed jobs) | `config`, `task` |
 //!
 //! `config` depends on no other domain module: the checks that span labourers and metrics
 //! (`validate_timing`, `validate_feelings`) live in it, so `config` → `labourer` → `ecology` is
@@ -36,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod config_source;

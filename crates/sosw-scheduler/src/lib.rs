@@ -184,7 +184,9 @@ pub enum SchedulerError {
 }
 
 /// The Lambda `errorType` of a scheduler failure: a job or queue file that cannot be scheduled is
-/// `RejectedJob` (retrying it fails the same way); S3, DynamoDB and sibling failures are `Retryable`.
+/// `RejectedJob` (retrying it fails the same way), and so is a queue file that cannot be read as it
+/// is (not UTF-8, bad metadata, shorter than its checkpoint); S3 requests, DynamoDB and sibling
+/// failures are `Retryable`.
 impl From<SchedulerError> for sosw_lambda::EdgeError {
     fn from(error: SchedulerError) -> Self {
         use sosw_lambda::ErrorKind;
@@ -193,7 +195,12 @@ impl From<SchedulerError> for sosw_lambda::EdgeError {
             | SchedulerError::Row(_)
             | SchedulerError::NoSuchQueueFile(_)
             | SchedulerError::MalformedRow { .. } => ErrorKind::RejectedJob,
-            SchedulerError::Queue(_) | SchedulerError::Sibling { .. } => ErrorKind::Retryable,
+            // A queue file that cannot be read as it is (bytes, metadata, length) fails the same
+            // way on every retry; only S3 itself failing is worth one.
+            SchedulerError::Queue(QueueError::S3 { .. }) | SchedulerError::Sibling { .. } => {
+                ErrorKind::Retryable
+            }
+            SchedulerError::Queue(_) => ErrorKind::RejectedJob,
             SchedulerError::Task(e) => ErrorKind::of_task_error(e),
         };
         Self::new(kind, error)
@@ -333,7 +340,17 @@ impl Scheduler {
         request_id: &str,
         time_left: &dyn TimeLeft,
     ) -> Result<SchedulerStats, SchedulerError> {
-        let continuation = event.get("file_name").and_then(Value::as_str).map(str::to_string);
+        // `file_name` is reserved for continuations: one that is not a string is a broken
+        // continuation, not a job with an attribute of that name.
+        let continuation = match event.get("file_name") {
+            None => None,
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(other) => {
+                return Err(SchedulerError::Job(sosw_chunking::JobError::Malformed(format!(
+                    "`file_name` (a continuation's queue file) must be a string, found {other}"
+                ))))
+            }
+        };
         let (name, file, resumed) = match continuation {
             Some(name) => {
                 if let Some(file) = self.queue.take_unlocked(&name).await? {
@@ -457,6 +474,9 @@ impl Scheduler {
         check_existing: bool,
     ) -> Result<(usize, usize), SchedulerError> {
         let labourer_field = self.tasks.config().field("labourer_id").to_string();
+        // Every row of the batch is checked as a job's rows are (configured labourer, no generated
+        // field, payload an object within the limits) before any is written.
+        let validator = validate::JobValidator::new(self.tasks.clone());
         let mut parsed: Vec<(String, TaskId, NewTask)> = Vec::with_capacity(rows.len());
         for (row, raw) in rows {
             let malformed = |reason: String| SchedulerError::MalformedRow {
@@ -474,6 +494,9 @@ impl Scheduler {
                 .and_then(Value::as_str)
                 .ok_or_else(|| malformed(format!("no string `{labourer_field}`")))?
                 .to_string();
+            validator
+                .check(*row, &fields)
+                .map_err(|e| malformed(sosw_core::error::render_error(&e)))?;
             parsed.push((labourer, TaskId::derived(name, *row), fields));
         }
         let mut skipped = 0;
