@@ -1005,10 +1005,10 @@ async fn config_documents() {
             vec!["queue_file", "extension"],
         ),
         (
-            "scheduler transaction_items 2",
+            "scheduler checkpoint_rows 0",
             "sosw_scheduler_config",
-            doc(json!({"transaction_items": 2})),
-            vec!["transaction_items"],
+            doc(json!({"checkpoint_rows": 0})),
+            vec!["checkpoint_rows"],
         ),
     ];
     let mut v = Verdicts::default();

@@ -372,7 +372,6 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
         &mut doc,
         &json!({
             "queue_bucket": bucket,
-            "transaction_items": LocalAws::TRANSACTION_ITEMS,
             "checkpoint_rows": 100,
             "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}
         }),
@@ -773,6 +772,44 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
             sum_metric(&ledger.orchestrator_emf, metric),
             0,
             "orchestrators' `{metric}`"
+        );
+    }
+
+    // `sosw check` (read straight from moto, no faults) finds the installation consistent: no task
+    // in two tables, no stuck queue file, nothing left queued, running or retrying.
+    let check_tm = TaskManager::new(
+        direct.clone(),
+        aws_sdk_lambda::Client::new(&direct_sdk),
+        orchestrator_config.task_config.clone(),
+        clock(0.0),
+    );
+    let report = sosw_core::check::check(
+        &check_tm,
+        &sosw_core::check::CheckOptions {
+            max_rcu: 1_000_000.0,
+            queue_files: Some(sosw_core::check::QueueFiles {
+                s3: aws_sdk_s3::Client::new(&direct_sdk),
+                bucket: bucket.clone(),
+                prefix: "sosw/scheduler".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("sosw check runs");
+    assert!(report.findings.is_empty(), "sosw check: {:?}", report.findings);
+    assert_eq!(report.queue_files, Some(0), "every queue file finished");
+    for l in &report.labourers {
+        assert_eq!(
+            (
+                l.queued,
+                l.running,
+                l.expired,
+                l.retrying,
+                l.completed_not_archived
+            ),
+            (0, 0, 0, 0, 0),
+            "sosw check: {l:?}"
         );
     }
 

@@ -50,6 +50,8 @@ fn every_template_passes_cfn_lint_without_warnings() {
         "sosw-storage.yaml",
         "sosw-python-role-grants.yaml",
         "sosw-example-worker.yaml",
+        "sosw-monitoring.yaml",
+        "sosw-sam.yaml",
     ];
     for expected in others.into_iter().chain(ESSENTIALS.iter().map(|e| e.0)) {
         assert!(
@@ -193,7 +195,7 @@ struct Deployment {
     /// `NamePrefix` of the function stacks.
     function_prefix: &'static str,
     storage_params: Vec<(&'static str, &'static str)>,
-    /// `WorkerFunctions` of the orchestrator and scavenger stacks (`None`: the default).
+    /// Workers registered with one sosw-worker-grant.yaml stack each (`None`: `sosw-worker-*`).
     workers: Option<&'static str>,
     queue_prefix: &'static str,
 }
@@ -213,13 +215,6 @@ impl Deployment {
     }
     fn function_arn(name: &str) -> String {
         format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
-    }
-    fn workers(&self) -> Vec<String> {
-        self.workers
-            .unwrap_or("sosw-worker-*")
-            .split(',')
-            .flat_map(|w| [Self::function_arn(w), format!("{}:*", Self::function_arn(w))])
-            .collect()
     }
     fn stack(&self, dash_name: &str) -> String {
         format!("{}{dash_name}", self.function_prefix.replace('_', "-"))
@@ -261,12 +256,20 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
             e.insert(
                 "TaskQueue",
                 (
-                    vec!["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                    vec![
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                    ],
                     vec![d.table("sosw_tasks")],
                 ),
             );
+            e.insert(
+                "Quarantine",
+                (vec!["dynamodb:PutItem"], vec![d.table("sosw_closed_tasks")]),
+            );
             e.insert("TaskQueueGreenfieldIndex", greenfield());
-            e.insert("Workers", (vec!["lambda:InvokeFunction"], d.workers()));
             e.insert(
                 "HealthMetrics",
                 (vec!["cloudwatch:GetMetricStatistics"], vec!["*".to_string()]),
@@ -377,7 +380,6 @@ fn expected_policy(d: &Deployment, essential: &str, bucket: &str, topic: &str) -
                 ),
             );
             e.insert("DeadTaskAlerts", (vec!["sns:Publish"], vec![topic.to_string()]));
-            e.insert("Workers", (vec!["lambda:GetFunctionConfiguration"], d.workers()));
         }
         "sosw_worker_assistant" => {
             e.insert(
@@ -694,6 +696,7 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
     let events = aws_sdk_eventbridge::Client::new(aws.sdk_config());
     let logs = aws_sdk_cloudwatchlogs::Client::new(aws.sdk_config());
 
+    let mut roles: HashMap<&str, String> = HashMap::new();
     for (file, package, essential) in ESSENTIALS {
         let stack = d.stack(package);
         let mut params = vec![
@@ -704,9 +707,6 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
             params.push(("NamePrefix", d.function_prefix));
         }
         let scheduled = matches!(essential, "sosw_orchestrator" | "sosw_scavenger");
-        if let (true, Some(workers)) = (scheduled, d.workers) {
-            params.push(("WorkerFunctions", workers));
-        }
         let outputs: HashMap<String, String> = aws
             .create_stack(&stack, file, &params)
             .await
@@ -824,6 +824,37 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         );
         let expected = expected_policy(&d, essential, &bucket, &topic);
         assert_role_policy(&iam, &role_name, &names.policy_names()[0], expected, &name).await?;
+        roles.insert(essential, role_name);
+    }
+
+    // Workers are registered one stack each (sosw-worker-grant.yaml): the Orchestrator's role may
+    // invoke each, the Scavenger's read its configuration; nothing else is added.
+    for worker in d.workers.unwrap_or("sosw-worker-*").split(',') {
+        let stack = d.stack(&format!("grant-{}", worker.replace(['*', '_'], "-")));
+        let orchestrator_stack = d.stack("sosw-orchestrator");
+        let scavenger_stack = d.stack("sosw-scavenger");
+        aws.create_stack(
+            &stack,
+            "sosw-worker-grant.yaml",
+            &[
+                ("WorkerFunction", worker),
+                ("OrchestratorStackName", &orchestrator_stack),
+                ("ScavengerStackName", &scavenger_stack),
+            ],
+        )
+        .await;
+        let arns = vec![
+            Deployment::function_arn(worker),
+            format!("{}:*", Deployment::function_arn(worker)),
+        ];
+        for (essential, action) in [
+            ("sosw_orchestrator", "lambda:InvokeFunction"),
+            ("sosw_scavenger", "lambda:GetFunctionConfiguration"),
+        ] {
+            let expected: Expected = [("Worker", (vec![action], arns.clone()))].into_iter().collect();
+            let policy = format!("sosw-worker-{stack}");
+            assert_role_policy(&iam, &roles[essential], &policy, expected, essential).await?;
+        }
     }
 
     // Exports of the storage stack and of the function stacks.
@@ -867,6 +898,37 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         2,
         "one schedule each for the orchestrator and the scavenger"
     );
+
+    // The optional monitoring stack over this installation: its dashboard exists and names the
+    // installation's functions (moto's CloudFormation skips alarms; their definitions are checked
+    // against the essentials' EMF lines in tests/tests/monitoring.rs).
+    let mut params = vec![("SchedulerStackName", d.stack("sosw-scheduler"))];
+    if !d.function_prefix.is_empty() {
+        params.push(("NamePrefix", d.function_prefix.to_string()));
+    }
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let outputs: HashMap<String, String> = aws
+        .create_stack(&d.stack("sosw-monitoring"), "sosw-monitoring.yaml", &params)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(outputs["DashboardName"], format!("{}sosw", d.function_prefix));
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(aws.sdk_config());
+    let dashboard = cloudwatch
+        .get_dashboard()
+        .dashboard_name(&outputs["DashboardName"])
+        .send()
+        .await?;
+    let body: serde_json::Value = serde_json::from_str(dashboard.dashboard_body().unwrap_or_default())?;
+    let text = body.to_string();
+    assert!(body["widgets"].as_array().is_some_and(|w| w.len() > 10), "{text}");
+    for essential in ["sosw_orchestrator", "sosw_scavenger", "sosw_worker_assistant"] {
+        assert!(
+            text.contains(&d.function(essential)),
+            "dashboard names {essential}: {text}"
+        );
+    }
+    assert!(outputs["AlarmTopicArn"].ends_with(&format!(":{}sosw_alarms", d.function_prefix)));
     Ok(())
 }
 
@@ -943,7 +1005,7 @@ fn python_role_grants_equal_each_essentials_own_policy_without_logs() {
     }
     // The parameters the statements refer to take the same values in both templates.
     let orchestrator = template("sosw-orchestrator.yaml");
-    for p in ["StorageStackName", "NamePrefix", "WorkerFunctions"] {
+    for p in ["StorageStackName", "NamePrefix"] {
         for field in ["Type", "Default", "AllowedPattern", "MaxLength"] {
             assert_eq!(
                 grants["Parameters"][p][field], orchestrator["Parameters"][p][field],

@@ -16,7 +16,7 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
 /// Retries sosw makes of its own, on top of the SDK's, for what the SDK does not retry: items a
 /// BatchWriteItem/BatchGetItem left unprocessed, and transactions cancelled by a conflict with a
 /// concurrent one. Seven retries (eight attempts) of 25 ms doubling up to 1.6 s, jittered: about
-/// 3 s at most before the caller gets [`crate::task::store::FailureKind::Exhausted`].
+/// 3 s at most before the caller gets `FailureKind::Exhausted` (module `error`).
 pub const SOSW_RETRIES: usize = 7;
 
 /// The one bounded backoff of sosw's own retries (see [`SOSW_RETRIES`]): an iterator of delays

@@ -52,7 +52,7 @@ pub enum TaskError {
         table: String,
         /// What failed.
         #[source]
-        source: crate::task::store::StoreError,
+        source: StoreError,
     },
     /// A row in a table is not a valid task (missing or mistyped field).
     #[error("malformed task {task_id}: {reason}")]
@@ -242,4 +242,62 @@ pub fn render_error(err: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// What kind of failure a store reports, for the callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttled, or a conflict with concurrent transactions: the retries ran out.
+    Exhausted,
+    /// A table or index does not exist.
+    ResourceNotFound,
+    /// The request is invalid (DynamoDB's `ValidationException`).
+    Validation,
+    /// Anything else (network, credentials, server error).
+    Other,
+}
+
+/// A store operation that failed. The SDK error (or the store's own reason) is kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {}", render_error(source.as_ref()))]
+pub struct StoreError {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl StoreError {
+    /// `true` when the retries ran out (throttling, conflicts): trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, FailureKind::Exhausted | FailureKind::Other)
+    }
+
+    /// `true` when a table or index does not exist.
+    pub fn is_resource_not_found(&self) -> bool {
+        self.kind == FailureKind::ResourceNotFound
+    }
+
+    /// A failure of the given kind with this cause.
+    pub fn new(
+        kind: FailureKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            kind,
+            source: source.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Exhausted => "still throttled or conflicting after the bounded retries",
+            Self::ResourceNotFound => "table or index not found",
+            Self::Validation => "request refused as invalid",
+            Self::Other => "request failed",
+        })
+    }
 }

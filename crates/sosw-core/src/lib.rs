@@ -85,11 +85,18 @@ mod module_graph {
         for entry in std::fs::read_dir(&root).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                for sub in std::fs::read_dir(&path).unwrap() {
-                    files.push((
-                        path.file_name().unwrap().to_string_lossy().to_string(),
-                        sub.unwrap().path(),
-                    ));
+                // Every file under a module's directory (e.g. `task/store/*.rs`) belongs to it.
+                let module = path.file_name().unwrap().to_string_lossy().to_string();
+                let mut dirs = vec![path.clone()];
+                while let Some(dir) = dirs.pop() {
+                    for sub in std::fs::read_dir(&dir).unwrap() {
+                        let sub = sub.unwrap().path();
+                        if sub.is_dir() {
+                            dirs.push(sub);
+                        } else {
+                            files.push((module.clone(), sub));
+                        }
+                    }
                 }
             } else if path.file_name().unwrap() != "lib.rs" {
                 files.push((path.file_stem().unwrap().to_string_lossy().to_string(), path));

@@ -118,7 +118,8 @@ impl Formatter for PythonFormatter {
     }
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         for c in fragment.chars() {
-            if c.is_ascii() {
+            // Python's `ensure_ascii` keeps only ' '..='~' as is: DEL (0x7f) is escaped too.
+            if c.is_ascii() && c != '\u{7f}' {
                 let mut buf = [0u8; 1];
                 w.write_all(c.encode_utf8(&mut buf).as_bytes())?;
             } else {
@@ -150,6 +151,11 @@ mod tests {
     #[test]
     fn non_ascii_is_escaped_like_ensure_ascii() {
         assert_eq!(dumps(&json!("é😀")), r#""\u00e9\ud83d\ude00""#);
+        assert_eq!(
+            dumps(&json!("a\u{7f}b")),
+            r#""a\u007fb""#,
+            "DEL, as Python escapes it"
+        );
         assert_eq!(dumps(&json!("a\"b\n")), r#""a\"b\n""#);
     }
 

@@ -119,6 +119,9 @@ pub struct LabourerStats {
     pub quarantined: u64,
     /// Rows that cannot be invoked and could not be quarantined this run (left for the next one).
     pub invalid_tasks_skipped: u64,
+    /// Seconds the task at the head of the labourer's queue has waited since it was created
+    /// (`created_at`), when the queue is not empty: the signal of a labourer that stopped.
+    pub queue_head_age_seconds: Option<u64>,
     /// The labourer could not be processed this run (health or queue unreadable).
     pub error: Option<String>,
 }
@@ -320,6 +323,17 @@ impl Orchestrator {
         Ok(ready)
     }
 
+    /// Seconds since `created_at` of the task at the head of the queue (0 for a clock behind it).
+    fn queue_head_age(&self, head: Option<&Task>) -> Option<u64> {
+        let created = head?.item.get("created_at")?.as_n().ok()?.parse::<f64>().ok()?;
+        let age = self.tasks.clock().now() - created;
+        Some(if age.is_finite() && age > 0.0 {
+            age as u64
+        } else {
+            0
+        })
+    }
+
     async fn invoke_for_labourer(&self, labourer: &Labourer) -> LabourerStats {
         let mut stats = LabourerStats::default();
         let health = match self.ecology.labourer_health(labourer).await {
@@ -347,6 +361,12 @@ impl Orchestrator {
             running,
         );
         if stats.desired == 0 {
+            // Nothing to invoke (health 0, or at the limit): one read of the queue's head, so the
+            // age of a queue that does not move is still reported.
+            match self.tasks.next_tasks(labourer, 1).await {
+                Ok(head) => stats.queue_head_age_seconds = self.queue_head_age(head.first()),
+                Err(e) => warn!(labourer_id = %labourer.id, error = %e, "queue head unreadable"),
+            }
             return stats;
         }
         let ready = match self
@@ -360,6 +380,7 @@ impl Orchestrator {
                 return stats;
             }
         };
+        stats.queue_head_age_seconds = self.queue_head_age(ready.first().map(|(t, _)| t));
         let stop = AtomicBool::new(false);
         let outcomes: Vec<Outcome> = stream::iter(ready)
             .map(|(task, payload)| {
@@ -563,7 +584,13 @@ pub fn emf_lines(function: &str, stats: &RunStats, timestamp_ms: i64) -> Vec<Str
                     ("claim_errors", s.claim_errors as f64),
                     ("quarantined", s.quarantined as f64),
                     ("labourer_errors", u64::from(s.error.is_some()) as f64),
-                ],
+                ]
+                .into_iter()
+                .chain(
+                    s.queue_head_age_seconds
+                        .map(|a| ("queue_head_age_seconds", a as f64)),
+                )
+                .collect::<Vec<_>>(),
                 timestamp_ms,
             )
         })

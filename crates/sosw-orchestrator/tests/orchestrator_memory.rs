@@ -35,6 +35,8 @@ struct Env {
     invoker: Arc<RecordingInvoker>,
     config: OrchestratorConfig,
     clock: Arc<dyn Clock>,
+    /// The same clock, to move time.
+    manual: ManualClock,
 }
 
 fn env(labourers: Value) -> Env {
@@ -42,7 +44,8 @@ fn env(labourers: Value) -> Env {
     sosw_core::config::merge(&mut doc, &json!({"task_config": {"labourers": labourers}}));
     let config: OrchestratorConfig = sosw_core::config::from_value("test", doc).unwrap();
     config.validate().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::at(1_750_000_000.0));
+    let manual = ManualClock::at(1_750_000_000.0);
+    let clock: Arc<dyn Clock> = Arc::new(manual.clone());
     let (tasks, store) = TaskManager::in_memory(config.task_config.clone(), clock.clone());
     Env {
         tasks,
@@ -50,6 +53,7 @@ fn env(labourers: Value) -> Env {
         invoker: Arc::new(RecordingInvoker::default()),
         config,
         clock,
+        manual,
     }
 }
 
@@ -196,4 +200,44 @@ async fn a_row_that_cannot_be_invoked_is_quarantined_and_the_queue_runs_on() {
     assert_eq!(closed["labourer_id_task_status"], AttributeValue::S("b_0".into()));
     assert!(closed.contains_key("closed_reason"));
     assert_eq!(closed["attempts"], AttributeValue::N("0".into()), "never claimed");
+}
+
+#[tokio::test]
+async fn each_run_reports_how_long_the_head_of_the_queue_has_waited_even_when_it_invokes_nothing() {
+    let e = env(json!({"worker": labourer(2), "idle": labourer(2)}));
+    e.queue("worker", 4).await;
+    e.manual.advance(90.0);
+    let first = e.orchestrator().run().await;
+    assert_eq!(first.labourers["worker"].invoked, 2);
+    assert_eq!(
+        first.labourers["worker"].queue_head_age_seconds,
+        Some(90),
+        "the head was created 90 s before this run"
+    );
+    assert_eq!(
+        first.labourers["idle"].queue_head_age_seconds, None,
+        "an empty queue has no age"
+    );
+
+    // At its limit the labourer invokes nothing, and the waiting head still ages: the signal of
+    // a queue that does not move (the monitoring stack's `sosw_queue_too_old` alarm).
+    e.manual.advance(600.0);
+    let second = e.orchestrator().run().await;
+    assert_eq!(second.labourers["worker"].desired, 0);
+    assert_eq!(second.labourers["worker"].queue_head_age_seconds, Some(690));
+    let line = sosw_orchestrator::emf_lines("sosw_orchestrator", &second, 1)
+        .into_iter()
+        .find(|l| l.contains("\"labourer_id\":\"worker\""))
+        .unwrap();
+    let doc: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(doc["queue_head_age_seconds"], 690.0);
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Name"] == "queue_head_age_seconds")
+            .unwrap()["Unit"],
+        "Seconds"
+    );
 }

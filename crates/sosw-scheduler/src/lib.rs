@@ -613,16 +613,23 @@ impl sosw_lambda::Essential for Scheduler {
         let clock = self.tasks.clock().clone();
         let deadline = Deadline::from_context(invocation.deadline_ms, clock.clone());
         let stats = self.handle(&event, &invocation.request_id, &deadline).await?;
-        let figures = [
-            ("tasks_created", stats.tasks_created as f64),
-            ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned))),
-        ];
-        println!(
-            "{}",
-            sosw_core::emf::line(&invocation.function_name, "all", &figures, clock.now_ms())
-        );
+        println!("{}", emf_line(&invocation.function_name, &stats, clock.now_ms()));
         Ok(serde_json::to_value(stats)?)
     }
+}
+
+/// The EMF line of one invocation: tasks created and whether a sibling took the rest of the file
+/// (labourer dimension `all`: a queue file may hold tasks of several labourers).
+pub fn emf_line(function: &str, stats: &SchedulerStats, timestamp_ms: i64) -> String {
+    sosw_core::emf::line(
+        function,
+        "all",
+        &[
+            ("tasks_created", stats.tasks_created as f64),
+            ("siblings_spawned", f64::from(u8::from(stats.sibling_spawned))),
+        ],
+        timestamp_ms,
+    )
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.

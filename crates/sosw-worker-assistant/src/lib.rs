@@ -297,8 +297,34 @@ impl sosw_lambda::Essential for WorkerAssistant {
         invocation: &sosw_lambda::Invocation,
     ) -> Result<Value, sosw_lambda::EdgeError> {
         self.meta.set_context(invocation.meta_context());
-        Ok(self.handle(&event).await?)
+        let result = self.handle(&event).await;
+        let refused = matches!(
+            &result,
+            Err(WorkerAssistantError::Task(
+                TaskError::ReportRefused { .. } | TaskError::NotFound { .. }
+            ))
+        );
+        if result.is_ok() || refused {
+            let now = self.tasks.clock().now_ms();
+            println!("{}", emf_line(&invocation.function_name, result.is_ok(), now));
+        }
+        Ok(result?)
     }
+}
+
+/// The EMF line of one worker report: `reports_accepted` 1 (the report was applied to its running
+/// task) or `reports_refused` 1 (its task is unknown or not running: a late or duplicate report).
+/// A report names only its task, so the labourer dimension is `all`.
+pub fn emf_line(function: &str, accepted: bool, timestamp_ms: i64) -> String {
+    sosw_core::emf::line(
+        function,
+        "all",
+        &[
+            ("reports_accepted", f64::from(u8::from(accepted))),
+            ("reports_refused", f64::from(u8::from(!accepted))),
+        ],
+        timestamp_ms,
+    )
 }
 
 #[cfg(test)]

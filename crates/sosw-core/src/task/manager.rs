@@ -24,7 +24,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tracing::{debug, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 pub use super::payload::construct_payload;
 use super::payload::flatten_report;
@@ -41,6 +41,9 @@ pub const MOTO_TRANSACTION_ITEMS: usize = 25;
 /// size knob, read by [`transaction_items_from_env`] for every essential (the local-AWS harness
 /// sets it to [`MOTO_TRANSACTION_ITEMS`]).
 pub const TRANSACTION_ITEMS_ENV: &str = "SOSW_MAX_TRANSACTION_ITEMS";
+/// The attribute a claim writes its token to (not in Python sosw, which ignores it; it is never
+/// part of a worker's event): see [`TaskManager::claim_for_invocation`].
+pub const CLAIM_ID: &str = "claim_id";
 
 /// A claim we own: what the task held before, so that a refused invocation can give it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -791,26 +794,52 @@ impl TaskManager {
         let previous_attempts = super::model::number_i64(&task.item, self.f("attempts"))
             .ok()
             .flatten();
+        // A token of this claim, written with it: when the claim's answer is lost (the write was
+        // applied, the connection dropped) and the retried request meets the claim's own success as
+        // a failed condition, the token tells "mine" from "someone else's".
+        let claim_id = uuid::Uuid::new_v4().to_string();
         let update = Update {
-            set: vec![(self.f("greenfield").to_string(), n(greenfield))],
+            set: vec![
+                (self.f("greenfield").to_string(), n(greenfield)),
+                (CLAIM_ID.to_string(), AttributeValue::S(claim_id.clone())),
+            ],
             remove: Vec::new(),
             increment: vec![self.f("attempts").to_string()],
         };
         let condition = vec![Cond::Lt(self.f("greenfield").to_string(), n(labourer.start))];
+        let key = self.id_key(&task.task_id.0);
+        let claim = Claim {
+            greenfield,
+            previous_greenfield: task.greenfield,
+            previous_attempts,
+        };
         match self
             .store
-            .update(table, self.id_key(&task.task_id.0), update, condition)
+            .update(table, key.clone(), update, condition)
             .await
             .map_err(|e| store_err("UpdateItem", table, e))?
         {
-            Written::Done => Ok(Some(Claim {
-                greenfield,
-                previous_greenfield: task.greenfield,
-                previous_attempts,
-            })),
+            Written::Done => Ok(Some(claim)),
             Written::ConditionFailed(_) => {
-                debug!("task already invoked by someone else");
-                Ok(None)
+                let now = self
+                    .store
+                    .get(table, key)
+                    .await
+                    .map_err(|e| store_err("GetItem", table, e))?;
+                let ours = now
+                    .as_ref()
+                    .and_then(|item| item.get(CLAIM_ID))
+                    .is_some_and(|v| matches!(v, AttributeValue::S(id) if *id == claim_id));
+                if ours {
+                    info!(
+                        claim_id,
+                        "the claim was applied by an earlier try of this request"
+                    );
+                    Ok(Some(claim))
+                } else {
+                    debug!("task already invoked by someone else");
+                    Ok(None)
+                }
             }
         }
     }
@@ -837,6 +866,8 @@ impl TaskManager {
         ];
         let mut update = Update {
             set: vec![(g, n(claim.previous_greenfield))],
+            // The row as it was before the claim, token included.
+            remove: vec![CLAIM_ID.to_string()],
             ..Update::default()
         };
         match claim.previous_attempts {

@@ -14,6 +14,8 @@
 pub mod dynamo;
 pub mod memory;
 
+pub use crate::error::{FailureKind, StoreError};
+
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
@@ -179,64 +181,6 @@ pub enum Written {
     /// A condition failed: nothing was written. For a transaction, one flag per item of the
     /// request: `true` where that item's condition failed (DynamoDB's cancellation reasons).
     ConditionFailed(Vec<bool>),
-}
-
-/// What kind of failure a store reports, for the callers that branch on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Throttled, or a conflict with concurrent transactions: the retries ran out.
-    Exhausted,
-    /// A table or index does not exist.
-    ResourceNotFound,
-    /// The request is invalid (DynamoDB's `ValidationException`).
-    Validation,
-    /// Anything else (network, credentials, server error).
-    Other,
-}
-
-/// A store operation that failed. The SDK error (or the store's own reason) is kept as the source.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}: {}", crate::error::render_error(source.as_ref()))]
-pub struct StoreError {
-    /// What kind of failure.
-    pub kind: FailureKind,
-    /// The cause.
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
-}
-
-impl StoreError {
-    /// `true` when the retries ran out (throttling, conflicts): trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, FailureKind::Exhausted | FailureKind::Other)
-    }
-
-    /// `true` when a table or index does not exist.
-    pub fn is_resource_not_found(&self) -> bool {
-        self.kind == FailureKind::ResourceNotFound
-    }
-
-    /// A failure of the given kind with this cause.
-    pub fn new(
-        kind: FailureKind,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-    ) -> Self {
-        Self {
-            kind,
-            source: source.into(),
-        }
-    }
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Exhausted => "still throttled or conflicting after the bounded retries",
-            Self::ResourceNotFound => "table or index not found",
-            Self::Validation => "request refused as invalid",
-            Self::Other => "request failed",
-        })
-    }
 }
 
 /// The storage capabilities of the [`TaskManager`](super::TaskManager). Every method names the
