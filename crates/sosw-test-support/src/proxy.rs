@@ -28,7 +28,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -277,6 +277,7 @@ impl ProxyBuilder {
             intercept: self.intercept,
             observe: self.observe,
             counts: Mutex::new(RequestCounts::default()),
+            applied_transactions: Mutex::new(HashMap::new()),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -360,6 +361,22 @@ struct State {
     intercept: Option<Arc<dyn Intercept>>,
     observe: Option<Arc<dyn Observe>>,
     counts: Mutex<RequestCounts>,
+    /// DynamoDB's idempotency, which moto lacks: the answer of each applied TransactWriteItems by
+    /// its `ClientRequestToken`, replayed to a retry with the same token (as DynamoDB does for
+    /// ten minutes), so a transaction whose connection dropped after it was applied meets its own
+    /// success on retry, not its own changes.
+    applied_transactions: Mutex<HashMap<String, ResponseInfo>>,
+}
+
+/// The `ClientRequestToken` of a TransactWriteItems request.
+fn transaction_token(info: &RequestInfo) -> Option<String> {
+    if info.op() != "dynamodb.TransactWriteItems" {
+        return None;
+    }
+    info.json()?
+        .get("ClientRequestToken")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The error that makes hyper close a client connection without answering.
@@ -412,11 +429,21 @@ impl State {
             c.requests += 1;
             *c.by_op.entry(info.op()).or_insert(0) += 1;
         }
-        let verdict = match &self.intercept {
-            Some(hook) => hook.on_request(&info),
-            None => Verdict::Forward,
+        let token = transaction_token(&info);
+        let replay = token.as_ref().and_then(|t| {
+            self.applied_transactions
+                .lock()
+                .expect("transactions lock")
+                .get(t)
+                .cloned()
+        });
+        let verdict = match (&replay, &self.intercept) {
+            (Some(_), _) => Verdict::Forward,
+            (None, Some(hook)) => hook.on_request(&info),
+            (None, None) => Verdict::Forward,
         };
         let (resp, drop_after) = match verdict {
+            Verdict::Forward if replay.is_some() => (replay.clone().expect("checked"), false),
             Verdict::Forward => (self.forward(&info, info.body.clone()).await, false),
             Verdict::Delay(d) => {
                 tokio::time::sleep(d).await;
@@ -450,6 +477,20 @@ impl State {
             }
             Verdict::PartialBatch { forward } => self.partial_batch(&info, forward).await,
         };
+        if let (Some(token), None, 200) = (&token, &replay, resp.status) {
+            if !resp.injected || drop_after {
+                self.applied_transactions
+                    .lock()
+                    .expect("transactions lock")
+                    .insert(
+                        token.clone(),
+                        ResponseInfo {
+                            injected: false,
+                            ..resp.clone()
+                        },
+                    );
+            }
+        }
         if let Some(obs) = &self.observe {
             obs.on_exchange(&info, &resp);
         }

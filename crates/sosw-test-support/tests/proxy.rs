@@ -313,3 +313,52 @@ async fn lambda_invoke_can_be_refused_with_429_or_accepted_by_the_proxy_itself()
     );
     assert_eq!(aws.counts().by_op["lambda.Invoke"], 2);
 }
+
+/// A conditional TransactWriteItems (`attribute_not_exists(id)`) with this token.
+async fn create_once(ddb: &aws_sdk_dynamodb::Client, id: &str, token: &str) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    ddb.transact_write_items()
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name("t")
+                        .item("id", AttributeValue::S(id.into()))
+                        .condition_expression("attribute_not_exists(id)")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .client_request_token(token)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_retried_with_its_token_after_a_lost_answer_meets_its_own_success() {
+    let aws = LocalAws::start_behind(false, |b| {
+        b.intercept(first_n(
+            "dynamodb.TransactWriteItems",
+            1,
+            Verdict::ForwardThenDrop,
+        ))
+    })
+    .await;
+    table(&aws, "t").await;
+    let ddb = no_retries(&aws);
+    assert!(
+        create_once(&ddb, "a", "token-1").await.is_err(),
+        "the answer was lost"
+    );
+    assert_eq!(stored(&ddb, "t").await, 1, "the transaction was applied");
+    // DynamoDB answers a retry with the same token with the first success (moto alone would
+    // evaluate it again and refuse it: the item exists).
+    create_once(&ddb, "a", "token-1").await.unwrap();
+    // A new token is a new transaction: its condition is evaluated.
+    let err = create_once(&ddb, "a", "token-2").await.unwrap_err();
+    assert!(err.contains("TransactionCanceled"), "{err}");
+    assert_eq!(stored(&ddb, "t").await, 1);
+}

@@ -5,7 +5,7 @@
 //! `labourer_id`, `greenfield`, `attempts`, ...). [`SoswLayer`] wraps your handler:
 //!
 //! - it receives a [`Task<P>`]: the payload deserialised as your `P: serde::Deserialize` (sosw's
-//!   fields taken out, in [`Task::sosw`]) and the Lambda [`Context`](lambda_runtime::Context)
+//!   fields taken out, in [`Task::sosw`]) and the Lambda [`Context`]
 //!   (request id, deadline, function name);
 //! - its [`Report`] (stats, result, output) is sent to the Worker Assistant with
 //!   `mark_task_as_completed`: the same bytes Python sosw's `Worker` sends
@@ -14,7 +14,7 @@
 //! - its error is sent with `mark_task_as_failed` (`result.error` = the error and its causes) and
 //!   still returned to Lambda, so the invocation counts as failed;
 //! - a payload that does not deserialise marks the task failed with a message naming the field
-//!   (`task t1: the payload does not fit `Order`: field `items[2].qty`: invalid type: ...`), and
+//!   (``task t1: the payload does not fit `Order`: field `items[2].qty`: invalid type: ...``), and
 //!   is returned to Lambda as the error; the handler does not run;
 //! - with `SOSW_TASKS_META_TABLE` set (or [`SoswLayer::with_meta`]) a `completed` / `failed` row
 //!   goes to that table after each report, as Python's `Worker` does with `meta_handler_config`.

@@ -160,7 +160,11 @@ impl TaskManager {
         operation: &'static str,
         table: &str,
     ) -> Result<TxOutcome, TaskError> {
-        match self.store.transact(items, None).await {
+        // One idempotency token per logical transaction, kept across every retry (the SDK's and
+        // the store's): DynamoDB answers a retry of an applied transaction with its success for
+        // ten minutes, so a move whose answer was lost is not taken for a changed row.
+        let token = uuid::Uuid::new_v4().to_string();
+        match self.store.transact(items, Some(token)).await {
             Ok(Written::Done) => Ok(TxOutcome::Done),
             Ok(Written::ConditionFailed(_)) => Ok(TxOutcome::ConditionFailed),
             Err(e) => Err(store_err(operation, table, e)),
