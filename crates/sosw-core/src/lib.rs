@@ -9,6 +9,7 @@
 //! | [`clock`] | injectable time | — |
 //! | [`error`] | the typed errors, each naming its resource | — |
 //! | [`pyjson`] | JSON text exactly as Python's `json.dumps` writes it | — |
+//! | [`attr`] | DynamoDB items and attributes as Python sosw writes them | `pyjson` |
 //! | [`emf`] | run statistics as CloudWatch Embedded Metric Format lines | — |
 //! | [`aws`] | building the AWS clients from the environment; the SDK retry policy and sosw's one bounded [`aws::backoff`] | — |
 //! | [`config`] | typed config (`task_config`, labourers, ecology, meta), its defaults, layered assembly and validation | `error` |
@@ -18,13 +19,13 @@
 //! | [`task`] | the stored task ([`task::model`]), the [`TaskManager`] (queue, claim, moves, reports) | `aws`, `clock`, `config`, `error`, `labourer`, `pyjson`, `meta` |
 //! | [`task::store`] | the [`TaskStore`] the TaskManager stands on: [`DynamoStore`] (production), [`MemoryStore`] (tests) | `aws`, `error` |
 //! | [`task::payload`] | payload encoding, pure: task payloads, worker events, flattened reports | `pyjson`, `error` |
-//! | [`meta`] | optional history rows in `sosw_tasks_meta` | `clock`, `config`, `error`, `task` (model helpers) |
+//! | [`meta`] | optional history rows in `sosw_tasks_meta` | `attr`, `clock`, `config`, `error` |
 //! | [`ecology`] | health from CloudWatch metrics, running-task counts | `clock`, `config`, `error`, `labourer`, `task` |
 //! | [`check`] | `sosw check`: a read-only fsck of an installation (tables, queue files, failed jobs) | `config`, `task` |
 //!
 //! `config` depends on no other domain module: the checks that span labourers and metrics
 //! (`validate_timing`, `validate_feelings`) live in it, so `config` → `labourer` → `ecology` is
-//! one direction. (`task` and `meta` still name each other; see the report of issue 13.)
+//! one direction; `task` → `meta` → `attr` likewise (the item helpers both use live in `attr`).
 //!
 //! ## Greenfield
 //! A task's state lives in one number, its greenfield, on the `sosw_tasks_greenfield` index
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attr;
 pub mod aws;
 pub mod check;
 pub mod clock;
@@ -159,14 +161,17 @@ mod module_graph {
         for leaf in ["clock", "error", "pyjson", "emf", "aws"] {
             assert!(g[leaf].is_empty(), "{leaf} names {:?}", g[leaf]);
         }
-        for m in [
-            "config",
-            "config_source",
-            "labourer",
-            "ecology",
-            "invoker",
-            "clock",
-        ] {
+        assert!(
+            reaches(&g, "task", "meta") && !reaches(&g, "meta", "task"),
+            "{g:?}"
+        );
+        assert!(
+            g["attr"].iter().all(|d| d == "pyjson"),
+            "attr names {:?}",
+            g["attr"]
+        );
+        // No module of the crate is on an import cycle.
+        for m in g.keys() {
             assert!(!reaches(&g, m, m), "{m} is on an import cycle ({g:?})");
         }
     }

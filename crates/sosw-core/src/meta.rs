@@ -4,10 +4,10 @@
 //! Rows are buffered and written in batches by [`MetaHandler::flush`]. Meta is best effort: a
 //! missing table or a failed write is logged and never fails an essential.
 
+use crate::attr::{guess_attribute, n_float, Item, BATCH_WRITE_LIMIT};
 use crate::clock::Clock;
 use crate::config::MetaHandlerConfig;
 use crate::error::render_error;
-use crate::task::model::{guess_attribute, n_float, Item};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -112,7 +112,7 @@ impl MetaHandler {
         };
         let rows = unique_keys(rows);
         let mut written = 0;
-        for chunk in rows.chunks(crate::task::store::dynamo::BATCH_WRITE_LIMIT) {
+        for chunk in rows.chunks(BATCH_WRITE_LIMIT) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|item| {

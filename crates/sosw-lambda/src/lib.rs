@@ -177,6 +177,23 @@ impl EdgeError {
     }
 }
 
+/// How a scheduled essential's run (Orchestrator, Scavenger) ends its invocation: its EMF lines
+/// printed, then a `NoLabourerProcessed` error when `failure` says no labourer could be processed
+/// (so Lambda's Errors metric and alarms see it), its figures `stats` otherwise.
+pub fn finish_scheduled_run(
+    emf_lines: Vec<String>,
+    failure: Option<String>,
+    stats: Result<Value, serde_json::Error>,
+) -> Result<Value, EdgeError> {
+    for line in emf_lines {
+        println!("{line}");
+    }
+    match failure {
+        Some(failure) => Err(EdgeError::new(ErrorKind::NoLabourerProcessed, failure)),
+        None => Ok(stats?),
+    }
+}
+
 impl From<TaskError> for EdgeError {
     fn from(error: TaskError) -> Self {
         Self::new(ErrorKind::of_task_error(&error), error)
@@ -256,6 +273,21 @@ pub async fn serve<E: Essential>() -> Result<(), BoxError> {
 mod tests {
     use super::*;
     use sosw_core::error::TaskWhereabouts;
+
+    #[test]
+    fn a_scheduled_run_that_processed_no_labourer_fails_its_invocation_and_one_that_did_returns_its_figures()
+    {
+        let failed = finish_scheduled_run(vec![], Some("table `sosw_tasks` missing".into()), Ok(Value::Null))
+            .unwrap_err();
+        let d = Diagnostic::from(failed);
+        assert_eq!(d.error_type, "NoLabourerProcessed");
+        assert!(d.error_message.contains("sosw_tasks"), "{}", d.error_message);
+        let figures = serde_json::json!({"invoked": 3});
+        assert_eq!(
+            finish_scheduled_run(vec![], None, Ok(figures.clone())).unwrap(),
+            figures
+        );
+    }
 
     fn diagnostic(error: impl Into<EdgeError>) -> Diagnostic {
         Diagnostic::from(error.into())

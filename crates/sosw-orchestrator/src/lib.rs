@@ -551,16 +551,11 @@ impl sosw_lambda::Essential for Orchestrator {
         self.meta.set_context(invocation.meta_context());
         let stats = self.run().await;
         let now = self.tasks.clock().now_ms();
-        for line in emf_lines(&invocation.function_name, &stats, now) {
-            println!("{line}");
-        }
-        if let Some(failure) = stats.failure() {
-            return Err(sosw_lambda::EdgeError::new(
-                sosw_lambda::ErrorKind::NoLabourerProcessed,
-                failure,
-            ));
-        }
-        Ok(serde_json::to_value(stats)?)
+        sosw_lambda::finish_scheduled_run(
+            emf_lines(&invocation.function_name, &stats, now),
+            stats.failure(),
+            serde_json::to_value(&stats),
+        )
     }
 }
 

@@ -16,8 +16,7 @@ use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use tracing::{debug, warn};
 
-/// DynamoDB's limit of items per BatchWriteItem.
-pub const BATCH_WRITE_LIMIT: usize = 25;
+pub use crate::attr::BATCH_WRITE_LIMIT;
 /// DynamoDB's limit of keys per BatchGetItem.
 pub const BATCH_GET_LIMIT: usize = 100;
 
