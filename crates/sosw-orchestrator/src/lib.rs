@@ -325,7 +325,8 @@ impl Orchestrator {
 
     /// Seconds since `created_at` of the task at the head of the queue (0 for a clock behind it).
     fn queue_head_age(&self, head: Option<&Task>) -> Option<u64> {
-        let created = head?.item.get("created_at")?.as_n().ok()?.parse::<f64>().ok()?;
+        let created_at = self.tasks.config().field("created_at");
+        let created = head?.item.get(created_at)?.as_n().ok()?.parse::<f64>().ok()?;
         let age = self.tasks.clock().now() - created;
         Some(if age.is_finite() && age > 0.0 {
             age as u64

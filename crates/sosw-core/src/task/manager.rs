@@ -819,17 +819,13 @@ impl TaskManager {
         };
         match self
             .store
-            .update(table, key.clone(), update, condition)
+            .update(table, key, update, condition)
             .await
             .map_err(|e| store_err("UpdateItem", table, e))?
         {
             Written::Done => Ok(Some(claim)),
             Written::ConditionFailed(_) => {
-                let now = self
-                    .store
-                    .get(table, key)
-                    .await
-                    .map_err(|e| store_err("GetItem", table, e))?;
+                let now = self.get_raw(table, &task.task_id.0).await?;
                 let ours = now
                     .as_ref()
                     .and_then(|item| item.get(CLAIM_ID))
