@@ -670,10 +670,8 @@ fn print_table(n: u64, steps: &[Step]) {
 
 #[tokio::main]
 async fn main() {
-    // moto_server (a child of this process) loads tests/benches/moto/sitecustomize.py: one rollback
-    // copy per table per transaction instead of one per item, so moto's memory stays bounded.
-    let moto_patch = sosw_test_support::repo_root().join("tests/benches/moto");
-    std::env::set_var("PYTHONPATH", &moto_patch);
+    // Every moto that LocalAws starts loads crates/sosw-test-support/moto/sitecustomize.py:
+    // transactions cost O(items), not O(table), so moto's memory stays bounded.
     let mut ns = Vec::new();
     let mut archived = 100_000u64;
     let mut json_out = None;

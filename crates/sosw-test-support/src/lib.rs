@@ -59,6 +59,19 @@ pub struct LocalAws {
     proxy: Option<proxy::Proxy>,
 }
 
+/// The PYTHONPATH of every moto this crate starts: `crates/sosw-test-support/moto` first, whose
+/// `sitecustomize.py` makes moto's TransactWriteItems check every item before writing any and
+/// roll back only the items it wrote (O(items), as DynamoDB; moto's own copies every table the
+/// transaction touches once per item), then whatever PYTHONPATH the caller had.
+fn moto_pythonpath() -> std::ffi::OsString {
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto");
+    let mut paths = vec![patch];
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        paths.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(paths).expect("PYTHONPATH entries hold no separator")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind loopback")
@@ -120,6 +133,7 @@ impl LocalAws {
         for _ in 0..5 {
             let port = free_port();
             let mut child = Command::new(&program)
+                .env("PYTHONPATH", moto_pythonpath())
                 .args(&prefix)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
