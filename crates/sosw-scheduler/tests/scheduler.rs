@@ -800,10 +800,38 @@ async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labou
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`worker`") && err.contains("1750000000") && err.contains("1748000000"),
+        err.contains("`worker`")
+            && err.contains("2 new task(s) do not fit")
+            && err.contains("the next would be 1750000000")
+            && err.contains("1748000000"),
         "{err}"
     );
+    assert_eq!(all_tasks(&env).await.len(), 1, "nothing of the job written");
+    assert!(
+        env.scheduler.queue().list().await.unwrap().is_empty(),
+        "a job that does not fit is refused before its queue file is written"
+    );
+    // A queue file that is already staged (a continuation, or a job that was staged while the
+    // queue still had room) is checked batch by batch: nothing of the batch is written and the
+    // file waits, locked, for the queue to drain.
+    let two_rows = "{\"labourer_id\": \"worker\", \"x\": 1}\n".repeat(2);
+    put_raw(&env, "sosw/scheduler/staged.txt", two_rows.into_bytes(), &[]).await;
+    let err = env
+        .scheduler
+        .handle(
+            &json!({"file_name": "staged.txt"}),
+            "req-staged",
+            &Budget::unlimited(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 new task(s) do not fit"), "{err}");
     assert_eq!(all_tasks(&env).await.len(), 1, "nothing of the batch written");
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/locked_staged.txt"]
+    );
     let ok = env
         .scheduler
         .handle(&words_job(1), "req-fits", &Budget::unlimited())
@@ -812,6 +840,18 @@ async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labou
     assert_eq!(ok.tasks_created, 1);
     let greenfields: Vec<i64> = queue(&env, "worker").await.iter().map(|t| t.greenfield).collect();
     assert_eq!(greenfields, [1_748_000_000, 1_749_000_000]);
+    // The queue is full now: even one more task is refused before anything is staged.
+    let err = env
+        .scheduler
+        .handle(&words_job(1), "req-one-more", &Budget::unlimited())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 new task(s) do not fit"), "{err}");
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/locked_staged.txt"]
+    );
 }
 
 #[test]
