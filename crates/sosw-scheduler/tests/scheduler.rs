@@ -689,6 +689,55 @@ async fn garbage_first_row_metadata_is_an_error_naming_the_file_and_the_file_sta
 }
 
 #[tokio::test]
+async fn a_hand_over_whose_next_row_is_garbage_or_past_the_end_is_an_error_and_the_file_stays() {
+    let env = env_with(50, json!({})).await;
+    let body = "{\"labourer_id\": \"worker\", \"x\": 1}\n".repeat(3);
+    let cases: [(&str, &[(&str, &str)], &[&str]); 2] = [
+        (
+            "garbage_next.txt",
+            &[("sosw-first-row", "0"), ("sosw-next-row", "two")],
+            &["sosw-next-row", "\"two\"", "is not a row index"],
+        ),
+        (
+            "short.txt",
+            &[("sosw-first-row", "10"), ("sosw-next-row", "40")],
+            &["ends at row 13", "sosw-next-row metadata says rows up to 40"],
+        ),
+    ];
+    for (file, metadata, needles) in cases {
+        put_raw(
+            &env,
+            &format!("sosw/scheduler/{file}"),
+            body.clone().into_bytes(),
+            metadata,
+        )
+        .await;
+        let err = env
+            .scheduler
+            .handle(&json!({"file_name": file}), "req-next", &Budget::unlimited())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SchedulerError::Queue(_)),
+            "{file}: a queue-file error, not {err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.contains(&format!("locked_{file}")), "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        assert!(env
+            .scheduler
+            .queue()
+            .list()
+            .await
+            .unwrap()
+            .contains(&format!("sosw/scheduler/locked_{file}")));
+    }
+    assert!(all_tasks(&env).await.is_empty(), "nothing written");
+}
+
+#[tokio::test]
 async fn bytes_that_are_not_utf8_or_a_truncated_row_are_errors_naming_the_file_and_row() {
     let env = env_with(50, json!({})).await;
     let good = "{\"labourer_id\": \"worker\", \"x\": 1}\n";
