@@ -692,7 +692,9 @@ async fn garbage_first_row_metadata_is_an_error_naming_the_file_and_the_file_sta
 async fn a_hand_over_whose_next_row_is_garbage_or_past_the_end_is_an_error_and_the_file_stays() {
     let env = env_with(50, json!({})).await;
     let body = "{\"labourer_id\": \"worker\", \"x\": 1}\n".repeat(3);
-    let cases: [(&str, &[(&str, &str)], &[&str]); 2] = [
+    /// A handed-over file: its name, its S3 metadata, what its error must say.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 2] = [
         (
             "garbage_next.txt",
             &[("sosw-first-row", "0"), ("sosw-next-row", "two")],
