@@ -22,6 +22,10 @@ fn bad_jobs() -> Vec<(Value, Vec<&'static str>)> {
     big_words[28] = "x".repeat(410_000);
     vec![
         (
+            json!({"lambda_name": "ghost", "words": ["a"], "isolate_words": true}),
+            vec!["unknown labourer `ghost`"],
+        ),
+        (
             json!({"lambda_name": "worker", "labourer_id": "ghost"}),
             vec!["`labourer_id` \"ghost\" differs from its `lambda_name` `worker`"],
         ),

@@ -5,7 +5,9 @@
 //! The peak is the process's high-water mark (`VmHWM` of /proc/self/status), which only grows:
 //! the figure after the 1,000,000-task job, next to the one after the 100,000-task job, shows
 //! that memory does not grow with the number of tasks. Writing a million tasks to moto's
-//! DynamoDB would take hours, so the queue file is checked and staged, not processed.
+//! DynamoDB would take hours, so the queue file is checked, staged and read back row by row as
+//! the Scheduler reads it (parsed and checked in batches of `rows_to_process`), not written.
+//! `SOSW_JOB_MEMORY_TASKS=100000` runs the 100,000-task job alone.
 
 use serde_json::json;
 use sosw_core::config::MetaHandlerConfig;
@@ -68,6 +70,8 @@ async fn main() {
             .force_path_style(true)
             .build(),
     );
+    let validator = sosw_scheduler::validate::JobValidator::new(tasks.clone());
+    let rows_per_batch = config.rows_to_process;
     let scheduler = Scheduler::new(
         tasks,
         s3.clone(),
@@ -78,7 +82,12 @@ async fn main() {
         None,
     );
     println!("peak RSS before any job: {:.1} MiB", peak_rss_mib());
-    for (days, words) in [(100usize, 1000usize), (1000, 1000)] {
+    // SOSW_JOB_MEMORY_TASKS=100000 runs the 100,000-task job alone.
+    let sizes: Vec<(usize, usize)> = match std::env::var("SOSW_JOB_MEMORY_TASKS").as_deref() {
+        Ok("100000") => vec![(100, 1000)],
+        _ => vec![(100, 1000), (1000, 1000)],
+    };
+    for (days, words) in sizes {
         let name = format!("tasks_queue_{}.txt", days * words);
         let started = Instant::now();
         let rows = scheduler.stage_job(&job(days, words), &name).await.unwrap();
@@ -96,6 +105,29 @@ async fn main() {
             "{rows} tasks: checked and staged in {:.1} s, queue file {:.1} MiB, peak RSS so far {:.1} MiB",
             started.elapsed().as_secs_f64(),
             size as f64 / (1024.0 * 1024.0),
+            peak_rss_mib()
+        );
+        // The queue file → tasks path up to the writes: the locked file read back as the
+        // Scheduler reads it (a stream, `rows_to_process` rows at a time, each row parsed and
+        // checked), without DynamoDB (a million transactions on moto take hours).
+        let started = Instant::now();
+        let mut reader = scheduler.queue().get_locked(&name).await.unwrap().unwrap();
+        let mut read = 0usize;
+        loop {
+            let batch = reader.next_rows(rows_per_batch).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for (row, raw) in &batch {
+                let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).unwrap();
+                validator.check(*row, &fields).unwrap();
+            }
+            read += batch.len();
+        }
+        assert_eq!(read, rows, "the file holds every row");
+        println!(
+            "{read} rows: read back in batches of {rows_per_batch} in {:.1} s, peak RSS so far {:.1} MiB",
+            started.elapsed().as_secs_f64(),
             peak_rss_mib()
         );
     }

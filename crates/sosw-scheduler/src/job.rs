@@ -9,12 +9,13 @@
 //! fails is aborted. Memory is one part, whatever the job's size.
 
 use crate::queue::FIRST_ROW;
-use crate::validate::{check_job, JobValidator};
+use crate::validate::{check_job_per_labourer, JobValidator};
 use crate::{Scheduler, SchedulerError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use serde_json::Value;
 use sosw_core::error::render_error;
+use sosw_core::TaskError;
 use tracing::{info, warn};
 
 /// Bytes per uploaded part (S3's minimum for all but the last part is 5 MiB).
@@ -180,7 +181,11 @@ impl Scheduler {
         let today = crate::today(&**self.tasks.clock());
         let document = &self.config.document;
         let validator = JobValidator::new(self.tasks.clone());
-        let rows = check_job(document, &validator, event, today)?;
+        let per_labourer = check_job_per_labourer(document, &validator, event, today)?;
+        for (labourer, count) in &per_labourer {
+            self.check_queue_room(labourer, *count).await?;
+        }
+        let rows: usize = per_labourer.values().sum();
         let key = self.queue.key(&format!("locked_{name}"));
         let mut upload = StreamingUpload::new(self.s3.clone(), &self.config.queue_bucket, &key, PART_SIZE);
         let mut written = 0usize;
@@ -209,5 +214,40 @@ impl Scheduler {
         upload.finish().await?;
         info!(file_name = %name, rows, "job checked and staged as a queue file");
         Ok(rows)
+    }
+
+    /// Refuse a job whose `count` tasks for `labourer` would not all get a queue position below
+    /// now (`newest queued greenfield + greenfield_task_step × i`, the queued range as sosw reads
+    /// it), before its queue file is written. The same check guards every batch written later
+    /// ([`TaskManager::create_tasks_once`](sosw_core::TaskManager::create_tasks_once)), which
+    /// catches what fills the queue meanwhile (another job, a continuation).
+    pub async fn check_queue_room(&self, labourer: &str, count: usize) -> Result<(), SchedulerError> {
+        let newest = self.tasks.newest_greenfield(labourer).await?;
+        let step = self.tasks.config().greenfield_task_step;
+        let ceiling = self.tasks.clock().now_secs();
+        // Positions newest + step × i for i in 1..=fits are below the ceiling.
+        let fits = ceiling
+            .checked_sub(1)
+            .and_then(|last| last.checked_sub(newest))
+            .filter(|room| *room >= 0)
+            .and_then(|room| room.checked_div(step))
+            .and_then(|fits| usize::try_from(fits).ok())
+            .unwrap_or(0);
+        if count <= fits {
+            return Ok(());
+        }
+        let first_outside = i64::try_from(fits)
+            .ok()
+            .and_then(|f| f.checked_add(1))
+            .and_then(|i| step.checked_mul(i))
+            .and_then(|offset| newest.checked_add(offset));
+        Err(SchedulerError::Task(TaskError::QueueFull {
+            labourer_id: labourer.to_string(),
+            newest,
+            step,
+            count,
+            ceiling,
+            greenfield: first_outside,
+        }))
     }
 }

@@ -734,5 +734,51 @@ mod edge_tests {
             message: "throttled".into(),
         });
         assert_eq!(Diagnostic::from(EdgeError::from(dynamo)).error_type, "Retryable");
+        // A queue file that cannot be read as it is fails the same way on every retry; S3 itself
+        // failing is worth one.
+        let (bucket, key) = ("b".to_string(), "sosw/scheduler/locked_f.txt".to_string());
+        let unreadable = [
+            QueueError::Row {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                row: 2,
+                reason: "not UTF-8".into(),
+            },
+            QueueError::Metadata {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                field: "sosw-first-row",
+                value: "12abc".into(),
+            },
+            QueueError::PastEnd {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                next_row: 500,
+                rows: 120,
+                source_kind: "checkpoint",
+            },
+        ];
+        for e in unreadable {
+            let d = Diagnostic::from(EdgeError::from(SchedulerError::Queue(e)));
+            assert_eq!(d.error_type, "RejectedJob");
+            assert!(d.error_message.contains(&key), "{}", d.error_message);
+        }
+        let s3 = SchedulerError::Queue(QueueError::S3 {
+            operation: "GetObject",
+            bucket,
+            key,
+            message: "slow down".into(),
+        });
+        assert_eq!(Diagnostic::from(EdgeError::from(s3)).error_type, "Retryable");
+        // A queue that is full now may have room after the orchestrator drained it.
+        let full = SchedulerError::Task(TaskError::QueueFull {
+            labourer_id: "worker".into(),
+            newest: 1_748_000_000,
+            step: 1_000_000,
+            count: 2,
+            ceiling: 1_750_000_000,
+            greenfield: Some(1_750_000_000),
+        });
+        assert_eq!(Diagnostic::from(EdgeError::from(full)).error_type, "Retryable");
     }
 }

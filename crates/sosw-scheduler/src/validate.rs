@@ -22,6 +22,7 @@ use sosw_core::config::TaskConfig;
 use sosw_core::task::size::{item_size, MAX_ASYNC_PAYLOAD_BYTES, MAX_ITEM_BYTES};
 use sosw_core::task::{Task, TaskId};
 use sosw_core::{TaskError, TaskManager};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use thiserror::Error;
@@ -145,8 +146,8 @@ impl JobValidator {
         ))
     }
 
-    /// Check row `index` of a job.
-    pub fn check(&self, index: usize, fields: &Map<String, Value>) -> Result<(), RowRejected> {
+    /// Check row `index` of a job; returns the labourer its task belongs to.
+    pub fn check<'a>(&self, index: usize, fields: &'a Map<String, Value>) -> Result<&'a str, RowRejected> {
         let row = Row(index);
         let cfg = self.tasks.config();
         let labourer_field = cfg.field("labourer_id");
@@ -212,7 +213,7 @@ impl JobValidator {
                 limit: MAX_ASYNC_PAYLOAD_BYTES,
             });
         }
-        Ok(())
+        Ok(labourer)
     }
 }
 
@@ -235,12 +236,31 @@ pub fn check_job(
     event: &Value,
     today: chrono::NaiveDate,
 ) -> Result<usize, JobRejected> {
-    let mut count = 0usize;
+    Ok(check_job_per_labourer(document, validator, event, today)?
+        .values()
+        .sum())
+}
+
+/// [`check_job`], counting the tasks per labourer (a job's rows all belong to its `lambda_name`;
+/// the Scheduler checks that the labourer's queue has room for them before staging the job).
+pub fn check_job_per_labourer(
+    document: &Value,
+    validator: &JobValidator,
+    event: &Value,
+    today: chrono::NaiveDate,
+) -> Result<BTreeMap<String, usize>, JobRejected> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (index, row) in sosw_chunking::plan_event_rows(document, event, today)?.enumerate() {
-        validator.check(index, &row?)?;
-        count += 1;
+        let row = row?;
+        let labourer = validator.check(index, &row)?;
+        match counts.get_mut(labourer) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(labourer.to_string(), 1);
+            }
+        }
     }
-    Ok(count)
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -319,7 +339,10 @@ mod tests {
     fn payload_just_under_the_limit_is_accepted_and_just_over_is_refused() {
         let v = validator();
         // Find the largest `text` that fits: the payload's other bytes are fixed.
-        let fits = |n: usize| v.check(0, &row(json!({"labourer_id": "worker", "text": "x".repeat(n)})));
+        let fits = |n: usize| {
+            v.check(0, &row(json!({"labourer_id": "worker", "text": "x".repeat(n)})))
+                .map(|_| ())
+        };
         // Bisect the longest `text` that fits.
         let (mut ok, mut too_long) = (0usize, 262_144usize);
         while too_long - ok > 1 {

@@ -689,6 +689,57 @@ async fn garbage_first_row_metadata_is_an_error_naming_the_file_and_the_file_sta
 }
 
 #[tokio::test]
+async fn a_hand_over_whose_next_row_is_garbage_or_past_the_end_is_an_error_and_the_file_stays() {
+    let env = env_with(50, json!({})).await;
+    let body = "{\"labourer_id\": \"worker\", \"x\": 1}\n".repeat(3);
+    /// A handed-over file: its name, its S3 metadata, what its error must say.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 2] = [
+        (
+            "garbage_next.txt",
+            &[("sosw-first-row", "0"), ("sosw-next-row", "two")],
+            &["sosw-next-row", "\"two\"", "is not a row index"],
+        ),
+        (
+            "short.txt",
+            &[("sosw-first-row", "10"), ("sosw-next-row", "40")],
+            &["ends at row 13", "sosw-next-row metadata says rows up to 40"],
+        ),
+    ];
+    for (file, metadata, needles) in cases {
+        put_raw(
+            &env,
+            &format!("sosw/scheduler/{file}"),
+            body.clone().into_bytes(),
+            metadata,
+        )
+        .await;
+        let err = env
+            .scheduler
+            .handle(&json!({"file_name": file}), "req-next", &Budget::unlimited())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SchedulerError::Queue(_)),
+            "{file}: a queue-file error, not {err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.contains(&format!("locked_{file}")), "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in: {err}");
+        }
+        assert!(env
+            .scheduler
+            .queue()
+            .list()
+            .await
+            .unwrap()
+            .contains(&format!("sosw/scheduler/locked_{file}")));
+    }
+    assert!(all_tasks(&env).await.is_empty(), "nothing written");
+}
+
+#[tokio::test]
 async fn bytes_that_are_not_utf8_or_a_truncated_row_are_errors_naming_the_file_and_row() {
     let env = env_with(50, json!({})).await;
     let good = "{\"labourer_id\": \"worker\", \"x\": 1}\n";
@@ -800,10 +851,38 @@ async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labou
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`worker`") && err.contains("1750000000") && err.contains("1748000000"),
+        err.contains("`worker`")
+            && err.contains("2 new task(s) do not fit")
+            && err.contains("the next would be 1750000000")
+            && err.contains("1748000000"),
         "{err}"
     );
+    assert_eq!(all_tasks(&env).await.len(), 1, "nothing of the job written");
+    assert!(
+        env.scheduler.queue().list().await.unwrap().is_empty(),
+        "a job that does not fit is refused before its queue file is written"
+    );
+    // A queue file that is already staged (a continuation, or a job that was staged while the
+    // queue still had room) is checked batch by batch: nothing of the batch is written and the
+    // file waits, locked, for the queue to drain.
+    let two_rows = "{\"labourer_id\": \"worker\", \"x\": 1}\n".repeat(2);
+    put_raw(&env, "sosw/scheduler/staged.txt", two_rows.into_bytes(), &[]).await;
+    let err = env
+        .scheduler
+        .handle(
+            &json!({"file_name": "staged.txt"}),
+            "req-staged",
+            &Budget::unlimited(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 new task(s) do not fit"), "{err}");
     assert_eq!(all_tasks(&env).await.len(), 1, "nothing of the batch written");
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/locked_staged.txt"]
+    );
     let ok = env
         .scheduler
         .handle(&words_job(1), "req-fits", &Budget::unlimited())
@@ -812,6 +891,18 @@ async fn rows_whose_queue_positions_would_reach_now_are_refused_naming_the_labou
     assert_eq!(ok.tasks_created, 1);
     let greenfields: Vec<i64> = queue(&env, "worker").await.iter().map(|t| t.greenfield).collect();
     assert_eq!(greenfields, [1_748_000_000, 1_749_000_000]);
+    // The queue is full now: even one more task is refused before anything is staged.
+    let err = env
+        .scheduler
+        .handle(&words_job(1), "req-one-more", &Budget::unlimited())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 new task(s) do not fit"), "{err}");
+    assert_eq!(
+        env.scheduler.queue().list().await.unwrap(),
+        ["sosw/scheduler/locked_staged.txt"]
+    );
 }
 
 #[test]
