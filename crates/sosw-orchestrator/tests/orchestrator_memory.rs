@@ -257,9 +257,21 @@ async fn dozens_of_unusable_rows_at_the_head_do_not_hold_back_the_one_slot_in_th
         };
         e.store.update("sosw_tasks", key, set, vec![]).await.unwrap();
     }
+    let (logs, guard) = Logs::capture();
     let stats = e.orchestrator().run().await;
+    drop(guard);
     let s = &stats.labourers["worker"];
     assert_eq!((s.quarantined, s.invoked), (40, 1), "{s:?}");
+    // Each is logged with its task id and the reason.
+    let logs = logs.text();
+    for bad in &ids[..40] {
+        assert!(
+            logs.lines().any(|l| l.contains("task quarantined")
+                && l.contains(&format!("task_id=\"{bad}\""))
+                && l.contains("not a JSON object")),
+            "{bad}: {logs}"
+        );
+    }
     assert_eq!(e.invoked(), vec![ids[40].clone()]);
     assert_eq!(e.tasks.closed_count("worker", false).await.unwrap(), 40);
 }
@@ -286,4 +298,34 @@ async fn a_run_moves_a_bounded_number_of_unusable_rows_and_the_next_run_goes_on(
     let s = &second.labourers["worker"];
     assert_eq!((s.quarantined, s.invoked), (7, 1), "{s:?}");
     assert_eq!(e.invoked(), vec![ids[bound + 7].clone()]);
+}
+
+/// Every log line written while the guard lives (this thread's default subscriber; the tests run
+/// on tokio's current-thread runtime, so the essential's logs land here).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }

@@ -308,7 +308,22 @@ async fn an_archive_transaction_that_fails_falls_back_task_by_task_and_what_cann
         e.tasks.mark_completed(id, None, None).await.unwrap();
     }
     *store.poisoned.lock().unwrap() = Some(ids[7].clone());
+    let (logs, guard) = Logs::capture();
     let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    drop(guard);
+    let logs = logs.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("task not moved"))
+        .unwrap_or_else(|| panic!("no `task not moved` line: {logs}"));
+    assert!(
+        line.contains(&format!("task_id={}", ids[7])) && line.contains("InternalServerError"),
+        "the task id and the cause: {line}"
+    );
+    assert!(
+        logs.contains("archive transaction failed; archiving its tasks one by one"),
+        "{logs}"
+    );
     let s = &stats.labourers["worker"];
     assert_eq!(
         (s.archived, s.archive_failed, s.errors, s.skipped_changed),
@@ -382,4 +397,34 @@ async fn an_expired_row_with_negative_attempts_is_quarantined_never_given_a_nega
     let retry = e.tasks.get_retrying("worker", &ids[1]).await.unwrap().unwrap();
     let launch: f64 = retry.item["desired_launch_time"].as_n().unwrap().parse().unwrap();
     assert_eq!(launch, (T0 + 1201.0).floor() + 60.0);
+}
+
+/// Every log line written while the guard lives (this thread's default subscriber; the tests run
+/// on tokio's current-thread runtime, so the essential's logs land here).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }
