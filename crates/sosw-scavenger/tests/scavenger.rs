@@ -341,6 +341,12 @@ async fn one_broken_labourer_or_task_does_not_stop_the_others() {
         stats.labourers["nofn"].errors, 1,
         "its task is left in place, counted"
     );
+    let why = stats.labourers["nofn"].error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("max_duration unknown") && why.contains("GetFunctionConfiguration of `nofn`"),
+        "the step and the function are named: {why}"
+    );
+    assert!(stats.labourers["worker"].error.is_none());
     assert!(
         e.tasks.get_task(&n[0]).await.unwrap().is_some(),
         "nothing deleted"
