@@ -182,6 +182,9 @@ pub struct LabourerStatus {
     pub expired: u64,
     pub completed_not_archived: u64,
     pub retrying: u64,
+    /// Archived as dead (`<labourer>_0`): out of attempts, or quarantined (a row that could not be
+    /// invoked or processed; `sosw task <id>` shows its `closed_reason`).
+    pub dead: u64,
     pub would_invoke: u64,
     /// Lambda's asynchronous retries of the labourer's function (must be 0).
     pub async_retries: AsyncRetries,
@@ -210,6 +213,7 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
             expired: t.expired_count(&l).await?,
             completed_not_archived: t.completed_count(&l).await?,
             retrying: t.retry_count(&l.id).await.map_err(|e| hint(e.into()))?,
+            dead: t.closed_count(&l.id, false).await.map_err(|e| hint(e.into()))?,
             would_invoke: desired_invocations(l.max_simultaneous_invocations, &coefficients, health, running),
             async_retries: async_retries(&ctx.clients.lambda, &l.arn).await,
         });
@@ -221,12 +225,12 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
 pub fn table(status: &Status) -> String {
     let rows = &status.labourers;
     let mut s = format!(
-        "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>12}\n",
-        "LABOURER", "HEALTH", "QUEUED", "RUNNING", "EXPIRED", "COMPLETED", "RETRYING", "WOULD INVOKE"
+        "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>12}\n",
+        "LABOURER", "HEALTH", "QUEUED", "RUNNING", "EXPIRED", "COMPLETED", "RETRYING", "DEAD", "WOULD INVOKE"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>12}\n",
+            "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>12}\n",
             r.labourer_id,
             r.health,
             r.queued,
@@ -234,6 +238,7 @@ pub fn table(status: &Status) -> String {
             r.expired,
             r.completed_not_archived,
             r.retrying,
+            r.dead,
             r.would_invoke
         ));
     }

@@ -521,6 +521,12 @@ async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exi
         state.starts_with("closed: dead (quarantined: malformed task"),
         "{state}"
     );
+    // `sosw status` counts it with the labourer's dead tasks (column DEAD).
+    let status: Value = serde_json::from_str(&stdout(&sosw(&aws, &["status", "--json"]))).unwrap();
+    assert_eq!(status["labourers"][0]["labourer_id"], "worker");
+    assert_eq!(status["labourers"][0]["dead"], 1, "{status}");
+    let table = stdout(&sosw(&aws, &["status"]));
+    assert!(table.lines().next().unwrap().contains(" DEAD "), "{table}");
 
     dynamo
         .delete_table()

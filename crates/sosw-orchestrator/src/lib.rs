@@ -192,8 +192,11 @@ enum Outcome {
     Invalid,
 }
 
-/// Listing rounds per labourer and run when rows at the head of the queue had to be quarantined.
-const LISTING_ROUNDS: usize = 4;
+/// Listing rounds per labourer and run while rows at the head of the queue have to be quarantined.
+/// Each round reads as many rows as were found unusable so far plus the slots still open, so the
+/// rounds move up to 2^10 − 1 = 1,023 unusable rows out of the way per run before the labourer's
+/// good tasks are invoked (more are moved in the following runs); a round that finds none ends it.
+pub const LISTING_ROUNDS: usize = 10;
 
 impl Orchestrator {
     /// An orchestrator over its dependencies.
@@ -460,14 +463,21 @@ impl Orchestrator {
         match error.kind {
             InvokeFailure::Throttled => Outcome::Throttled,
             InvokeFailure::PayloadTooLarge => {
+                // Given back above, so the row is as it was read: quarantine it as any unusable
+                // row (archived as dead, `quarantined` in its meta history).
                 let reason = format!("Lambda refused the payload as too large: {error}");
                 match self
                     .tasks
-                    .quarantine(SourceTable::Tasks, &labourer.id, &task.item, &reason)
+                    .quarantine_recorded(&self.meta, SourceTable::Tasks, &labourer.id, &task.item, &reason)
                     .await
                 {
                     Ok(true) => Outcome::Quarantined,
-                    _ => Outcome::Invalid,
+                    Ok(false) => Outcome::Invalid,
+                    Err(e) => {
+                        warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %e,
+                              "row could not be quarantined; left in the queue for the next run");
+                        Outcome::Invalid
+                    }
                 }
             }
             _ => Outcome::Refused,

@@ -448,6 +448,37 @@ async fn rows_that_cannot_be_invoked_are_quarantined_and_the_rest_of_the_queue_r
     );
     assert_eq!(emf(&stats, "worker")["quarantined"], 5.0);
     assert_eq!(stats.quarantined, 5);
+    // Each move is in the task's meta history, with the labourer and the reason.
+    for id in &ids[..5] {
+        let rows = meta_rows(&e, id).await;
+        let q: Vec<_> = rows
+            .iter()
+            .filter(|m| m["action"] == A::S("quarantined".into()))
+            .collect();
+        assert_eq!(q.len(), 1, "{id}: {rows:?}");
+        assert_eq!(q[0]["labourer_id"], A::S("worker".into()));
+        assert_eq!(
+            q[0]["closed_reason"],
+            raw_closed(&e, id).await.unwrap()["closed_reason"]
+        );
+    }
+}
+
+async fn meta_rows(
+    e: &Env,
+    id: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .scan()
+        .table_name("sosw_tasks_meta")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter(|m| m["task_id"] == aws_sdk_dynamodb::types::AttributeValue::S(id.into()))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test]
@@ -662,4 +693,145 @@ async fn an_orchestrator_that_can_process_no_labourer_fails_and_names_the_table(
     assert!(err.to_string().contains("sosw_tasks"), "{err}");
     assert_eq!(err.stats.labourer_errors, 2);
     assert_eq!(emf(&err.stats, "a")["labourer_errors"], 1.0);
+}
+
+#[tokio::test]
+async fn a_payload_lambda_refuses_as_too_large_is_given_back_and_quarantined_visibly() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    // Lambda's own limit can be lower than the one checked before the claim (it counts the
+    // request as it receives it): its 413 gives the claim back and moves the row out of the queue.
+    let e = env(json!({"worker": {"max_simultaneous_invocations": 1, "arn": "sosw_worker_fn"}})).await;
+    let ids = e.queue("worker", 1).await;
+    let lambda = refusing_lambda(413, "RequestTooLargeException");
+    let conf = aws_sdk_lambda::config::Builder::from(e.aws.sdk_config())
+        .endpoint_url(&lambda.url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let o = e.orchestrator_with(Arc::new(LambdaInvoker(aws_sdk_lambda::Client::from_conf(conf))));
+    let stats = o.run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!(
+        (
+            s.quarantined,
+            s.invoked,
+            s.invocation_failed,
+            s.refused,
+            s.invalid_tasks_skipped
+        ),
+        (1, 0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert!(
+        e.tasks.get_task(&ids[0]).await.unwrap().is_none(),
+        "out of the queue"
+    );
+    let closed = raw_closed(&e, &ids[0]).await.expect("archived");
+    assert_eq!(closed["labourer_id_task_status"], A::S("worker_0".into()));
+    assert_eq!(
+        closed["attempts"],
+        A::N("0".into()),
+        "the claim was given back first"
+    );
+    assert!(!closed.contains_key("claim_id"), "{closed:?}");
+    let why = closed["closed_reason"].as_s().unwrap();
+    assert!(why.contains("too large"), "{why}");
+    let rows = meta_rows(&e, &ids[0]).await;
+    assert!(
+        rows.iter().any(|m| m["action"] == A::S("quarantined".into())),
+        "{rows:?}"
+    );
+    assert_eq!(emf(&stats, "worker")["quarantined"], 1.0);
+}
+
+#[tokio::test]
+async fn the_lambda_handler_fails_a_run_that_processes_no_labourer_with_no_labourer_processed() {
+    use sosw_lambda::Essential;
+    let e = env(json!({"a": {}, "b": {}})).await;
+    e.queue("a", 1).await;
+    let invocation = sosw_lambda::Invocation {
+        request_id: "r-1".into(),
+        deadline_ms: u64::MAX,
+        invoked_function_arn: "arn:aws:lambda:us-west-2:000000000000:function:sosw_orchestrator".into(),
+        function_name: "sosw_orchestrator".into(),
+        log_stream_name: "stream".into(),
+    };
+    // A healthy run answers with its figures.
+    let ok = e
+        .orchestrator()
+        .handle_event(json!({}), &invocation)
+        .await
+        .unwrap();
+    assert_eq!(ok["invoked"], 1, "{ok}");
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .delete_table()
+        .table_name("sosw_tasks")
+        .send()
+        .await
+        .unwrap();
+    // No labourer could be processed: an error, so Lambda's Errors metric and alarms see it.
+    let err = e
+        .orchestrator()
+        .handle_event(json!({}), &invocation)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, sosw_lambda::ErrorKind::NoLabourerProcessed);
+    let message = err.to_string();
+    assert!(
+        message.contains("sosw_tasks") && message.contains("a:") && message.contains("b:"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn start_up_refuses_timing_config_that_could_double_run_naming_the_key() {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    for (task_config, needles) in [
+        // A 900 s worker and a 60 s delta: a running task would look queued and be invoked again.
+        (
+            json!({"greenfield_invocation_delta": 60, "labourers": {"w": {"max_duration": 900}}}),
+            vec!["greenfield_invocation_delta", "`w`"],
+        ),
+        // Near i64::MAX: `now + delta` would overflow.
+        (
+            json!({"greenfield_invocation_delta": 9_000_000_000_000_000_000u64, "labourers": {"w": {}}}),
+            vec!["greenfield_invocation_delta"],
+        ),
+        (
+            json!({"greenfield_task_step": 0, "labourers": {"w": {}}}),
+            vec!["greenfield_task_step"],
+        ),
+        (
+            json!({"labourers": {"w": {"cooldown": -1}}}),
+            vec!["labourers.w.cooldown"],
+        ),
+    ] {
+        aws.put_config("sosw_essential_config", &json!({"task_config": task_config}))
+            .await;
+        let err = match sosw_orchestrator::from_env(
+            aws.sdk_config(),
+            "sosw_orchestrator",
+            None,
+            Arc::new(SystemClock),
+        )
+        .await
+        {
+            Ok(_) => panic!("{task_config} accepted"),
+            Err(e) => e.to_string(),
+        };
+        for needle in needles {
+            assert!(err.contains(needle), "{task_config}: {err}");
+        }
+    }
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"greenfield_invocation_delta": 1201, "labourers": {"w": {}}}}),
+    )
+    .await;
+    assert!(
+        sosw_orchestrator::from_env(aws.sdk_config(), "sosw_orchestrator", None, Arc::new(SystemClock))
+            .await
+            .is_ok(),
+        "longest run 900 s + cooldown 300 s < 1201 s"
+    );
 }

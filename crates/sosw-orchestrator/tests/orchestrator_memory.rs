@@ -241,3 +241,91 @@ async fn each_run_reports_how_long_the_head_of_the_queue_has_waited_even_when_it
         "Seconds"
     );
 }
+
+#[tokio::test]
+async fn dozens_of_unusable_rows_at_the_head_do_not_hold_back_the_one_slot_in_the_same_run() {
+    // One slot, forty unusable rows ahead of the only good task (a Python import gone wrong).
+    // Each listing round reads as many rows as were unusable so far plus the open slot, so the
+    // good task is reached in the same run (four rounds reached only fifteen rows).
+    let e = env(json!({"worker": labourer(1)}));
+    let ids = e.queue("worker", 41).await;
+    for bad in &ids[..40] {
+        let key = Item::from([("task_id".to_string(), AttributeValue::S(bad.clone()))]);
+        let set = Update {
+            set: vec![("payload".into(), AttributeValue::S("[1, 2]".into()))],
+            ..Update::default()
+        };
+        e.store.update("sosw_tasks", key, set, vec![]).await.unwrap();
+    }
+    let (logs, guard) = Logs::capture();
+    let stats = e.orchestrator().run().await;
+    drop(guard);
+    let s = &stats.labourers["worker"];
+    assert_eq!((s.quarantined, s.invoked), (40, 1), "{s:?}");
+    // Each is logged with its task id and the reason.
+    let logs = logs.text();
+    for bad in &ids[..40] {
+        assert!(
+            logs.lines().any(|l| l.contains("task quarantined")
+                && l.contains(&format!("task_id=\"{bad}\""))
+                && l.contains("not a JSON object")),
+            "{bad}: {logs}"
+        );
+    }
+    assert_eq!(e.invoked(), vec![ids[40].clone()]);
+    assert_eq!(e.tasks.closed_count("worker", false).await.unwrap(), 40);
+}
+
+#[tokio::test]
+async fn a_run_moves_a_bounded_number_of_unusable_rows_and_the_next_run_goes_on() {
+    // More unusable rows than one run's listing rounds reach (2^LISTING_ROUNDS − 1 = 1,023): the
+    // first run moves that many out of the way, the next one the rest and invokes the good task.
+    let e = env(json!({"worker": labourer(1)}));
+    let bound = (1usize << sosw_orchestrator::LISTING_ROUNDS) - 1;
+    let ids = e.queue("worker", bound + 8).await;
+    for bad in &ids[..bound + 7] {
+        let key = Item::from([("task_id".to_string(), AttributeValue::S(bad.clone()))]);
+        let set = Update {
+            set: vec![("payload".into(), AttributeValue::S("{'python': 'repr'}".into()))],
+            ..Update::default()
+        };
+        e.store.update("sosw_tasks", key, set, vec![]).await.unwrap();
+    }
+    let first = e.orchestrator().run().await;
+    let s = &first.labourers["worker"];
+    assert_eq!((s.quarantined, s.invoked), (bound as u64, 0), "{s:?}");
+    let second = e.orchestrator().run().await;
+    let s = &second.labourers["worker"];
+    assert_eq!((s.quarantined, s.invoked), (7, 1), "{s:?}");
+    assert_eq!(e.invoked(), vec![ids[bound + 7].clone()]);
+}
+
+/// Every log line written while the guard lives (this thread's default subscriber; the tests run
+/// on tokio's current-thread runtime, so the essential's logs land here).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}

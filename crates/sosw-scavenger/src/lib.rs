@@ -207,6 +207,21 @@ pub struct LabourerStats {
     /// Steps of the run (archive, expire, retry) that failed for the whole labourer (a table
     /// missing or unreadable, the worker's timeout unknown).
     pub labourer_errors: u64,
+    /// The first step that failed for the whole labourer, with its error (it names the table or
+    /// function); absent when none did (and in the run's `total`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LabourerStats {
+    /// A step of the run failed for the whole labourer: counted, logged, and the first one kept.
+    fn labourer_failed(&mut self, labourer_id: &str, step: &str, error: &dyn std::fmt::Display) {
+        warn!(labourer_id, step, error = %error, "scavenger step failed for the labourer");
+        self.labourer_errors += 1;
+        if self.error.is_none() {
+            self.error = Some(format!("{step}: {error}"));
+        }
+    }
 }
 
 /// The figures of a run.
@@ -226,10 +241,14 @@ impl RunStats {
         if self.labourers.is_empty() || self.labourers.values().any(|l| l.labourer_errors == 0) {
             return None;
         }
-        let ids: Vec<&str> = self.labourers.keys().map(String::as_str).collect();
+        let reasons: Vec<String> = self
+            .labourers
+            .iter()
+            .map(|(id, l)| format!("{id}: {}", l.error.as_deref().unwrap_or_default()))
+            .collect();
         Some(format!(
-            "the scavenger could process no labourer ({}); see the logged errors",
-            ids.join(", ")
+            "the scavenger could process no labourer: {}",
+            reasons.join("; ")
         ))
     }
 }
@@ -280,7 +299,8 @@ impl Scavenger {
                 labourer_id = %l.id, archived = s.archived, scheduled_for_retry = s.scheduled_for_retry,
                 returned_to_queue = s.returned_to_queue, dead = s.dead, skipped_changed = s.skipped_changed,
                 alert_failed = s.alert_failed, errors = s.errors, archive_failed = s.archive_failed,
-                quarantined = s.quarantined, labourer_errors = s.labourer_errors, "scavenged labourer"
+                quarantined = s.quarantined, labourer_errors = s.labourer_errors,
+                error = s.error.as_deref().unwrap_or(""), "scavenged labourer"
             );
             stats.labourers.insert(l.id.clone(), s);
         }
@@ -364,9 +384,8 @@ impl Scavenger {
                 }
             }
             Err(e) => {
-                warn!(labourer_id = %labourer.id, error = %e, "completed tasks unreadable");
                 stats.errors += 1;
-                stats.labourer_errors += 1;
+                stats.labourer_failed(&labourer.id, "completed tasks unreadable", &e);
             }
         }
 
@@ -419,9 +438,9 @@ impl Scavenger {
                             }
                         }
                         Err(e) => {
-                            warn!(labourer_id = %labourer.id, error = %e, tasks = retry.len(), "max_duration unknown; expired tasks left for the next run");
+                            warn!(labourer_id = %labourer.id, tasks = retry.len(), "expired tasks left for the next run");
                             stats.errors += retry.len() as u64;
-                            stats.labourer_errors += 1;
+                            stats.labourer_failed(&labourer.id, "max_duration unknown", &e);
                         }
                     }
                 }
@@ -430,9 +449,8 @@ impl Scavenger {
                 }
             }
             Err(e) => {
-                warn!(labourer_id = %labourer.id, error = %e, "expired tasks unreadable");
                 stats.errors += 1;
-                stats.labourer_errors += 1;
+                stats.labourer_failed(&labourer.id, "expired tasks unreadable", &e);
             }
         }
 
@@ -480,17 +498,19 @@ impl Scavenger {
                             }
                         }
                         Err(e) => {
-                            warn!(labourer_id = %labourer.id, error = %e, "queue unreadable; retries left for the next run");
                             stats.errors += 1;
-                            stats.labourer_errors += 1;
+                            stats.labourer_failed(
+                                &labourer.id,
+                                "queue unreadable; retries left for the next run",
+                                &e,
+                            );
                         }
                     }
                 }
             }
             Err(e) => {
-                warn!(labourer_id = %labourer.id, error = %e, "retry table unreadable");
                 stats.errors += 1;
-                stats.labourer_errors += 1;
+                stats.labourer_failed(&labourer.id, "retry table unreadable", &e);
             }
         }
         stats

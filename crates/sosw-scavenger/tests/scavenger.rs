@@ -341,6 +341,12 @@ async fn one_broken_labourer_or_task_does_not_stop_the_others() {
         stats.labourers["nofn"].errors, 1,
         "its task is left in place, counted"
     );
+    let why = stats.labourers["nofn"].error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("max_duration unknown") && why.contains("GetFunctionConfiguration of `nofn`"),
+        "the step and the function are named: {why}"
+    );
+    assert!(stats.labourers["worker"].error.is_none());
     assert!(
         e.tasks.get_task(&n[0]).await.unwrap().is_some(),
         "nothing deleted"
@@ -502,7 +508,18 @@ async fn a_missing_retry_table_is_named_and_a_run_that_processes_no_labourer_fai
     let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
     assert!(stats.labourers["worker"].labourer_errors >= 1);
     let failure = stats.failure().expect("the run fails");
-    assert!(failure.contains("worker"), "{failure}");
+    assert!(
+        failure.contains("worker: ") && failure.contains("sosw_retry_tasks"),
+        "the failure names the labourer and the table: {failure}"
+    );
+    assert!(
+        stats.labourers["worker"]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("sosw_retry_tasks")),
+        "{:?}",
+        stats.labourers["worker"]
+    );
     let line: Value =
         serde_json::from_str(&sosw_scavenger::emf_lines("sosw_scavenger", &stats, 1)[0]).unwrap();
     assert!(line["labourer_errors"].as_f64().unwrap() >= 1.0);
@@ -567,4 +584,93 @@ async fn plain_moto_archive_run_accounts_for_every_task() {
         stats.total
     );
     assert_eq!(archived + left, n, "every task is archived or still queued");
+}
+
+#[tokio::test]
+async fn the_lambda_handler_fails_a_run_that_processes_no_labourer_naming_the_table() {
+    use sosw_lambda::Essential;
+    let e = env(json!({"a": {"max_duration": 60}, "b": {"max_duration": 60}})).await;
+    let invocation = sosw_lambda::Invocation {
+        request_id: "r-1".into(),
+        deadline_ms: u64::MAX,
+        invoked_function_arn: "arn:aws:lambda:us-west-2:000000000000:function:sosw_scavenger".into(),
+        function_name: "sosw_scavenger".into(),
+        log_stream_name: "stream".into(),
+    };
+    let scavenger = e.scavenger(Arc::new(RecordingNotifier::default()));
+    let ok = scavenger.handle_event(json!({}), &invocation).await.unwrap();
+    assert_eq!(ok["total"]["labourer_errors"], 0, "{ok}");
+    assert!(ok["total"].get("error").is_none(), "{ok}");
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .delete_table()
+        .table_name("sosw_tasks")
+        .send()
+        .await
+        .unwrap();
+    let err = scavenger.handle_event(json!({}), &invocation).await.unwrap_err();
+    assert_eq!(err.kind, sosw_lambda::ErrorKind::NoLabourerProcessed);
+    let message = err.to_string();
+    assert!(
+        message.contains("a: ") && message.contains("b: ") && message.contains("sosw_tasks"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn start_up_refuses_timing_config_that_could_double_run_naming_the_key() {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    for (task_config, needles) in [
+        // A 900 s worker and a 60 s delta: a running task would look queued and be invoked again.
+        (
+            json!({"greenfield_invocation_delta": 60, "labourers": {"w": {"max_duration": 900}}}),
+            vec!["greenfield_invocation_delta", "`w`"],
+        ),
+        // Near i64::MAX: `now + delta` would overflow.
+        (
+            json!({"greenfield_invocation_delta": 9_000_000_000_000_000_000u64, "labourers": {"w": {}}}),
+            vec!["greenfield_invocation_delta"],
+        ),
+        (
+            json!({"greenfield_task_step": 0, "labourers": {"w": {}}}),
+            vec!["greenfield_task_step"],
+        ),
+        (
+            json!({"labourers": {"w": {"cooldown": -1}}}),
+            vec!["labourers.w.cooldown"],
+        ),
+    ] {
+        aws.put_config("sosw_essential_config", &json!({"task_config": task_config}))
+            .await;
+        let err = match sosw_scavenger::from_env(
+            aws.sdk_config(),
+            "sosw_scavenger",
+            None,
+            Arc::new(sosw_core::SystemClock),
+        )
+        .await
+        {
+            Ok(_) => panic!("{task_config} accepted"),
+            Err(e) => e.to_string(),
+        };
+        for needle in needles {
+            assert!(err.contains(needle), "{task_config}: {err}");
+        }
+    }
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"greenfield_invocation_delta": 1201, "labourers": {"w": {}}}}),
+    )
+    .await;
+    assert!(
+        sosw_scavenger::from_env(
+            aws.sdk_config(),
+            "sosw_scavenger",
+            None,
+            Arc::new(sosw_core::SystemClock)
+        )
+        .await
+        .is_ok(),
+        "longest run 900 s + cooldown 300 s < 1201 s"
+    );
 }

@@ -192,3 +192,239 @@ async fn a_thousand_completed_tasks_are_archived_in_one_run_fifty_per_transactio
         "nothing left behind"
     );
 }
+
+/// The memory store, with DynamoDB failures moto cannot produce on demand: every archive
+/// transaction of several tasks fails after its retries (as a burst of conflicts or 5xx would),
+/// and so does every write that touches `poisoned`.
+#[derive(Debug, Clone)]
+struct FailingArchives {
+    inner: sosw_core::MemoryStore,
+    poisoned: Arc<std::sync::Mutex<Option<String>>>,
+    transactions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl sosw_core::task::store::TaskStore for FailingArchives {
+    async fn get(
+        &self,
+        table: &str,
+        key: sosw_core::task::store::Key,
+    ) -> Result<Option<sosw_core::task::Item>, sosw_core::task::store::StoreError> {
+        self.inner.get(table, key).await
+    }
+    fn query(
+        &self,
+        query: sosw_core::task::store::IndexQuery,
+    ) -> futures::stream::BoxStream<
+        '_,
+        Result<sosw_core::task::store::Page, sosw_core::task::store::StoreError>,
+    > {
+        self.inner.query(query)
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: sosw_core::task::store::Key,
+        update: sosw_core::task::store::Update,
+        condition: sosw_core::task::store::Condition,
+    ) -> Result<sosw_core::task::store::Written, sosw_core::task::store::StoreError> {
+        self.inner.update(table, key, update, condition).await
+    }
+    async fn transact(
+        &self,
+        items: Vec<sosw_core::task::store::TxItem>,
+        token: Option<String>,
+    ) -> Result<sosw_core::task::store::Written, sosw_core::task::store::StoreError> {
+        use sosw_core::task::store::{FailureKind, StoreError, TxItem};
+        self.transactions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if items.len() > 2 {
+            return Err(StoreError::new(
+                FailureKind::Exhausted,
+                "injected: TransactionCanceledException (TransactionConflict) after every retry",
+            ));
+        }
+        let poisoned = self.poisoned.lock().unwrap().clone();
+        let touches = |key: &sosw_core::task::Item| {
+            poisoned
+                .as_ref()
+                .is_some_and(|p| key.get("task_id") == Some(&AttributeValue::S(p.clone())))
+        };
+        if items
+            .iter()
+            .any(|i| matches!(i, TxItem::Delete { key, .. } if touches(key)))
+        {
+            return Err(StoreError::new(
+                FailureKind::Other,
+                "injected: InternalServerError",
+            ));
+        }
+        self.inner.transact(items, token).await
+    }
+    async fn batch_put(
+        &self,
+        table: &str,
+        items: Vec<sosw_core::task::Item>,
+    ) -> Result<(), sosw_core::task::store::StoreError> {
+        self.inner.batch_put(table, items).await
+    }
+    async fn batch_get(
+        &self,
+        keys: Vec<(String, sosw_core::task::store::Key)>,
+        attribute: &str,
+    ) -> Result<Vec<sosw_core::task::Item>, sosw_core::task::store::StoreError> {
+        self.inner.batch_get(keys, attribute).await
+    }
+}
+
+#[tokio::test]
+async fn an_archive_transaction_that_fails_falls_back_task_by_task_and_what_cannot_move_is_counted() {
+    // Issue 11, point 9: a failed group of archives must neither vanish from the figures nor
+    // strand its other tasks. The group falls back to one transaction per task; the one task that
+    // still cannot move stays in the queue, counted in `archive_failed` and `errors` (stats, EMF
+    // line) and logged with its task id, and the next run archives it.
+    let mut doc = ScavengerConfig::defaults();
+    sosw_core::config::merge(
+        &mut doc,
+        &json!({"task_config": {"labourers": {"worker": {"max_duration": 60, "max_simultaneous_invocations": 30}}}}),
+    );
+    let config: ScavengerConfig = sosw_core::config::from_value("test", doc).unwrap();
+    let clock = ManualClock::at(T0);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let store = FailingArchives {
+        inner: sosw_core::MemoryStore::for_config(&config.task_config),
+        poisoned: Arc::default(),
+        transactions: Arc::default(),
+    };
+    let tasks = TaskManager::with_store(
+        Arc::new(store.clone()),
+        config.task_config.clone(),
+        shared.clone(),
+    );
+    let e = Env { clock, tasks, config };
+    e.queue("worker", 30).await;
+    let ids = e.invoke("worker", 30).await;
+    for id in &ids {
+        e.tasks.mark_completed(id, None, None).await.unwrap();
+    }
+    *store.poisoned.lock().unwrap() = Some(ids[7].clone());
+    let (logs, guard) = Logs::capture();
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    drop(guard);
+    let logs = logs.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("task not moved"))
+        .unwrap_or_else(|| panic!("no `task not moved` line: {logs}"));
+    assert!(
+        line.contains(&format!("task_id={}", ids[7])) && line.contains("InternalServerError"),
+        "the task id and the cause: {line}"
+    );
+    assert!(
+        logs.contains("archive transaction failed; archiving its tasks one by one"),
+        "{logs}"
+    );
+    let s = &stats.labourers["worker"];
+    assert_eq!(
+        (s.archived, s.archive_failed, s.errors, s.skipped_changed),
+        (29, 1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(
+        store.transactions.load(std::sync::atomic::Ordering::SeqCst),
+        1 + 30,
+        "one group of 30, then each task alone"
+    );
+    let line: Value =
+        serde_json::from_str(&sosw_scavenger::emf_lines("sosw_scavenger", &stats, 1)[0]).unwrap();
+    assert_eq!(
+        (line["archive_failed"].as_f64(), line["errors"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    assert_eq!(e.tasks.closed_count("worker", true).await.unwrap(), 29);
+    let left = e
+        .tasks
+        .get_task(&ids[7])
+        .await
+        .unwrap()
+        .expect("still in the queue");
+    assert!(left.completed_at.is_some(), "completed, waiting for the next run");
+    assert!(stats.failure().is_none(), "a partial failure is not a failed run");
+
+    *store.poisoned.lock().unwrap() = None;
+    let next = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    assert_eq!((next.total.archived, next.total.archive_failed), (1, 0));
+    assert_eq!(e.tasks.closed_count("worker", true).await.unwrap(), 30);
+}
+
+#[tokio::test]
+async fn an_expired_row_with_negative_attempts_is_quarantined_never_given_a_negative_delay() {
+    let e =
+        env(json!({"worker": {"max_duration": 60, "max_attempts": 3, "max_simultaneous_invocations": 2}}));
+    e.queue("worker", 2).await;
+    let ids = e.invoke("worker", 2).await;
+    e.clock.advance(1201.0);
+    // A row whose attempts went negative (hand-edited, or written by another tool).
+    let store = e.tasks.store().clone();
+    let key = sosw_core::task::Item::from([("task_id".to_string(), AttributeValue::S(ids[0].clone()))]);
+    let set = sosw_core::task::store::Update {
+        set: vec![("attempts".into(), AttributeValue::N("-4".into()))],
+        ..Default::default()
+    };
+    store.update("sosw_tasks", key, set, vec![]).await.unwrap();
+    let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
+    let s = &stats.labourers["worker"];
+    assert_eq!((s.quarantined, s.scheduled_for_retry), (1, 1), "{s:?}");
+    assert!(
+        e.tasks.get_retrying("worker", &ids[0]).await.unwrap().is_none(),
+        "not retried"
+    );
+    let closed = e
+        .tasks
+        .get_raw("sosw_closed_tasks", &ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closed["labourer_id_task_status"],
+        AttributeValue::S("worker_0".into())
+    );
+    assert!(
+        closed["closed_reason"].as_s().unwrap().contains("-4"),
+        "{closed:?}"
+    );
+    // The good one waits `max_duration × attempts` = 60 s, never less.
+    let retry = e.tasks.get_retrying("worker", &ids[1]).await.unwrap().unwrap();
+    let launch: f64 = retry.item["desired_launch_time"].as_n().unwrap().parse().unwrap();
+    assert_eq!(launch, (T0 + 1201.0).floor() + 60.0);
+}
+
+/// Every log line written while the guard lives (this thread's default subscriber; the tests run
+/// on tokio's current-thread runtime, so the essential's logs land here).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
