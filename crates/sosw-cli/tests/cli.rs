@@ -342,7 +342,10 @@ async fn config_put_and_get_through_ssm() {
     let full: Value =
         serde_json::from_str(&stdout(&run(&["config", "diff", "sosw_scheduler", "--full"]))).unwrap();
     assert_eq!(full["queue_bucket"], "b");
-    assert_eq!(full["task_config"]["dynamo_db_config"]["table_name"], "sosw_tasks");
+    assert_eq!(
+        full["task_config"]["dynamo_db_config"]["table_name"],
+        "sosw_tasks"
+    );
 }
 
 /// An empty zip archive (end-of-central-directory record only): moto does not run the code.

@@ -789,7 +789,9 @@ pub fn effective_config(defaults: &Value, documents: &ConfigDocuments) -> Result
         if let Some(Value::Object(meta)) = m.get_mut("meta_handler_config") {
             let table = meta.get("dynamo_db_config");
             if table.is_some_and(Value::is_null)
-                || table.and_then(|t| t.get("table_name")).is_some_and(Value::is_null)
+                || table
+                    .and_then(|t| t.get("table_name"))
+                    .is_some_and(Value::is_null)
             {
                 meta.shift_remove("dynamo_db_config");
                 meta.insert("write_meta_to_ddb".into(), Value::Bool(false));

@@ -159,7 +159,11 @@ async fn extreme_numbers_of_a_job_reach_the_worker_as_python_writes_them() {
             "huge": 1.7976931348623157e308, "neg_zero": -0.0, "int_float": 1e16}"#,
     )
     .unwrap();
-    let stats = env.scheduler.handle(&job, "req-1", &Budget::unlimited()).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&job, "req-1", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!(stats.tasks_created, 2);
     let rows = queue(&env, "worker").await;
     let payloads: Vec<String> = rows
