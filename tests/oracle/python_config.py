@@ -4,7 +4,8 @@ Usage (environment points boto3 at the local AWS, the config table holds the doc
     python_config.py ESSENTIAL FUNCTION_NAME
 ESSENTIAL is orchestrator, scavenger, scheduler or worker_assistant. Prints one JSON line:
 {"essential": <the essential's config>, "task": <its TaskManager's config>,
- "ecology": <its EcologyManager's config>} (task and ecology null for the Worker Assistant).
+ "ecology": <its EcologyManager's config>, "meta": <its MetaHandler's config>} (task and ecology
+null for the Worker Assistant).
 
 Only the AWS calls that have nothing to do with configuration are stubbed: DescribeTable of the
 data tables (their names differ per installation) and the Glue catalog lookup. The config table
@@ -55,5 +56,6 @@ out = {
     "essential": essential.config,
     "task": task.config if task else None,
     "ecology": task.ecology_client.config if task else None,
+    "meta": essential.meta_handler.config,
 }
 print(json.dumps(out, default=str))

@@ -1,7 +1,8 @@
 //! Differential test of config assembly: the same documents in one config table on the local
 //! AWS, read by Python sosw 0.7.51's own essentials (tests/oracle/python_config.py) and by ours;
 //! the effective TaskManager and EcologyManager configs are compared key by key. Several
-//! installations share the account: they differ by function name, so by own document.
+//! installations share the account: they differ by function name, so by own document. The
+//! MetaHandler's table and the Worker Assistant's tasks table are compared too.
 
 use serde_json::{json, Value};
 use sosw_core::config_source::ConfigSource;
@@ -75,6 +76,28 @@ fn diff(path: &str, ours: &Value, python: &Value, out: &mut Vec<String>) {
         (a, b) if a == b => {}
         (a, b) => out.push(format!("{path}: ours {a} vs python {b}")),
     }
+}
+
+/// The MetaHandler's config of an effective essential document, as the essentials type it.
+fn meta_config(doc: &Value) -> sosw_core::config::MetaHandlerConfig {
+    match doc.get("meta_handler_config") {
+        None => Default::default(),
+        Some(m) => sosw_core::config::from_value("meta_handler_config", m.clone()).unwrap(),
+    }
+}
+
+/// The Worker Assistant's tasks table, as ours loads it, and Python's Worker Assistant's.
+async fn worker_assistant_tables(aws: &LocalAws, function: &str) -> (Value, Value) {
+    let source = ConfigSource::Dynamo {
+        client: aws_sdk_dynamodb::Client::new(aws.sdk_config()),
+        table: "config".into(),
+        env: "production".into(),
+    };
+    let cfg: sosw_worker_assistant::WorkerAssistantConfig =
+        source.load_essential(function, json!({}), None).await.unwrap();
+    let ours = serde_json::to_value(cfg.task_config().unwrap().dynamo_db_config).unwrap();
+    let py = python(aws, "worker_assistant", function);
+    (ours, py["essential"]["dynamo_db_config"].clone())
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -176,14 +199,18 @@ async fn effective_task_config_equals_python_sosw_for_shared_and_per_installatio
         "prod_sosw_orchestrator_config",
         &json!({"task_config": {"dynamo_db_config": {"table_name": "prod_sosw_tasks"},
                                 "sosw_closed_tasks_table": "prod_sosw_closed_tasks", "max_attempts": 4},
-                "max_closed_to_analyse_for_duration": 20}),
+                "max_closed_to_analyse_for_duration": 20,
+                // Python: `MetaHandler(custom_config=None)`, the defaults (not the shared table).
+                "meta_handler_config": null}),
     )
     .await;
     aws.put_config(
         "prod_sosw_scavenger_config",
         &json!({"task_config": {"dynamo_db_config": {"table_name": "prod_sosw_tasks"},
                                 "sosw_retry_tasks_table": "prod_sosw_retry_tasks",
-                                "ecology_config": {"default_metric_values": {"MetricAggregationTimeSlice": 60}}}}),
+                                "ecology_config": {"default_metric_values": {"MetricAggregationTimeSlice": 60}}},
+                // Python tests it with `if`: 0 writes nothing.
+                "meta_handler_config": {"write_meta_to_ddb": 0}}),
     )
     .await;
 
@@ -228,7 +255,37 @@ async fn effective_task_config_equals_python_sosw_for_shared_and_per_installatio
                 assert!(d.is_empty(), "{function}: {d:?}");
             }
         }
+        // The MetaHandler's: whether it writes, and where.
+        let meta = meta_config(&doc);
+        let py_writes = &py["meta"]["write_meta_to_ddb"];
+        assert_eq!(
+            meta.write_meta_to_ddb,
+            !matches!(py_writes, Value::Null | Value::Bool(false)) && py_writes != &json!(0),
+            "{function}: python {py_writes}"
+        );
+        assert_eq!(
+            json!(meta.dynamo_db_config.table_name),
+            py["meta"]["dynamo_db_config"]["table_name"],
+            "{function}"
+        );
     }
+
+    // The Worker Assistant. Where Python reads its tasks table (a top-level `dynamo_db_config`
+    // in its own document), both use the same table and field names.
+    aws.put_config(
+        "sosw_worker_assistant_config",
+        &json!({"dynamo_db_config": {"table_name": "wa_sosw_tasks", "field_names": {"greenfield": "gf"}}}),
+    )
+    .await;
+    let (wa, py) = worker_assistant_tables(&aws, "sosw_worker_assistant").await;
+    assert_eq!(py["table_name"], "wa_sosw_tasks");
+    assert_eq!(wa["table_name"], py["table_name"]);
+    assert_eq!(wa["field_names"]["greenfield"], py["field_names"]["greenfield"]);
+    // Without one, Python's ignores `task_config` and writes to `sosw_tasks`; ours follows the
+    // shared document's prefixed table (docs/differences.md, "Worker Assistant's tasks table").
+    let (wa, py) = worker_assistant_tables(&aws, "qa_sosw_worker_assistant").await;
+    assert_eq!(py["table_name"], "sosw_tasks");
+    assert_eq!(wa["table_name"], "qa_sosw_tasks");
 
     // Spot checks of what the comparison proved, in the terms of the issue.
     let (_, tc) = ours(&aws, "orchestrator", "sosw_orchestrator").await;

@@ -338,6 +338,14 @@ async fn config_put_and_get_through_ssm() {
         .await
         .unwrap();
     assert_eq!(p.parameter().unwrap().value(), Some(r#"{"queue_bucket":"b"}"#));
+    // `diff` reads the same parameters: the effective config the Scheduler would run with.
+    let full: Value =
+        serde_json::from_str(&stdout(&run(&["config", "diff", "sosw_scheduler", "--full"]))).unwrap();
+    assert_eq!(full["queue_bucket"], "b");
+    assert_eq!(
+        full["task_config"]["dynamo_db_config"]["table_name"],
+        "sosw_tasks"
+    );
 }
 
 /// An empty zip archive (end-of-central-directory record only): moto does not run the code.

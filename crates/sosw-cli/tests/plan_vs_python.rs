@@ -485,3 +485,93 @@ fn generated_jobs_chunk_exactly_as_python_sosw() {
         "the generator should mostly produce valid jobs: {accepted}"
     );
 }
+
+/// The jobs with integers beyond 64 bits, tiny and huge floats and -0.0 are planned by both, to
+/// the same bytes (not merely rejected by both).
+#[test]
+fn jobs_with_extreme_numbers_plan_to_python_sosws_bytes() {
+    let one = config_with(&["store"]);
+    let cases = [
+        Case {
+            config: one.clone(),
+            event: extreme_numbers(),
+        },
+        Case {
+            config: one,
+            event: Value::String(EXTREME_JOB.to_string()),
+        },
+    ];
+    assert_eq!(compare(&cases), (2, 0));
+}
+
+/// `custom_period_patterns` as Python's Scheduler reads it through config: the periods Python
+/// plans are planned to the same rows; a pattern naming no built-in method, a period no pattern
+/// supports and a setting that is not a list of strings are rejected by both.
+#[test]
+fn custom_period_patterns_plan_as_python_sosw() {
+    let with = |patterns: Value| {
+        let mut config = config_with(&["store"]);
+        config["custom_period_patterns"] = patterns;
+        config
+    };
+    let job = |period: &str| {
+        json!({"lambda_name": "worker", "period": period, "isolate_days": true, "stores": ["a", "b"],
+               "isolate_stores": true})
+    };
+    let listed = with(json!(["last_[0-9]+_days", "yesterday", "previous_[0-9]+_days"]));
+    let accepted = [
+        Case {
+            config: listed.clone(),
+            event: job("last_3_days"),
+        },
+        Case {
+            config: listed.clone(),
+            event: job("yesterday"),
+        },
+        Case {
+            config: listed.clone(),
+            event: job("previous_2_days"),
+        },
+        Case {
+            config: with(json!(["ytd"])),
+            event: job("5_days_back"),
+        },
+        Case {
+            config: with(json!([])),
+            event: job("last_week"),
+        },
+        Case {
+            config: with(Value::Null),
+            event: job("today"),
+        },
+    ];
+    assert_eq!(compare(&accepted), (accepted.len(), 0));
+    let rejected = [
+        // A custom pattern needs a Scheduler method of its name: Python has none (AttributeError).
+        Case {
+            config: with(json!(["ytd"])),
+            event: job("ytd"),
+        },
+        // The pattern names a built-in method, which refuses a period of another form.
+        Case {
+            config: with(json!(["last_x_days"])),
+            event: job("last_x_days"),
+        },
+        Case {
+            config: with(json!(["[a-z]+_days"])),
+            event: job("few_days"),
+        },
+        Case {
+            config: with(json!("today")),
+            event: job("today"),
+        },
+        Case {
+            config: with(json!([1])),
+            event: job("today"),
+        },
+        // Not compared: a job without `period` under such a setting, which Python plans (it checks
+        // the setting only when chunking dates) and ours refuses with the whole config at start-up
+        // (docs/differences.md, "Config values refused").
+    ];
+    assert_eq!(compare(&rejected), (0, rejected.len()));
+}

@@ -46,6 +46,18 @@ pub fn merge(base: &mut Value, update: &Value) {
     }
 }
 
+/// Python's truthiness of a JSON value: `null`, `false`, `0`, `-0.0`, `""`, `[]` and `{}` are falsy.
+pub(crate) fn falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+    }
+}
+
 /// Merge layers, first to last, and deserialize the result, naming the offending key on error.
 pub fn assemble<T: DeserializeOwned>(name: &str, layers: &[Value]) -> Result<T, ConfigError> {
     let mut doc = Value::Object(Map::new());
@@ -594,6 +606,11 @@ pub mod lenient {
         opt_i64(d)?.ok_or_else(|| D::Error::custom("expected an integer, found null"))
     }
 
+    /// Any JSON value as a boolean, by Python's truthiness (`null`, `0`, `""`, `[]`, `{}` are false).
+    pub fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(!super::falsy(&Value::deserialize(d)?))
+    }
+
     /// A `usize` where `null` (as Python's falsy `None`) is 0.
     pub fn usize_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         Ok(convert(&Value::deserialize(d)?)
@@ -761,6 +778,26 @@ pub fn effective_config(defaults: &Value, documents: &ConfigDocuments) -> Result
         m.shift_remove("task_config");
     }
     normalize_task_config(&mut task);
+    // Python builds the MetaHandler with `custom_config or {}`: a falsy `meta_handler_config`
+    // (`null`, `{}`, `0`, `""`, ...) means its defaults.
+    // A `null` meta table (or table name) fails Python's DynamoDbClient, which the MetaHandler
+    // catches: it then writes no rows. Here: rows are only logged.
+    if let Value::Object(m) = &mut doc {
+        if m.get("meta_handler_config").is_some_and(falsy) {
+            m.shift_remove("meta_handler_config");
+        }
+        if let Some(Value::Object(meta)) = m.get_mut("meta_handler_config") {
+            let table = meta.get("dynamo_db_config");
+            if table.is_some_and(Value::is_null)
+                || table
+                    .and_then(|t| t.get("table_name"))
+                    .is_some_and(Value::is_null)
+            {
+                meta.shift_remove("dynamo_db_config");
+                meta.insert("write_meta_to_ddb".into(), Value::Bool(false));
+            }
+        }
+    }
     if let Value::Object(m) = &mut task {
         m.insert("ecology_config".into(), ecology);
         // The copy of the own document's `task_config` inside the TaskManager's config is inert.
@@ -785,7 +822,10 @@ pub fn assemble_effective<T: DeserializeOwned>(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetaHandlerConfig {
-    /// Write meta rows to DynamoDB (default true). When false they are only logged.
+    /// Write meta rows to DynamoDB (default true). When false they are only logged. Read with
+    /// Python's truthiness (`null`, `0`, `""` are false; `1`, `"yes"` are true), as Python's
+    /// `if config['write_meta_to_ddb']` does.
+    #[serde(deserialize_with = "lenient::truthy")]
     pub write_meta_to_ddb: bool,
     /// The table: only `table_name` is used (default `sosw_tasks_meta`).
     pub dynamo_db_config: MetaTableConfig,
@@ -1019,6 +1059,53 @@ mod tests {
         let c: TaskConfig = from_value("t", tc.clone()).unwrap();
         assert_eq!(c.max_attempts, 6);
         assert_eq!(c.dynamo_db_config.table_name, "qa_sosw_tasks");
+    }
+
+    #[test]
+    fn a_falsy_or_null_meta_handler_config_loads_as_python_reads_it() {
+        #[derive(Deserialize)]
+        struct Essential {
+            #[serde(default)]
+            meta_handler_config: MetaHandlerConfig,
+        }
+        let load = |own: Value| -> MetaHandlerConfig {
+            let eff = effective_config(&json!({}), &docs(json!({}), own)).unwrap();
+            from_value::<Essential>("t", eff).unwrap().meta_handler_config
+        };
+        // `MetaHandler(custom_config=None or {})`: the defaults.
+        for falsy in [json!(null), json!({}), json!(0), json!(""), json!([])] {
+            let m = load(json!({ "meta_handler_config": falsy }));
+            assert!(m.write_meta_to_ddb, "{falsy}");
+            assert_eq!(m.dynamo_db_config.table_name, "sosw_tasks_meta", "{falsy}");
+        }
+        // `if config['write_meta_to_ddb']`: Python's truthiness.
+        for (value, writes) in [
+            (json!(null), false),
+            (json!(0), false),
+            (json!(""), false),
+            (json!(1), true),
+            (json!("yes"), true),
+            (json!(true), true),
+        ] {
+            let m = load(json!({"meta_handler_config": {"write_meta_to_ddb": value}}));
+            assert_eq!(m.write_meta_to_ddb, writes, "{value}");
+        }
+        // A null table: Python's DynamoDbClient fails, the MetaHandler catches it, no rows written.
+        for table in [json!(null), json!({"table_name": null})] {
+            let m = load(json!({"meta_handler_config": {"dynamo_db_config": table}}));
+            assert!(!m.write_meta_to_ddb, "{table}");
+        }
+        // The shared document's meta table survives an own document that says nothing of it.
+        let eff = effective_config(
+            &json!({}),
+            &docs(
+                json!({"meta_handler_config": {"dynamo_db_config": {"table_name": "qa_sosw_tasks_meta"}}}),
+                json!({"meta_handler_config": {}}),
+            ),
+        )
+        .unwrap();
+        let m = from_value::<Essential>("t", eff).unwrap().meta_handler_config;
+        assert_eq!(m.dynamo_db_config.table_name, "qa_sosw_tasks_meta");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! the table (access denied, throttling, network) stops the essential: running on defaults then
 //! could point it at another installation's tables (see docs/differences.md).
 
-use crate::config::{assemble_effective, ConfigDocuments};
+use crate::config::{assemble_effective, falsy, ConfigDocuments};
 use crate::error::{render_error, ConfigError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
@@ -249,18 +249,6 @@ impl ConfigSource {
     ) -> Result<T, ConfigError> {
         let documents = self.load_documents(function_name, custom).await?;
         assemble_effective(&format!("{function_name}_config"), &defaults, &documents)
-    }
-}
-
-/// Python's truthiness of a JSON value.
-fn falsy(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
     }
 }
 

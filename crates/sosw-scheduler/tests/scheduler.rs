@@ -148,6 +148,47 @@ async fn a_job_becomes_tasks_in_queue_order_and_leaves_no_queue_file() {
     assert_eq!(meta.count(), 120, "one `created` meta row per task");
 }
 
+/// Numbers Python keeps exactly (json.dumps of its ints and float reprs) from the job, through
+/// the queue file and the task row, to the bytes a worker receives.
+#[tokio::test]
+async fn extreme_numbers_of_a_job_reach_the_worker_as_python_writes_them() {
+    let env = env_with(50, json!({})).await;
+    let job: Value = serde_json::from_str(
+        r#"{"lambda_name": "worker", "words": ["a", 18446744073709551623], "isolate_words": true,
+            "big": 18446744073709551623, "neg_big": -18446744073709551623, "tiny": 5e-324,
+            "huge": 1.7976931348623157e308, "neg_zero": -0.0, "int_float": 1e16}"#,
+    )
+    .unwrap();
+    let stats = env
+        .scheduler
+        .handle(&job, "req-1", &Budget::unlimited())
+        .await
+        .unwrap();
+    assert_eq!(stats.tasks_created, 2);
+    let rows = queue(&env, "worker").await;
+    let payloads: Vec<String> = rows
+        .iter()
+        .map(|t| env.tasks.invocation_payload(t).unwrap())
+        .collect();
+    for p in &payloads {
+        for exact in [
+            r#""big": 18446744073709551623"#,
+            r#""neg_big": -18446744073709551623"#,
+            r#""tiny": 5e-324"#,
+            r#""huge": 1.7976931348623157e+308"#,
+            r#""neg_zero": -0.0"#,
+            r#""int_float": 1e+16"#,
+        ] {
+            assert!(p.contains(exact), "{exact} not in {p}");
+        }
+    }
+    assert!(
+        payloads[1].contains(r#""words": [18446744073709551623]"#),
+        "{}",
+        payloads[1]
+    );
+}
+
 #[tokio::test]
 async fn a_thousand_tasks_in_batches_of_500_land_exactly_once_in_order() {
     // moto copies every table a transaction touches, so each of its transactions costs time in
