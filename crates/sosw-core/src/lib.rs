@@ -56,7 +56,9 @@ pub use sosw_pyjson as pyjson;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::TaskConfig;
 pub use ecology::EcologyManager;
-pub use error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError, TaskWhereabouts};
+pub use error::{
+    AwsError, AwsFailure, ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError, TaskWhereabouts,
+};
 pub use labourer::{EcoStatus, Labourer};
 pub use meta::MetaHandler;
 pub use task::{ClaimOutcome, DynamoStore, MemoryStore, Task, TaskId, TaskManager, TaskStore};

@@ -13,7 +13,9 @@
 //!   dropped; [`recording_lambda`] is one that records Lambda Invoke requests.
 //! - [`proxy`]: a counting, fault-injecting proxy in front of moto; [`capacity`]: DynamoDB capacity
 //!   units from item sizes; [`coldstart`]: a minimal Lambda Runtime API timing a binary's start.
+//! - [`aws_errors`]: typed AWS failures ([`sosw_core::AwsError`]) without a service.
 
+pub mod aws_errors;
 pub mod capacity;
 pub mod coldstart;
 
