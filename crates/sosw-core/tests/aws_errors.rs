@@ -73,6 +73,18 @@ fn labourer_config(labourer: serde_json::Value) -> TaskConfig {
     TaskConfig::from_user(&json!({"labourers": {"worker": labourer}})).unwrap()
 }
 
+/// `max_duration` of labourer `worker` (function `arn`) with Lambda answering from `rule`: its error.
+async fn max_duration_error(arn: &str, rule: &Rule) -> EcologyError {
+    let tm = TaskManager::new(
+        mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[] as &[&Rule]),
+        mocked!(aws_sdk_lambda, [rule]),
+        labourer_config(json!({"arn": arn})),
+        Arc::new(ManualClock::at(0.0)),
+    );
+    let labourer = tm.register_labourer("worker").unwrap();
+    tm.max_duration(&labourer).await.unwrap_err()
+}
+
 #[tokio::test]
 async fn a_missing_function_names_labourer_and_function_and_keeps_the_lambda_error() {
     let rule = mock!(aws_sdk_lambda::Client::get_function_configuration).then_http_response(|| {
@@ -82,15 +94,7 @@ async fn a_missing_function_names_labourer_and_function_and_keeps_the_lambda_err
             r#"{"Type":"User","Message":"Function not found: arn:fn"}"#,
         )
     });
-    let config = labourer_config(json!({"arn": "arn:aws:lambda:us-east-1:1:function:w"}));
-    let tm = TaskManager::new(
-        mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[] as &[&Rule]),
-        mocked!(aws_sdk_lambda, [&rule]),
-        config,
-        Arc::new(ManualClock::at(0.0)),
-    );
-    let labourer = tm.register_labourer("worker").unwrap();
-    let err = tm.max_duration(&labourer).await.unwrap_err();
+    let err = max_duration_error("arn:aws:lambda:us-east-1:1:function:w", &rule).await;
     let EcologyError::FunctionConfiguration {
         labourer,
         function,
@@ -140,16 +144,7 @@ async fn a_throttled_lambda_call_is_throttling_by_its_code() {
             r#"{"Type":"User","message":"Rate exceeded"}"#,
         )
     });
-    let config = labourer_config(json!({"arn": "w"}));
-    let tm = TaskManager::new(
-        mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[] as &[&Rule]),
-        mocked!(aws_sdk_lambda, [&rule]),
-        config,
-        Arc::new(ManualClock::at(0.0)),
-    );
-    let labourer = tm.register_labourer("worker").unwrap();
-    let EcologyError::FunctionConfiguration { source, .. } = tm.max_duration(&labourer).await.unwrap_err()
-    else {
+    let EcologyError::FunctionConfiguration { source, .. } = max_duration_error("w", &rule).await else {
         panic!("not a FunctionConfiguration error")
     };
     assert!(source.is_throttling(), "{source:?}");
