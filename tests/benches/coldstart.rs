@@ -101,14 +101,8 @@ async fn main() {
         }
     }
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
+    let bucket = aws.deploy_queue_bucket().await;
     common::create_functions(&aws, &["worker"]).await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("QueueBucketName output")
-        .1
-        .clone();
     let labourers = json!({"task_config": {"labourers": {"worker": {"max_simultaneous_invocations": 10}}}});
     aws.put_config("sosw_orchestrator_config", &labourers).await;
     aws.put_config("sosw_scavenger_config", &labourers).await;

@@ -211,14 +211,8 @@ fn task_config(n: u64) -> Value {
 
 async fn lifecycle(n: u64) -> Vec<Step> {
     let aws = start_counted().await;
-    let outputs = aws.deploy_storage().await;
+    let bucket = aws.deploy_queue_bucket().await;
     common::create_functions(&aws, &[LABOURER, ASSISTANT]).await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("QueueBucketName output")
-        .1
-        .clone();
     let capacity = CapacityCounter::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
@@ -250,11 +244,7 @@ async fn lifecycle(n: u64) -> Vec<Step> {
         config.task_config.clone(),
         clock.clone(),
     );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws.s3();
     let scheduler = Scheduler::new(
         tasks,
         s3,
@@ -399,13 +389,7 @@ async fn seed(
 /// (seeded by batch writes): scheduling `n` more must not read the queue.
 async fn schedule_at_depth(depth: u64, n: u64) -> Step {
     let aws = start_counted().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("QueueBucketName output")
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let capacity = CapacityCounter::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
@@ -438,11 +422,7 @@ async fn schedule_at_depth(depth: u64, n: u64) -> Step {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
     let tasks = TaskManager::new(dynamo.clone(), lambda, config.task_config.clone(), clock.clone());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws.s3();
     let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
     let scheduler = Scheduler::new(
         tasks,

@@ -337,13 +337,7 @@ struct SchedulerEnv {
 
 async fn scheduler_env() -> SchedulerEnv {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .unwrap()
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let mut doc = SchedulerConfig::defaults();
     let mut user: Value = serde_json::from_str(SCHEDULER_CONFIG).unwrap();
     user["queue_bucket"] = json!(bucket);

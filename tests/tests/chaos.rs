@@ -324,13 +324,7 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
             .observe(|_: &RequestInfo, _: &ResponseInfo| {})
     })
     .await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("the storage stack names its queue bucket")
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     // The test's own reads go to moto directly: no faults, not counted.
     let direct_sdk = sosw_test_support::sdk_config_for(&aws.upstream).await;
     let direct = aws_sdk_dynamodb::Client::new(&direct_sdk);

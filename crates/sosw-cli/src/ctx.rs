@@ -83,14 +83,6 @@ pub fn hint(err: anyhow::Error) -> anyhow::Error {
     }
 }
 
-/// The text of an AWS "resource not found" failure (DynamoDB's and Lambda's wording).
-fn says_not_found(message: &str) -> bool {
-    message.contains("ResourceNotFound")
-        || message.contains("non-existent table")
-        || message.contains("Requested resource not found")
-        || message.contains("Function not found")
-}
-
 fn function_missing(function: &str) -> String {
     format!(
         "the Lambda function `{function}` does not exist: deploy its stack (docs/deploy.md), or fix the \
@@ -98,69 +90,127 @@ fn function_missing(function: &str) -> String {
     )
 }
 
-/// The first error of type `T` in the chain, also inside a boxed error (the essentials' `from_env`
-/// returns `Box<dyn Error>`, which anyhow keeps as the box).
-fn find<T: std::error::Error + Send + Sync + 'static>(err: &anyhow::Error) -> Option<&T> {
+fn table_missing(table: &str) -> String {
+    format!(
+        "the DynamoDB table `{table}` does not exist: deploy cloudformation/sosw-storage.yaml \
+         (docs/deploy.md), or check AWS_REGION and AWS_ENDPOINT_URL"
+    )
+}
+
+const NO_CREDENTIALS: &str =
+    "no usable AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+const UNREACHABLE: &str = "AWS could not be reached: check AWS_ENDPOINT_URL / AWS_REGION and the network";
+const RESOURCE_MISSING: &str =
+    "an AWS resource named above does not exist: deploy the stacks (docs/deploy.md), \
+     or check AWS_REGION and AWS_ENDPOINT_URL";
+
+/// Every error of the chain, outermost first, also inside a boxed error (the essentials'
+/// `from_env` returns `Box<dyn Error>`, which anyhow keeps as the box and does not list).
+fn causes(err: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
     type Boxed = Box<dyn std::error::Error + Send + Sync>;
-    err.downcast_ref::<T>()
-        .or_else(|| err.downcast_ref::<Boxed>().and_then(|b| b.downcast_ref::<T>()))
-        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<T>()))
+    let mut out: Vec<&(dyn std::error::Error + 'static)> = err.chain().collect();
+    let mut next = err
+        .downcast_ref::<Boxed>()
+        .map(|b| b.as_ref() as &(dyn std::error::Error + 'static));
+    while let Some(e) = next {
+        out.push(e);
+        next = e.source();
+    }
+    out
 }
 
 fn suggestion(err: &anyhow::Error) -> Option<String> {
-    use sosw_core::error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError};
-    if let Some(e) = find::<InvokeError>(err) {
-        if e.kind == InvokeFailure::FunctionMissing {
-            return Some(function_missing(&e.function));
-        }
+    use sosw_core::error::{AwsFailure, ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError};
+    let causes = causes(err);
+    let all =
+        |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> Option<String>| causes.iter().find_map(|c| f(*c));
+    // What the AWS call itself said first: without credentials or a connection, no resource
+    // could have been found, whatever the resource-specific errors around it say.
+    let failures: Vec<AwsFailure> = causes.iter().filter_map(|c| AwsFailure::of_cause(*c)).collect();
+    if failures.contains(&AwsFailure::Credentials) {
+        return Some(NO_CREDENTIALS.into());
     }
-    match find::<EcologyError>(err) {
-        Some(EcologyError::FunctionConfiguration { labourer, message }) if says_not_found(message) => {
-            return Some(function_missing(labourer));
+    if failures.contains(&AwsFailure::Unreachable) {
+        return Some(UNREACHABLE.into());
+    }
+    let typed = all(&|c| {
+        if let Some(e) = c.downcast_ref::<InvokeError>() {
+            return (e.kind == InvokeFailure::FunctionMissing).then(|| function_missing(&e.function));
         }
-        Some(EcologyError::CloudWatch { metric, .. }) => {
-            return Some(format!(
+        // `LabourerHealth` keeps the metric's error boxed: the chain shows the box.
+        let ecology = c
+            .downcast_ref::<EcologyError>()
+            .or_else(|| c.downcast_ref::<Box<EcologyError>>().map(AsRef::as_ref));
+        match ecology? {
+            EcologyError::FunctionConfiguration { function, source, .. } if source.is_not_found() => {
+                Some(function_missing(function))
+            }
+            EcologyError::CloudWatch { metric, source, .. } if source.is_access_denied() => Some(format!(
+                "the caller may not read the health metric `{metric}`: grant it cloudwatch:GetMetricStatistics"
+            )),
+            EcologyError::CloudWatch { metric, .. } => Some(format!(
                 "CloudWatch refused the health metric `{metric}`: check its `details` in \
-                 task_config.labourers.<id>.health_metrics and the caller's cloudwatch:GetMetricStatistics permission"
-            ));
+                 task_config.labourers.<id>.health_metrics"
+            )),
+            EcologyError::NoMaxDuration { labourer } => Some(format!(
+                "set `max_duration` of labourer `{labourer}` in task_config.labourers"
+            )),
+            _ => None,
         }
-        _ => {}
-    }
-    if let Some(TaskError::Dynamo { table, message, .. }) = find::<TaskError>(err) {
-        if says_not_found(message) {
-            return Some(format!(
-                "the DynamoDB table `{table}` does not exist: deploy cloudformation/sosw-storage.yaml \
-                 (docs/deploy.md), or check AWS_REGION and AWS_ENDPOINT_URL"
-            ));
-        }
-    }
-    if let Some(ConfigError::Source {
-        name,
-        source_kind,
-        message,
-    }) = find::<ConfigError>(err)
-    {
-        if says_not_found(message) {
-            return Some(format!(
+    })
+    .or_else(|| {
+        all(&|c| match c.downcast_ref::<TaskError>()? {
+            TaskError::Dynamo { table, source, .. } if source.is_not_found() => Some(table_missing(table)),
+            TaskError::Store { table, source, .. } if source.is_resource_not_found() => {
+                Some(table_missing(table))
+            }
+            _ => None,
+        })
+    })
+    .or_else(|| {
+        all(&|c| match c.downcast_ref::<ConfigError>()? {
+            ConfigError::Source {
+                name,
+                source_kind,
+                source,
+            } if source.is_not_found() => Some(format!(
                 "config `{name}` cannot be read: {source_kind} is missing; deploy \
                  cloudformation/sosw-storage.yaml (docs/deploy.md) or pass --config"
-            ));
-        }
+            )),
+            _ => None,
+        })
+    });
+    if typed.is_some() {
+        return typed;
     }
+    if let Some(kind) = failures.first() {
+        let s = match kind {
+            AwsFailure::NotFound => RESOURCE_MISSING,
+            AwsFailure::AccessDenied => {
+                "the caller's AWS identity may not make this call: check its IAM policy (the grants sosw \
+                 needs are in cloudformation/)"
+            }
+            AwsFailure::Throttling => "AWS throttled the calls: try again in a moment",
+            _ => return None,
+        };
+        return Some(s.into());
+    }
+    // Text only: some commands render an SDK error into their own message, so no type reaches
+    // here; the SDK's and the services' wording is all there is to go by.
     let text = format!("{err:#}");
     let suggestion = if text.contains("credentials") || text.contains("Credentials") {
-        "no usable AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        NO_CREDENTIALS
     } else if text.contains("dispatch failure")
         || text.contains("Connection refused")
         || text.contains("connection")
     {
-        "AWS could not be reached: check AWS_ENDPOINT_URL / AWS_REGION and the network"
+        UNREACHABLE
     } else if text.contains("Function not found") {
         "the Lambda function does not exist: deploy its stack or pass --function"
     } else if text.contains("non-existent table") {
         "a table is missing: deploy cloudformation/sosw-storage.yaml (docs/deploy.md), or check AWS_REGION and AWS_ENDPOINT_URL"
     } else if text.contains("ResourceNotFound") {
-        "an AWS resource named above does not exist: deploy the stacks (docs/deploy.md), or check AWS_REGION and AWS_ENDPOINT_URL"
+        RESOURCE_MISSING
     } else {
         return None;
     };
@@ -170,10 +220,17 @@ fn suggestion(err: &anyhow::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sosw_core::error::{ConfigError, EcologyError, InvokeError, InvokeFailure, TaskError};
+    use sosw_core::error::{
+        ConfigError, EcologyError, FailureKind, InvokeError, InvokeFailure, StoreError, TaskError,
+    };
+    use sosw_test_support::aws_errors::{service, unreachable};
 
     fn hinted(err: anyhow::Error) -> String {
         format!("{:#}", hint(err))
+    }
+
+    fn not_found() -> sosw_core::AwsError {
+        service("ResourceNotFoundException", "Requested resource not found", 400)
     }
 
     #[test]
@@ -191,11 +248,57 @@ mod tests {
         assert!(!text.contains("table"), "{text}");
         let err = EcologyError::FunctionConfiguration {
             labourer: "worker_a".into(),
-            message: "ResourceNotFoundException: Function not found: arn:aws:lambda:...".into(),
+            function: "arn:aws:lambda:us-east-1:1:function:worker_a".into(),
+            source: service("ResourceNotFoundException", "Function not found", 404),
         };
         let text = hinted(err.into());
         assert!(
-            text.contains("Lambda function `worker_a` does not exist"),
+            text.contains("Lambda function `arn:aws:lambda:us-east-1:1:function:worker_a` does not exist"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_hint_follows_the_type_of_the_failure_not_its_words() {
+        // A throttled GetFunctionConfiguration whose message mentions "not found" is no missing function.
+        let err = EcologyError::FunctionConfiguration {
+            labourer: "worker_a".into(),
+            function: "worker_a".into(),
+            source: service("TooManyRequestsException", "Function not found in cache", 429),
+        };
+        let text = hinted(err.into());
+        assert!(text.contains("throttled"), "{text}");
+        assert!(!text.contains("does not exist"), "{text}");
+        // A refused config read is a permission problem, not a missing table.
+        let err = ConfigError::Source {
+            name: "sosw_orchestrator_config".into(),
+            source_kind: "DynamoDB table `config`".into(),
+            source: service(
+                "AccessDeniedException",
+                "not authorized on non-existent table",
+                400,
+            ),
+        };
+        let text = hinted(err.into());
+        assert!(text.contains("IAM policy"), "{text}");
+        assert!(!text.contains("missing"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_health_metric_names_the_metric_and_the_permission() {
+        let err = EcologyError::LabourerHealth {
+            labourer: "worker_a".into(),
+            metric: "errors".into(),
+            source: Box::new(EcologyError::CloudWatch {
+                metric: "Errors".into(),
+                namespace: "AWS/Lambda".into(),
+                source: service("AccessDenied", "User is not authorized", 403),
+            }),
+        };
+        let text = hinted(err.into());
+        assert!(
+            text.contains("may not read the health metric `Errors`")
+                && text.contains("cloudwatch:GetMetricStatistics"),
             "{text}"
         );
     }
@@ -203,25 +306,57 @@ mod tests {
     #[test]
     fn a_missing_table_is_named() {
         let err = TaskError::Dynamo {
-            operation: "Query",
+            operation: "DescribeTable",
             table: "sosw_closed_tasks".into(),
-            message: "ResourceNotFoundException: Requested resource not found".into(),
+            source: not_found(),
         };
         let text = hinted(err.into());
         assert!(
             text.contains("table `sosw_closed_tasks` does not exist"),
             "{text}"
         );
+        let err = TaskError::Store {
+            operation: "Query",
+            table: "sosw_tasks/sosw_tasks_greenfield".into(),
+            source: StoreError::new(FailureKind::ResourceNotFound, "table not found"),
+        };
+        let text = hinted(anyhow::Error::new(err).context("status"));
+        assert!(
+            text.contains("table `sosw_tasks/sosw_tasks_greenfield` does not exist"),
+            "{text}"
+        );
         let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(ConfigError::Source {
             name: "sosw_orchestrator_config".into(),
             source_kind: "DynamoDB table `config`".into(),
-            message: "ResourceNotFoundException: Cannot do operations on a non-existent table".into(),
+            source: not_found(),
         });
         let text = hinted(anyhow!(boxed));
         assert!(
             text.contains("config `sosw_orchestrator_config` cannot be read"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn no_answer_and_no_credentials_come_before_the_resource() {
+        let err = TaskError::Dynamo {
+            operation: "DescribeTable",
+            table: "sosw_tasks".into(),
+            source: unreachable(),
+        };
+        let text = hinted(err.into());
+        assert!(text.contains("could not be reached"), "{text}");
+        assert!(!text.contains("does not exist"), "{text}");
+        let err = ConfigError::Source {
+            name: "sosw_essential_config".into(),
+            source_kind: "SSM Parameter Store".into(),
+            source: service(
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+                400,
+            ),
+        };
+        assert!(hinted(err.into()).contains("no usable AWS credentials"));
     }
 
     #[test]

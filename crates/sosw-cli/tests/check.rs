@@ -37,13 +37,7 @@ struct Installation {
 
 async fn installation() -> Installation {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .unwrap()
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let essential: Value = serde_json::from_str(ESSENTIAL).unwrap();
     aws.put_config("sosw_essential_config", &essential).await;
     aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": bucket}))

@@ -37,13 +37,7 @@ const ESSENTIAL: &str = r#"{"task_config": {"labourers": {"worker": {"max_simult
 
 async fn deployed() -> (LocalAws, TaskManager, String) {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .unwrap()
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let essential: Value = serde_json::from_str(ESSENTIAL).unwrap();
     // As in Python sosw, an essential's defaults override `sosw_essential_config`, so settings
     // that have a default (queue_bucket) go in the essential's own document.

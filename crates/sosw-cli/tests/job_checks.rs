@@ -106,13 +106,7 @@ fn plan_rejects_what_the_scheduler_rejects_and_prints_no_row() {
 #[tokio::test]
 async fn submit_rejects_what_the_scheduler_rejects_before_invoking_it() {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .unwrap()
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     aws.put_config("sosw_essential_config", &serde_json::from_str(ESSENTIAL).unwrap())
         .await;
     aws.put_config("sosw_scheduler_config", &json!({"queue_bucket": bucket}))

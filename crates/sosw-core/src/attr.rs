@@ -1,7 +1,7 @@
 //! DynamoDB attributes as Python sosw writes them: an item, numbers formatted as Python's `str`,
 //! and JSON values turned into attributes the way its `DynamoDbClient.dict_to_dynamo` guesses
 //! them. Shared by the task rows (module `task`) and the meta rows (module `meta`); depends on
-//! nothing in the crate but [`crate::pyjson`].
+//! nothing in the crate (JSON numbers as Python writes them come from [`sosw_pyjson`]).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Number, Value};
@@ -21,7 +21,7 @@ pub fn n(value: impl fmt::Display) -> AttributeValue {
 
 /// Format a float number attribute the way Python's `str(float)` does.
 pub fn n_float(value: f64) -> AttributeValue {
-    AttributeValue::N(crate::pyjson::float_repr(value))
+    AttributeValue::N(sosw_pyjson::float_repr(value))
 }
 
 /// Convert a JSON value to an attribute the way Python sosw's `DynamoDbClient.dict_to_dynamo`
@@ -69,7 +69,7 @@ fn serialize_attribute(value: &Value) -> AttributeValue {
 
 fn number_text(num: &Number) -> String {
     match num.as_f64() {
-        Some(f) if num.is_f64() => crate::pyjson::float_repr(f),
+        Some(f) if num.is_f64() => sosw_pyjson::float_repr(f),
         _ => num.to_string(),
     }
 }

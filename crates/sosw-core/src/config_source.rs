@@ -14,7 +14,7 @@
 //! could point it at another installation's tables (see docs/differences.md).
 
 use crate::config::{assemble_effective, falsy, ConfigDocuments};
-use crate::error::{render_error, ConfigError};
+use crate::error::{AwsError, ConfigError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -132,7 +132,7 @@ impl ConfigSource {
                         return Err(ConfigError::Source {
                             name: name.into(),
                             source_kind: format!("DynamoDB table `{table}`"),
-                            message: render_error(&e),
+                            source: AwsError::from_sdk(e),
                         })
                     }
                 };
@@ -158,7 +158,7 @@ impl ConfigSource {
                     .map_err(|e| ConfigError::Source {
                         name: name.into(),
                         source_kind: "SSM Parameter Store".into(),
-                        message: render_error(&e),
+                        source: AwsError::from_sdk(e),
                     })?;
                 match out.parameters().first().and_then(|p| p.value()) {
                     Some(v) => v.to_string(),
@@ -195,10 +195,10 @@ impl ConfigSource {
             });
         }
         let text = doc.to_string();
-        let failed = |e: String| ConfigError::Source {
+        let failed = |e: AwsError| ConfigError::Source {
             name: name.into(),
             source_kind: self.describe(),
-            message: e,
+            source: e,
         };
         match self {
             Self::Dynamo { client, table, env } => {
@@ -211,7 +211,7 @@ impl ConfigSource {
                     .expression_attribute_values(":value", AttributeValue::S(text))
                     .send()
                     .await
-                    .map_err(|e| failed(render_error(&e)))?;
+                    .map_err(|e| failed(AwsError::from_sdk(e)))?;
             }
             Self::Ssm { client } => {
                 let exists = client
@@ -219,7 +219,7 @@ impl ConfigSource {
                     .names(name)
                     .send()
                     .await
-                    .map_err(|e| failed(render_error(&e)))?
+                    .map_err(|e| failed(AwsError::from_sdk(e)))?
                     .parameters()
                     .iter()
                     .any(|p| p.name() == Some(name));
@@ -227,7 +227,7 @@ impl ConfigSource {
                 if !exists {
                     put = put.r#type(aws_sdk_ssm::types::ParameterType::String);
                 }
-                put.send().await.map_err(|e| failed(render_error(&e)))?;
+                put.send().await.map_err(|e| failed(AwsError::from_sdk(e)))?;
             }
             Self::None | Self::Overlay { .. } => {
                 return Err(ConfigError::Invalid(format!(

@@ -12,7 +12,7 @@
 
 use crate::clock::Clock;
 use crate::config::{EcologyConfig, HealthMetric};
-use crate::error::{render_error, EcologyError, TaskError};
+use crate::error::{AwsError, EcologyError, TaskError};
 use crate::labourer::{EcoStatus, Labourer};
 use crate::task::TaskManager;
 use aws_sdk_cloudwatch::types::{Dimension, StandardUnit, Statistic};
@@ -129,7 +129,8 @@ impl MetricSource for CloudWatchMetrics {
             }
             let out = req.send().await.map_err(|e| EcologyError::CloudWatch {
                 metric: name.clone(),
-                message: render_error(&e),
+                namespace: namespace.to_string(),
+                source: AwsError::from_sdk(e),
             })?;
             let values: Vec<f64> = out
                 .datapoints()
@@ -248,7 +249,15 @@ impl EcologyManager {
     pub async fn labourer_health(&self, labourer: &Labourer) -> Result<EcoStatus, EcologyError> {
         let mut health = EcoStatus::HIGH;
         for (name, metric) in &labourer.config.health_metrics {
-            let status = match self.metric_value(&metric.details).await? {
+            let value =
+                self.metric_value(&metric.details)
+                    .await
+                    .map_err(|e| EcologyError::LabourerHealth {
+                        labourer: labourer.id.clone(),
+                        metric: name.clone(),
+                        source: Box::new(e),
+                    })?;
+            let status = match value {
                 Some(value) => health_for_value(value, metric),
                 None => {
                     warn!(labourer_id = %labourer.id, metric = %name, "no datapoints for health metric; counting it as Bad");

@@ -18,30 +18,33 @@ pub enum ConfigError {
     /// A semantic rule of the config is broken (e.g. feelings out of order).
     #[error("invalid config: {0}")]
     Invalid(String),
-    /// The config source (DynamoDB `config` table or SSM) could not be read.
-    #[error("cannot read config `{name}` from {source_kind}: {message}")]
+    /// The config source (DynamoDB `config` table or SSM) could not be read or written.
+    #[error("config `{name}` in {source_kind}: {source}")]
     Source {
         /// Name of the config document.
         name: String,
         /// `DynamoDB table <name>` or `SSM Parameter Store`.
         source_kind: String,
-        /// The underlying error.
-        message: String,
+        /// The AWS call that failed.
+        #[source]
+        source: AwsError,
     },
 }
 
 /// Errors of task storage operations.
 #[derive(Debug, Error)]
 pub enum TaskError {
-    /// A DynamoDB call failed. `operation` and `table` name where.
-    #[error("DynamoDB {operation} on table `{table}` failed: {message}")]
+    /// A DynamoDB call made outside the task store (e.g. the Scheduler's DescribeTable) failed.
+    /// `operation` and `table` name where.
+    #[error("DynamoDB {operation} on table `{table}` failed: {source}")]
     Dynamo {
         /// The DynamoDB operation.
         operation: &'static str,
         /// The table (or table/index) it ran on.
         table: String,
-        /// The SDK error, rendered with its causes.
-        message: String,
+        /// The AWS call that failed.
+        #[source]
+        source: AwsError,
     },
     /// A task store operation failed; the store's error (with the SDK error under it) is the source.
     #[error("{operation} on table `{table}` failed: {source}")]
@@ -204,12 +207,29 @@ impl std::fmt::Display for InvokeFailure {
 #[derive(Debug, Error)]
 pub enum EcologyError {
     /// GetMetricStatistics failed.
-    #[error("CloudWatch GetMetricStatistics for `{metric}` failed: {message}")]
+    #[error(
+        "CloudWatch GetMetricStatistics for metric `{metric}` in namespace `{namespace}` failed: {source}"
+    )]
     CloudWatch {
         /// Metric name.
         metric: String,
-        /// The SDK error.
-        message: String,
+        /// Its CloudWatch namespace.
+        namespace: String,
+        /// The AWS call that failed.
+        #[source]
+        source: AwsError,
+    },
+    /// A health metric of a labourer could not be read (the metric's own error is the source; a
+    /// metric definition is fetched once per run, whichever labourer names it first).
+    #[error("health of labourer `{labourer}`, metric `{metric}`: {source}")]
+    LabourerHealth {
+        /// The labourer id.
+        labourer: String,
+        /// The metric's name in the labourer's `health_metrics`.
+        metric: String,
+        /// What failed.
+        #[source]
+        source: Box<EcologyError>,
     },
     /// The metric definition in config is unusable.
     #[error("health metric `{metric}`: {reason}")]
@@ -220,13 +240,215 @@ pub enum EcologyError {
         reason: String,
     },
     /// The Lambda configuration of a labourer could not be read.
-    #[error("cannot read the Lambda configuration of labourer `{labourer}`: {message}")]
+    #[error(
+        "cannot read the Lambda configuration of labourer `{labourer}` (GetFunctionConfiguration of \
+         `{function}`; set `max_duration` in the labourer's config where this call is impossible): {source}"
+    )]
     FunctionConfiguration {
         /// The labourer id.
         labourer: String,
-        /// The SDK error.
-        message: String,
+        /// The function name or ARN asked for.
+        function: String,
+        /// The AWS call that failed.
+        #[source]
+        source: AwsError,
     },
+    /// The labourer has no `max_duration` and there is no Lambda client to read its timeout with.
+    #[error(
+        "labourer `{labourer}` has no `max_duration` and there is no Lambda client to read its timeout \
+         with: set `max_duration` in the labourer's config"
+    )]
+    NoMaxDuration {
+        /// The labourer id.
+        labourer: String,
+    },
+}
+
+/// What an AWS call's failure was, read from the SDK error's kind, its error code and its HTTP
+/// status (never from its text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFailure {
+    /// The resource (table, function, metric, parameter) does not exist.
+    NotFound,
+    /// The caller's identity is not allowed to do this (HTTP 403 other than a bad credential).
+    AccessDenied,
+    /// AWS throttled the call (the SDK's own retries ran out).
+    Throttling,
+    /// No usable credentials: none found, expired, or not recognised by AWS.
+    Credentials,
+    /// No answer: the endpoint could not be reached, or the call timed out.
+    Unreachable,
+    /// Anything else (a server error, an invalid request, an unreadable answer).
+    Other,
+}
+
+impl AwsFailure {
+    /// What `cause` (one error of a source chain, not its causes) says about an AWS call: an
+    /// [`AwsError`]'s kind, or for an SDK error kept as it is, a credentials provider's error
+    /// (no usable credentials) or a connector's I/O or timeout error (AWS unreachable). `None`
+    /// for anything else. Walk a chain with [`std::error::Error::source`] and ask each.
+    pub fn of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        if let Some(e) = cause.downcast_ref::<AwsError>() {
+            Some(e.kind)
+        } else if cause.is::<aws_credential_types::provider::error::CredentialsError>() {
+            Some(Self::Credentials)
+        } else {
+            cause
+                .downcast_ref::<ConnectorError>()
+                .filter(|c| c.is_io() || c.is_timeout())
+                .map(|_| Self::Unreachable)
+        }
+    }
+}
+
+impl std::fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::AccessDenied => "access denied",
+            Self::Throttling => "throttled",
+            Self::Credentials => "no usable credentials",
+            Self::Unreachable => "AWS unreachable",
+            Self::Other => "request failed",
+        })
+    }
+}
+
+/// An AWS SDK call that failed. The SDK error is kept as the source; what it means is read once,
+/// when it is made, from the SDK error's kind, code and HTTP status ([`AwsFailure`]).
+#[derive(Debug, Error)]
+#[error("{}", render_error(source.as_ref()))]
+pub struct AwsError {
+    kind: AwsFailure,
+    code: Option<String>,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// Error codes AWS services answer for a missing resource, a refused identity, a bad credential
+/// and throttling. The SDK models some of them per operation only (and DynamoDB's, Lambda's,
+/// CloudWatch's and SSM's differ), so the code is what all the services share.
+const NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFoundException",
+    "ResourceNotFound",
+    "ParameterNotFound",
+];
+const ACCESS_DENIED_CODES: &[&str] = &["AccessDeniedException", "AccessDenied", "UnauthorizedOperation"];
+const CREDENTIALS_CODES: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "MissingAuthenticationToken",
+];
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+];
+
+impl AwsError {
+    /// Keep an SDK error, reading what it means from its kind, code and HTTP status.
+    pub fn from_sdk<E>(
+        err: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> Self
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let code = match &err {
+            SdkError::ServiceError(se) => se.err().code().map(str::to_string),
+            _ => None,
+        };
+        let kind = match &err {
+            SdkError::ServiceError(se) => {
+                let status = se.raw().status().as_u16();
+                let is = |codes: &[&str]| code.as_deref().is_some_and(|c| codes.contains(&c));
+                if is(NOT_FOUND_CODES) {
+                    AwsFailure::NotFound
+                } else if is(CREDENTIALS_CODES) {
+                    AwsFailure::Credentials
+                } else if is(ACCESS_DENIED_CODES) || (code.is_none() && status == 403) {
+                    AwsFailure::AccessDenied
+                } else if is(THROTTLING_CODES) || status == 429 {
+                    AwsFailure::Throttling
+                } else if code.is_none() && status == 404 {
+                    AwsFailure::NotFound
+                } else {
+                    AwsFailure::Other
+                }
+            }
+            _ if has_credentials_error(&err) => AwsFailure::Credentials,
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => AwsFailure::Unreachable,
+            SdkError::TimeoutError(_) => AwsFailure::Unreachable,
+            _ => AwsFailure::Other,
+        };
+        Self {
+            kind,
+            code,
+            source: Box::new(err),
+        }
+    }
+
+    /// What the failure was.
+    pub fn kind(&self) -> AwsFailure {
+        self.kind
+    }
+
+    /// The service's error code (e.g. `ResourceNotFoundException`), when AWS answered with one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// `true` when the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == AwsFailure::NotFound
+    }
+
+    /// `true` when the caller's identity is not allowed to make the call.
+    pub fn is_access_denied(&self) -> bool {
+        self.kind == AwsFailure::AccessDenied
+    }
+
+    /// `true` when AWS throttled the call.
+    pub fn is_throttling(&self) -> bool {
+        self.kind == AwsFailure::Throttling
+    }
+
+    /// `true` when there were no usable credentials.
+    pub fn is_credentials(&self) -> bool {
+        self.kind == AwsFailure::Credentials
+    }
+
+    /// `true` when AWS could not be reached or did not answer in time.
+    pub fn is_unreachable(&self) -> bool {
+        self.kind == AwsFailure::Unreachable
+    }
+}
+
+/// `true` when a credentials provider's error is in the chain (the SDK reports a provider that
+/// found nothing as a dispatch or construction failure with it as the cause).
+fn has_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Render an SDK error with its whole source chain (the SDK's Display alone says only "service error").

@@ -214,14 +214,9 @@ impl From<serde_json::Error> for EdgeError {
 
 impl From<EdgeError> for Diagnostic {
     fn from(error: EdgeError) -> Self {
-        // The message carries the whole chain of causes.
-        let mut message = error.source.to_string();
-        let mut cause = error.source.source();
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
+        // The message carries the whole chain of causes, each said once (an error that shows its
+        // source in its own message is not repeated by the source).
+        let message = sosw_core::error::render_error(error.source.as_ref());
         Diagnostic {
             error_type: error.kind.error_type().to_string(),
             error_message: message,
@@ -311,7 +306,7 @@ mod tests {
         let dynamo = TaskError::Dynamo {
             operation: "Query",
             table: "sosw_tasks".into(),
-            message: "throttled".into(),
+            source: sosw_test_support::aws_errors::service("ThrottlingException", "slow down", 400),
         };
         assert_eq!(diagnostic(dynamo).error_type, "Retryable");
         let malformed = TaskError::Malformed {
@@ -338,7 +333,7 @@ mod tests {
         let source = ConfigError::Source {
             name: "sosw_orchestrator_config".into(),
             source_kind: "SSM Parameter Store".into(),
-            message: "timeout".into(),
+            source: sosw_test_support::aws_errors::unreachable(),
         };
         assert_eq!(diagnostic(source).error_type, "Retryable");
     }

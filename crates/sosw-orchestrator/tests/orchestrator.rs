@@ -66,21 +66,7 @@ impl Env {
         self.orchestrator_with(self.invoker.clone())
     }
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
-        let items = self
-            .tasks
-            .create_tasks(
-                labourer,
-                (0..n)
-                    .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
-                    .collect(),
-                true,
-            )
-            .await
-            .unwrap();
-        items
-            .iter()
-            .map(|i| i["task_id"].as_s().unwrap().clone())
-            .collect()
+        sosw_test_support::tasks::queue(&self.tasks, labourer, n).await
     }
 }
 

@@ -75,14 +75,7 @@ impl Env {
     }
 
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
-        let tasks = (0..n)
-            .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
-            .collect();
-        let items = self.tasks.create_tasks(labourer, tasks, true).await.unwrap();
-        items
-            .iter()
-            .map(|i| i["task_id"].as_s().unwrap().clone())
-            .collect()
+        sosw_test_support::tasks::queue(&self.tasks, labourer, n).await
     }
 
     fn invoked(&self) -> Vec<String> {

@@ -53,34 +53,11 @@ impl Env {
         Scavenger::new(self.tasks.clone(), meta, notifier, self.config.clone())
     }
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
-        let items = self
-            .tasks
-            .create_tasks(
-                labourer,
-                (0..n)
-                    .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
-                    .collect(),
-                true,
-            )
-            .await
-            .unwrap();
-        items
-            .iter()
-            .map(|i| i["task_id"].as_s().unwrap().clone())
-            .collect()
+        sosw_test_support::tasks::queue(&self.tasks, labourer, n).await
     }
     /// What an orchestrator does: claim the next `n` tasks now.
     async fn invoke(&self, labourer: &str, n: usize) -> Vec<String> {
-        let l = self.tasks.register_labourer(labourer).unwrap();
-        let mut ids = Vec::new();
-        for t in self.tasks.next_tasks(&l, n).await.unwrap() {
-            assert_eq!(
-                self.tasks.claim(&l, &t).await.unwrap(),
-                sosw_core::ClaimOutcome::Claimed
-            );
-            ids.push(t.task_id.0.clone());
-        }
-        ids
+        sosw_test_support::tasks::claim_next(&self.tasks, labourer, n).await
     }
     async fn closed(&self, id: &str) -> Option<sosw_core::Task> {
         self.tasks.get_from("sosw_closed_tasks", id).await.unwrap()

@@ -37,28 +37,12 @@ impl Env {
     }
 
     async fn queue(&self, labourer: &str, n: usize) -> Vec<String> {
-        let tasks = (0..n)
-            .map(|i| json!({"payload": {"n": i}}).as_object().cloned().unwrap())
-            .collect();
-        let items = self.tasks.create_tasks(labourer, tasks, true).await.unwrap();
-        items
-            .iter()
-            .map(|i| i["task_id"].as_s().unwrap().clone())
-            .collect()
+        sosw_test_support::tasks::queue(&self.tasks, labourer, n).await
     }
 
     /// What an orchestrator does: claim the next `n` tasks now.
     async fn invoke(&self, labourer: &str, n: usize) -> Vec<String> {
-        let l = self.tasks.register_labourer(labourer).unwrap();
-        let mut ids = Vec::new();
-        for t in self.tasks.next_tasks(&l, n).await.unwrap() {
-            assert_eq!(
-                self.tasks.claim(&l, &t).await.unwrap(),
-                sosw_core::ClaimOutcome::Claimed
-            );
-            ids.push(t.task_id.0.clone());
-        }
-        ids
+        sosw_test_support::tasks::claim_next(&self.tasks, labourer, n).await
     }
 }
 

@@ -39,13 +39,7 @@ fn job(days: usize, words: usize) -> serde_json::Value {
 #[tokio::main]
 async fn main() {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .unwrap()
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let mut doc = SchedulerConfig::defaults();
     sosw_core::config::merge(
         &mut doc,
@@ -65,11 +59,7 @@ async fn main() {
         clock.clone(),
     );
     let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws.s3();
     let validator = sosw_scheduler::validate::JobValidator::new(tasks.clone());
     let rows_per_batch = config.rows_to_process;
     let scheduler = Scheduler::new(

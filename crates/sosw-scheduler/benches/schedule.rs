@@ -25,13 +25,7 @@ impl TimeLeft for Forever {
 async fn main() {
     for n in [200usize, 1_000] {
         let aws = LocalAws::start_counted().await;
-        let outputs = aws.deploy_storage().await;
-        let bucket = outputs
-            .iter()
-            .find(|(k, _)| k == "QueueBucketName")
-            .unwrap()
-            .1
-            .clone();
+        let bucket = aws.deploy_queue_bucket().await;
         let mut doc = SchedulerConfig::defaults();
         sosw_core::config::merge(
             &mut doc,
@@ -51,11 +45,7 @@ async fn main() {
             clock.clone(),
         );
         let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(aws.sdk_config())
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = aws.s3();
         let scheduler = Scheduler::new(
             tasks,
             s3,

@@ -645,7 +645,7 @@ pub async fn provisioned_write_capacity(
         .map_err(|e| TaskError::Dynamo {
             operation: "DescribeTable",
             table: table.to_string(),
-            message: sosw_core::error::render_error(&e),
+            source: sosw_core::AwsError::from_sdk(e),
         })?;
     let Some(t) = out.table else { return Ok(None) };
     let on_demand = t
@@ -731,7 +731,7 @@ mod edge_tests {
         let dynamo = SchedulerError::Task(TaskError::Dynamo {
             operation: "TransactWriteItems",
             table: "sosw_tasks".into(),
-            message: "throttled".into(),
+            source: sosw_test_support::aws_errors::service("ThrottlingException", "slow down", 400),
         });
         assert_eq!(Diagnostic::from(EdgeError::from(dynamo)).error_type, "Retryable");
         // A queue file that cannot be read as it is fails the same way on every retry; S3 itself

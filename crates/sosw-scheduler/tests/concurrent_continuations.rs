@@ -4,7 +4,10 @@
 //! moto's conditional writes are not atomic under concurrent requests, DynamoDB's are, and the
 //! guarantee rests on them.
 
+mod common;
+
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::Budget;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
@@ -29,13 +32,7 @@ struct Env {
 
 impl Env {
     async fn start(aws: LocalAws) -> Self {
-        let outputs = aws.deploy_storage().await;
-        let bucket = outputs
-            .iter()
-            .find(|(k, _)| k == "QueueBucketName")
-            .expect("storage stack has a bucket")
-            .1
-            .clone();
+        let bucket = aws.deploy_queue_bucket().await;
         let mut doc = SchedulerConfig::defaults();
         sosw_core::config::merge(
             &mut doc,
@@ -67,11 +64,7 @@ impl Env {
 
     /// One Scheduler instance (a Lambda execution environment of its own: own S3 client).
     fn scheduler(&self) -> Arc<Scheduler> {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(self.aws.sdk_config())
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = self.aws.s3();
         Arc::new(Scheduler::new(
             self.tasks.clone(),
             s3,
@@ -161,30 +154,6 @@ impl Env {
             .collect();
         *seen = calls.len();
         new
-    }
-}
-
-/// Plenty of time for `n` checks of the clock, then none (forces a hand-over).
-struct Budget(AtomicUsize);
-
-impl Budget {
-    fn batches(n: usize) -> Self {
-        Self(AtomicUsize::new(n))
-    }
-    fn unlimited() -> Self {
-        Self(AtomicUsize::new(usize::MAX))
-    }
-}
-
-impl TimeLeft for Budget {
-    fn remaining(&self) -> Duration {
-        match self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        {
-            Ok(_) => Duration::from_secs(900),
-            Err(_) => Duration::from_secs(1),
-        }
     }
 }
 

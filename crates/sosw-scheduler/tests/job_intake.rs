@@ -2,15 +2,17 @@
 //! written (labourer, generated fields, DynamoDB's item limit, Lambda's payload limit), and its
 //! queue file is streamed to S3 as it is generated.
 
+mod common;
+
+use common::Budget;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
 use sosw_core::{ManualClock, MetaHandler, TaskManager};
 use sosw_scheduler::job::{StreamingUpload, PART_SIZE};
-use sosw_scheduler::{Scheduler, SchedulerConfig, TimeLeft};
+use sosw_scheduler::{Scheduler, SchedulerConfig};
 use sosw_test_support::LocalAws;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Env {
     _aws: LocalAws,
@@ -21,23 +23,9 @@ struct Env {
     bucket: String,
 }
 
-struct Unlimited;
-
-impl TimeLeft for Unlimited {
-    fn remaining(&self) -> Duration {
-        Duration::from_secs(900)
-    }
-}
-
 async fn env() -> Env {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("storage stack has a bucket")
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let mut doc = SchedulerConfig::defaults();
     sosw_core::config::merge(
         &mut doc,
@@ -61,11 +49,7 @@ async fn env() -> Env {
         &MetaHandlerConfig::default(),
         clock,
     ));
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws.s3();
     let scheduler = Scheduler::new(
         tasks.clone(),
         s3.clone(),
@@ -127,7 +111,7 @@ async fn task_rows(env: &Env) -> usize {
 async fn assert_rejected_and_nothing_written(env: &Env, job: &Value, needles: &[&str]) {
     let err = env
         .scheduler
-        .handle(job, "req-bad", &Unlimited)
+        .handle(job, "req-bad", &Budget::unlimited())
         .await
         .expect_err("the job must be rejected")
         .to_string();
@@ -163,7 +147,7 @@ async fn a_job_cannot_retarget_its_tasks_to_another_labourer() {
         .handle(
             &json!({"lambda_name": "worker", "labourer_id": "worker"}),
             "req-ok",
-            &Unlimited,
+            &Budget::unlimited(),
         )
         .await
         .unwrap();
@@ -222,7 +206,11 @@ async fn a_job_larger_than_one_part_is_streamed_and_every_row_becomes_a_task() {
         .map(|i| format!("{i:03}{}", "z".repeat(200_000)))
         .collect();
     let job = json!({"lambda_name": "worker", "words": words, "isolate_words": true});
-    let stats = env.scheduler.handle(&job, "req-big", &Unlimited).await.unwrap();
+    let stats = env
+        .scheduler
+        .handle(&job, "req-big", &Budget::unlimited())
+        .await
+        .unwrap();
     assert_eq!((stats.rows_in_file, stats.tasks_created), (60, 60));
     let labourer = env.tasks.register_labourer("worker").unwrap();
     let rows = env.tasks.next_tasks(&labourer, 100).await.unwrap();

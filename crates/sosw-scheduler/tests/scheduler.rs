@@ -1,15 +1,16 @@
 //! The Scheduler against the local AWS: jobs become rows in `sosw_tasks` in queue order, staged
 //! in S3, handed to siblings, resumed after crashes, never written twice.
 
+mod common;
+
+use common::Budget;
 use serde_json::{json, Value};
 use sosw_core::config::MetaHandlerConfig;
 use sosw_core::invoker::RecordingInvoker;
 use sosw_core::{ManualClock, MetaHandler, TaskManager};
-use sosw_scheduler::{Scheduler, SchedulerConfig, SchedulerError, TimeLeft};
+use sosw_scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use sosw_test_support::LocalAws;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Env {
     aws: LocalAws,
@@ -19,39 +20,9 @@ struct Env {
     bucket: String,
 }
 
-/// Plenty of time for `batches` checks of the clock, then none (forces a hand-over).
-struct Budget(AtomicUsize);
-
-impl Budget {
-    fn batches(n: usize) -> Self {
-        Self(AtomicUsize::new(n))
-    }
-    fn unlimited() -> Self {
-        Self(AtomicUsize::new(usize::MAX))
-    }
-}
-
-impl TimeLeft for Budget {
-    fn remaining(&self) -> Duration {
-        match self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        {
-            Ok(_) => Duration::from_secs(900),
-            Err(_) => Duration::from_secs(1),
-        }
-    }
-}
-
 async fn env_with(rows_to_process: usize, extra: Value) -> Env {
     let aws = LocalAws::start().await;
-    let outputs = aws.deploy_storage().await;
-    let bucket = outputs
-        .iter()
-        .find(|(k, _)| k == "QueueBucketName")
-        .expect("storage stack has a bucket")
-        .1
-        .clone();
+    let bucket = aws.deploy_queue_bucket().await;
     let mut doc = SchedulerConfig::defaults();
     sosw_core::config::merge(
         &mut doc,
@@ -74,11 +45,7 @@ async fn env_with(rows_to_process: usize, extra: Value) -> Env {
     );
     let meta = Arc::new(MetaHandler::new(dynamo, &MetaHandlerConfig::default(), clock));
     let invoker = Arc::new(RecordingInvoker::default());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws.s3();
     let scheduler = Scheduler::new(
         tasks.clone(),
         s3,
@@ -534,11 +501,7 @@ async fn a_lock_without_a_checkpoint_or_with_a_garbage_one_never_resets_invoked_
             .unwrap();
         let (retried, archived) = invoke_some(&env, 70, 10, 10).await;
         if let Some(g) = garbage {
-            let s3 = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(env.aws.sdk_config())
-                    .force_path_style(true)
-                    .build(),
-            );
+            let s3 = env.aws.s3();
             s3.put_object()
                 .bucket(&env.bucket)
                 .key(format!("sosw/scheduler/locked_{name}.checkpoint"))
@@ -641,16 +604,10 @@ async fn a_parent_retried_after_its_hand_over_writes_nothing_again() {
 
 // ----- nothing lost silently ---------------------------------------------------------------------
 
-fn s3_client(env: &Env) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(env.aws.sdk_config())
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 async fn put_raw(env: &Env, key: &str, body: Vec<u8>, metadata: &[(&str, &str)]) {
-    let mut put = s3_client(env)
+    let mut put = env
+        .aws
+        .s3()
         .put_object()
         .bucket(&env.bucket)
         .key(key)

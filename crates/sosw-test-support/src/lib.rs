@@ -13,7 +13,10 @@
 //!   dropped; [`recording_lambda`] is one that records Lambda Invoke requests.
 //! - [`proxy`]: a counting, fault-injecting proxy in front of moto; [`capacity`]: DynamoDB capacity
 //!   units from item sizes; [`coldstart`]: a minimal Lambda Runtime API timing a binary's start.
+//! - [`tasks`]: queue `n` tasks, claim the next `n` (what an orchestrator does).
+//! - [`aws_errors`]: typed AWS failures ([`sosw_core::AwsError`]) without a service.
 
+pub mod aws_errors;
 pub mod capacity;
 pub mod coldstart;
 
@@ -23,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod proxy;
+pub mod tasks;
 
 pub use proxy::RequestCounts;
 
@@ -294,6 +298,26 @@ impl LocalAws {
     /// Create sosw's shared storage (tables with sosw's own names) from `cloudformation/sosw-storage.yaml`.
     pub async fn deploy_storage(&self) -> Vec<(String, String)> {
         self.create_stack("sosw-storage", "sosw-storage.yaml", &[]).await
+    }
+
+    /// Deploy the storage stack ([`Self::deploy_storage`]) and return the name of its queue
+    /// bucket (output `QueueBucketName`), which the Scheduler's config needs as `queue_bucket`.
+    pub async fn deploy_queue_bucket(&self) -> String {
+        let outputs = self.deploy_storage().await;
+        outputs
+            .into_iter()
+            .find_map(|(k, v)| (k == "QueueBucketName").then_some(v))
+            .expect("the storage stack has the output QueueBucketName")
+    }
+
+    /// An S3 client for this local AWS, addressing buckets by path (moto serves no bucket
+    /// subdomains on loopback).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(self.sdk_config())
+                .force_path_style(true)
+                .build(),
+        )
     }
 }
 

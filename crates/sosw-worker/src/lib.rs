@@ -52,7 +52,6 @@
 //! [`run`] and [`process`] keep the untyped entry point (`Fn(serde_json::Value)`) working.
 
 mod meta;
-mod pyjson;
 mod report;
 mod service;
 mod task;

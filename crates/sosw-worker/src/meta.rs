@@ -2,9 +2,9 @@
 //! config has a `meta_handler_config`: after a report reached the Worker Assistant, one row with
 //! `action` `completed` or `failed`.
 
-use crate::pyjson::float_repr;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::Context;
+use sosw_pyjson::float_repr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 

@@ -1,6 +1,5 @@
 //! What a handler reports, and how it reaches the Worker Assistant.
 
-use crate::pyjson;
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
@@ -116,5 +115,5 @@ pub fn assistant_event(
 /// The bytes of an event as Python's `json.dumps` writes them (`", "`/`": "` separators,
 /// `ensure_ascii`, float `repr`).
 pub fn assistant_payload(event: &Value) -> String {
-    pyjson::dumps(event)
+    sosw_pyjson::dumps(event)
 }

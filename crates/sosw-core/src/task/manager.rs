@@ -17,7 +17,7 @@ use super::store::{
 };
 use crate::clock::Clock;
 use crate::config::TaskConfig;
-use crate::error::{render_error, EcologyError, TaskError, TaskWhereabouts};
+use crate::error::{render_error, AwsError, EcologyError, TaskError, TaskWhereabouts};
 use crate::labourer::Labourer;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
@@ -1311,11 +1311,8 @@ impl TaskManager {
             return Ok(*d);
         }
         let Some(lambda) = &self.lambda else {
-            return Err(EcologyError::FunctionConfiguration {
+            return Err(EcologyError::NoMaxDuration {
                 labourer: labourer.id.clone(),
-                message:
-                    "no Lambda client to read its timeout with: set `max_duration` in the labourer's config"
-                        .into(),
             });
         };
         let out = lambda
@@ -1325,11 +1322,8 @@ impl TaskManager {
             .await
             .map_err(|e| EcologyError::FunctionConfiguration {
                 labourer: labourer.id.clone(),
-                message: format!(
-                    "GetFunctionConfiguration of `{}`: {} (set `max_duration` in the labourer's config where this call is impossible)",
-                    labourer.arn,
-                    render_error(&e)
-                ),
+                function: labourer.arn.clone(),
+                source: AwsError::from_sdk(e),
             })?;
         let timeout = i64::from(out.timeout.unwrap_or(3));
         self.max_durations
