@@ -524,8 +524,7 @@ async fn completed(e: &Env, n: usize) -> usize {
 #[tokio::test]
 async fn hundreds_of_completed_tasks_are_all_archived_in_one_run() {
     // On the serialised emulator (atomic transactions, as DynamoDB's), with moto's 25-item cap:
-    // 25 transactions of 12 tasks, 16 in flight. (moto copies whole tables in every transaction,
-    // so 1,000 tasks take minutes here; the diagnostic below runs 1,000 on plain moto.)
+    // 25 transactions of 12 tasks, 16 in flight.
     let e = env_on(
         LocalAws::start_serialised().await,
         json!({"worker": {"max_duration": 60}}),
@@ -544,23 +543,27 @@ async fn hundreds_of_completed_tasks_are_all_archived_in_one_run() {
     );
 }
 
-/// Diagnostic for the plain (non-atomic) emulator: run with `--ignored` to see what it does under
-/// concurrent transactions. Prints the figures; passes when the run accounts for every task
-/// (archived, or counted as failed/changed and left in the queue).
+/// Issue 11, point 9: a run over 1,000 completed tasks once archived 988 — a committed group of 12
+/// went back to `sosw_tasks` because moto restored whole tables when another, concurrent
+/// transaction failed. With the harness's moto (`sosw-test-support/moto/sitecustomize.py`: a
+/// failed transaction undoes only its own items, as DynamoDB), every task is archived in one run,
+/// on plain (concurrent) moto, and the run's figures say so.
 #[tokio::test]
-#[ignore = "diagnostic on plain moto (nondeterministic); run with --ignored"]
-async fn plain_moto_archive_run_accounts_for_every_task() {
+async fn a_thousand_completed_tasks_are_archived_in_one_run_with_concurrent_transactions() {
     let e = env(json!({"worker": {"max_duration": 60}})).await;
     let n = completed(&e, 1000).await as u64;
     let stats = e.scavenger(Arc::new(RecordingNotifier::default())).run().await;
     let archived = e.tasks.closed_count("worker", true).await.unwrap();
     let l = e.tasks.register_labourer("worker").unwrap();
     let left = e.tasks.completed_count(&l).await.unwrap();
-    println!(
-        "plain moto: stats {:?}; archived in table {archived}; left in queue {left}",
+    assert_eq!((archived, left), (n, 0), "{:?}", stats.total);
+    assert_eq!(stats.total.archived, n, "{:?}", stats.total);
+    assert_eq!(
+        (stats.total.errors, stats.total.archive_failed),
+        (0, 0),
+        "{:?}",
         stats.total
     );
-    assert_eq!(archived + left, n, "every task is archived or still queued");
 }
 
 #[tokio::test]
