@@ -238,7 +238,7 @@ mod tests {
         let err = InvokeError {
             function: "sosw_scheduler".into(),
             kind: InvokeFailure::FunctionMissing,
-            message: "ResourceNotFoundException: Function not found".into(),
+            source: Box::new(not_found()),
         };
         let text = hinted(anyhow::Error::new(err).context("submitting the job"));
         assert!(

@@ -151,14 +151,16 @@ impl std::fmt::Display for TaskWhereabouts {
 
 /// Errors of the Lambda invoker.
 #[derive(Debug, Error)]
-#[error("invoking Lambda `{function}` failed ({kind}): {message}")]
+#[error("invoking Lambda `{function}` failed ({kind})")]
 pub struct InvokeError {
     /// Function name or ARN.
     pub function: String,
     /// What Lambda said, as far as it decides whether the worker started.
     pub kind: InvokeFailure,
-    /// The SDK error.
-    pub message: String,
+    /// The cause: the SDK's error as an [`AwsError`], or the function error a local emulator
+    /// answered with.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
 /// Why an asynchronous invocation failed, in the terms that decide what happens to the task.

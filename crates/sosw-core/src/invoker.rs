@@ -1,6 +1,6 @@
 //! Invoking worker Lambdas asynchronously (`InvocationType=Event`).
 
-use crate::error::{render_error, InvokeError, InvokeFailure};
+use crate::error::{InvokeError, InvokeFailure};
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
@@ -39,14 +39,14 @@ impl Invoker for LambdaInvoker {
                 .map_err(|e| InvokeError {
                     function: function.to_string(),
                     kind: classify(&e),
-                    message: render_error(&e),
+                    source: Box::new(crate::error::AwsError::from_sdk(e)),
                 })?;
             // Real Lambda answers 202 to an Event invoke; local emulators may answer 200 when done.
             if let Some(err) = out.function_error() {
                 return Err(InvokeError {
                     function: function.to_string(),
                     kind: InvokeFailure::Unknown,
-                    message: format!("function error: {err}"),
+                    source: format!("the function answered with the error `{err}`").into(),
                 });
             }
             Ok(())
@@ -140,7 +140,7 @@ impl Invoker for RecordingInvoker {
                 return Err(InvokeError {
                     function: function.into(),
                     kind,
-                    message: "injected failure".into(),
+                    source: "injected failure".into(),
                 });
             }
             self.calls

@@ -316,3 +316,38 @@ async fn a_closed_endpoint_is_unreachable_and_missing_credentials_are_credential
     assert!(e.is_credentials(), "{e:?}");
     assert!(in_chain::<CredentialsError>(&e).is_some(), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_refused_invoke_keeps_the_lambda_error_and_says_the_worker_did_not_start() {
+    use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
+    use sosw_core::invoker::{Invoker, LambdaInvoker};
+    use sosw_core::{InvokeError, InvokeFailure};
+    let rule = mock!(aws_sdk_lambda::Client::invoke).then_http_response(|| {
+        answer(
+            429,
+            Some("TooManyRequestsException"),
+            r#"{"Type":"User","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","message":"Rate Exceeded."}"#,
+        )
+    });
+    let invoker = LambdaInvoker(mocked!(aws_sdk_lambda, [&rule]));
+    let err: InvokeError = invoker
+        .invoke_event("arn:aws:lambda:us-east-1:1:function:w", "{}".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.function, "arn:aws:lambda:us-east-1:1:function:w");
+    assert_eq!(err.kind, InvokeFailure::Throttled);
+    assert!(err.kind.worker_not_started());
+    let aws = in_chain::<AwsError>(&err).expect("the AwsError is the source");
+    assert!(aws.is_throttling(), "{aws:?}");
+    assert_eq!(aws.code(), Some("TooManyRequestsException"));
+    let sdk =
+        in_chain::<SdkError<SdkInvokeError, HttpResponse>>(&err).expect("the SDK error is in the chain");
+    assert!(sdk
+        .as_service_error()
+        .is_some_and(|e| e.is_too_many_requests_exception()));
+    let text = sosw_core::error::render_error(&err);
+    assert!(
+        text.contains("function:w") && text.contains("Rate Exceeded"),
+        "{text}"
+    );
+}

@@ -439,7 +439,8 @@ impl Orchestrator {
             Err(e) => e,
         };
         if !error.kind.worker_not_started() {
-            warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %error,
+            warn!(labourer_id = %labourer.id, task_id = %task.task_id,
+                  error = %sosw_core::error::render_error(&error),
                   "invocation outcome unknown; the task stays claimed, will expire and be retried");
             return Outcome::Failed;
         }
@@ -458,7 +459,8 @@ impl Orchestrator {
                 return Outcome::Failed;
             }
         }
-        warn!(labourer_id = %labourer.id, task_id = %task.task_id, error = %error,
+        warn!(labourer_id = %labourer.id, task_id = %task.task_id,
+                  error = %sosw_core::error::render_error(&error),
               "Lambda refused the invocation; claim given back (attempts unchanged)");
         match error.kind {
             InvokeFailure::Throttled => Outcome::Throttled,
