@@ -243,14 +243,28 @@ impl LocalAws {
         use aws_sdk_cloudformation::types::{Parameter, StackStatus};
         let body = std::fs::read_to_string(repo_root().join("cloudformation").join(template))
             .unwrap_or_else(|e| panic!("read cloudformation/{template}: {e}"));
+        // CreateStack is not idempotent on moto: a retry after an answer that came too late (a
+        // loaded machine) would create the stack's tables again and fail with "Table already
+        // exists". So one attempt, and a failed one whose stack exists anyway is waited for.
         let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
-        let mut req = cf.create_stack().stack_name(name).template_body(body);
+        let once = aws_sdk_cloudformation::Client::from_conf(
+            aws_sdk_cloudformation::config::Builder::from(&self.sdk)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let mut req = once.create_stack().stack_name(name).template_body(body);
         for (k, v) in params {
             req = req.parameters(Parameter::builder().parameter_key(*k).parameter_value(*v).build());
         }
-        req.send()
-            .await
-            .unwrap_or_else(|e| panic!("create stack {name}: {e:?}"));
+        if let Err(e) = req.send().await {
+            let exists = cf
+                .describe_stacks()
+                .stack_name(name)
+                .send()
+                .await
+                .is_ok_and(|out| !out.stacks().is_empty());
+            assert!(exists, "create stack {name}: {e:?}");
+        }
         for _ in 0..100 {
             let out = cf
                 .describe_stacks()
