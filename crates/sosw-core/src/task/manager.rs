@@ -809,6 +809,7 @@ impl TaskManager {
             ],
             remove: Vec::new(),
             increment: vec![self.f("attempts").to_string()],
+            append: Vec::new(),
         };
         let condition = vec![Cond::Lt(self.f("greenfield").to_string(), n(labourer.start))];
         let key = self.id_key(&task.task_id.0);
@@ -1212,9 +1213,21 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
+        self.mark_completed_with_event(task_id, stats, result, None).await
+    }
+
+    /// [`Self::mark_completed`], appending the report's meta `event` (a meta row, see
+    /// [`crate::meta`]) to the task's pending events in the same conditional write.
+    pub async fn mark_completed_with_event(
+        &self,
+        task_id: &str,
+        stats: Option<&Map<String, Value>>,
+        result: Option<&Map<String, Value>>,
+        event: Option<Item>,
+    ) -> Result<(), TaskError> {
         let mut sets = vec![(self.f("completed_at").to_string(), n(self.clock.now_secs()))];
         sets.extend(flatten_report(stats, result));
-        self.update_report(task_id, "mark_task_as_completed", sets, None)
+        self.update_report(task_id, "mark_task_as_completed", sets, None, event)
             .await
     }
 
@@ -1226,12 +1239,25 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
+        self.mark_failed_with_event(task_id, stats, result, None).await
+    }
+
+    /// [`Self::mark_failed`], appending the report's meta `event` as
+    /// [`Self::mark_completed_with_event`] does.
+    pub async fn mark_failed_with_event(
+        &self,
+        task_id: &str,
+        stats: Option<&Map<String, Value>>,
+        result: Option<&Map<String, Value>>,
+        event: Option<Item>,
+    ) -> Result<(), TaskError> {
         let sets = flatten_report(stats, result);
         self.update_report(
             task_id,
             "mark_task_as_failed",
             sets,
             Some(self.f("failed_attempts").to_string()),
+            event,
         )
         .await
     }
@@ -1242,6 +1268,7 @@ impl TaskManager {
         action: &'static str,
         set: Vec<(String, AttributeValue)>,
         increment: Option<String>,
+        event: Option<Item>,
     ) -> Result<(), TaskError> {
         let table = self.tasks_table();
         // Invoked: greenfield beyond now (a queued task holds a queue position, far below).
@@ -1256,6 +1283,15 @@ impl TaskManager {
             set,
             remove: Vec::new(),
             increment: increment.into_iter().collect(),
+            append: event
+                .map(|e| {
+                    (
+                        crate::meta::PENDING_ATTRIBUTE.to_string(),
+                        vec![AttributeValue::M(e)],
+                    )
+                })
+                .into_iter()
+                .collect(),
         };
         match self
             .store
