@@ -571,25 +571,26 @@ pub async fn from_env(
     custom: Option<Value>,
     clock: Arc<dyn sosw_core::Clock>,
 ) -> Result<Scavenger, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
+    // The clients it uses only: DynamoDB, Lambda (a worker's timeout), SNS (dead-task alerts).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
         .load_essential(function_name, ScavengerConfig::defaults(), custom)
         .await?;
     config.task_config.validate()?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
     let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
+        dynamodb,
+        sosw_core::aws::lambda_client(sdk),
         config.task_config.clone(),
         clock,
     )
     .with_max_transaction_items(transaction_items_from_env());
     let notifier = Arc::new(SnsNotifier {
-        client: clients.sns.clone(),
+        client: sosw_core::aws::sns_client(sdk),
         topic: config.sns_config.recipient.clone(),
     });
     Ok(Scavenger::new(tasks, meta, notifier, config))

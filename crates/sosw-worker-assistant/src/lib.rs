@@ -278,21 +278,18 @@ pub async fn from_env(
     function_name: &str,
     clock: Arc<dyn sosw_core::Clock>,
 ) -> Result<WorkerAssistant, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let config: WorkerAssistantConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
-        .load_essential(function_name, json!({}), None)
-        .await?;
+    // DynamoDB is the only client a report needs (config, task, meta).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let config: WorkerAssistantConfig =
+        sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
+            .load_essential(function_name, json!({}), None)
+            .await?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
-    let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
-        config.task_config()?,
-        clock,
-    );
+    let tasks = TaskManager::dynamo_only(dynamodb, config.task_config()?, clock);
     Ok(WorkerAssistant::new(tasks, meta))
 }
 

@@ -186,6 +186,15 @@ impl TaskManager {
         tm
     }
 
+    /// A TaskManager over DynamoDB alone, for an essential that never reads a worker's timeout
+    /// (the Worker Assistant): no Lambda client is built.
+    pub fn dynamo_only(dynamo: aws_sdk_dynamodb::Client, config: TaskConfig, clock: Arc<dyn Clock>) -> Self {
+        let mut tm = Self::with_store(Arc::new(DynamoStore::new(dynamo.clone())), config, clock);
+        tm.dynamo = Some(dynamo);
+        tm.transaction_items = transaction_items_from_env();
+        tm
+    }
+
     /// A TaskManager over any [`TaskStore`], without Lambda: [`Self::max_duration`] then needs
     /// `max_duration` in each labourer's config.
     pub fn with_store(store: Arc<dyn TaskStore>, config: TaskConfig, clock: Arc<dyn Clock>) -> Self {
