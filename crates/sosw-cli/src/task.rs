@@ -99,8 +99,13 @@ pub async fn run(args: &TaskArgs) -> anyhow::Result<()> {
             args.task_id
         );
     };
+    // The meta table's rows and the report events still pending on the row, in order.
+    let history = sosw_core::meta::full_history(
+        history(&ctx, &args.task_id).await,
+        attributes.get(sosw_core::meta::PENDING_ATTRIBUTE),
+    );
     let out = json!({"task_id": args.task_id, "table": table, "state": state, "attributes": attributes,
-                     "history": history(&ctx, &args.task_id).await});
+                     "history": history});
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -58,20 +58,43 @@ pub struct Clients {
 impl Clients {
     /// Build every client from one SDK config.
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // Path-style S3 addressing when an endpoint override points at a local emulator.
-        let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(
-                sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some(),
-            )
-            .build();
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            s3: s3_client(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
         }
     }
+}
+
+/// A DynamoDB client (each essential builds only the clients it uses: see [`s3_client`]).
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+
+/// A Lambda client.
+pub fn lambda_client(sdk: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(sdk)
+}
+
+/// A CloudWatch client.
+pub fn cloudwatch_client(sdk: &aws_config::SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(sdk)
+}
+
+/// An SNS client.
+pub fn sns_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(sdk)
+}
+
+/// The S3 client of the essentials: path-style addressing when an endpoint override points at a
+/// local emulator. (Each essential builds only the clients it uses: a client costs start-up time.)
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_conf)
 }
 
 #[cfg(test)]

@@ -51,10 +51,26 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// Choose the source from `SOSW_CONFIG_SOURCE` / `SOSW_CONFIG_TABLE` / `SOSW_ENV`.
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        Self::from_env_with(sdk, || aws_sdk_dynamodb::Client::new(sdk))
+    }
+
+    /// As [`Self::from_env`], reading the config table with the essential's own DynamoDB client
+    /// (one client built at start-up instead of two).
+    pub fn from_env_sharing(
+        sdk: &aws_config::SdkConfig,
+        dynamodb: &aws_sdk_dynamodb::Client,
+    ) -> Result<Self, ConfigError> {
+        Self::from_env_with(sdk, || dynamodb.clone())
+    }
+
+    fn from_env_with(
+        sdk: &aws_config::SdkConfig,
+        dynamodb: impl FnOnce() -> aws_sdk_dynamodb::Client,
+    ) -> Result<Self, ConfigError> {
         let kind = std::env::var("SOSW_CONFIG_SOURCE").unwrap_or_else(|_| "dynamo".into());
         match kind.to_ascii_lowercase().as_str() {
             "dynamo" | "dynamodb" => Ok(Self::Dynamo {
-                client: aws_sdk_dynamodb::Client::new(sdk),
+                client: dynamodb(),
                 table: std::env::var("SOSW_CONFIG_TABLE").unwrap_or_else(|_| "config".into()),
                 env: std::env::var("SOSW_ENV").unwrap_or_else(|_| "production".into()),
             }),
@@ -169,15 +185,19 @@ impl ConfigSource {
         parse_document(name, &raw)
     }
 
-    /// Read the documents essential `function_name` is assembled from.
+    /// Read the documents essential `function_name` is assembled from: `sosw_essential_config`
+    /// and its own document, both requests in flight at once (one round trip at start-up). When
+    /// both fail, the error is the essential config's.
     pub async fn load_documents(
         &self,
         function_name: &str,
         custom: Option<Value>,
     ) -> Result<ConfigDocuments, ConfigError> {
+        let own_name = format!("{function_name}_config");
+        let (essential, own) = futures::join!(self.get("sosw_essential_config"), self.get(&own_name));
         Ok(ConfigDocuments {
-            essential: self.get("sosw_essential_config").await?,
-            own: self.get(&format!("{function_name}_config")).await?,
+            essential: essential?,
+            own: own?,
             custom,
         })
     }

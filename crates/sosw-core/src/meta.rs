@@ -3,6 +3,14 @@
 //!
 //! Rows are buffered and written in batches by [`MetaHandler::flush`]. Meta is best effort: a
 //! missing table or a failed write is logged and never fails an essential.
+//!
+//! A worker report's event does not cost a request of its own: the Worker Assistant appends it
+//! ([`MetaHandler::event`]) to the task's [`PENDING_ATTRIBUTE`] list in the report's own
+//! conditional UpdateItem, and the Scavenger writes those events to the meta table
+//! ([`MetaHandler::write_pending`]) in its batches just before it moves the task (archive,
+//! retry, dead). The moved row drops the list when every event was written and carries it on
+//! otherwise, so no event is lost; an event is a row keyed by its own `created_at`, so writing it
+//! again after a refused move rewrites the same row. [`full_history`] shows both, in order.
 
 use crate::attr::{guess_attribute, n_float, Item, BATCH_WRITE_LIMIT};
 use crate::clock::Clock;
@@ -10,9 +18,13 @@ use crate::config::MetaHandlerConfig;
 use crate::error::render_error;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
+
+/// The task attribute (a list of maps, each a meta row as it will be written) holding the meta
+/// events of worker reports until the Scavenger writes them to the meta table.
+pub const PENDING_ATTRIBUTE: &str = "sosw_meta_pending";
 
 /// The Lambda context fields every row carries.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +90,18 @@ impl MetaHandler {
 
     /// Queue a row: `action` on `task_id`, with extra fields.
     pub fn post(&self, task_id: &str, action: &str, extra: &[(&str, Value)]) {
+        let row = self.event(task_id, action, extra);
+        self.buffer.lock().expect("not poisoned").push(row);
+    }
+
+    /// `true` when rows go to the meta table (`write_meta_to_ddb`), `false` when only logged.
+    pub fn writes_rows(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// The row of an event, as [`Self::post`] would queue it (to be carried on the task as a
+    /// pending event instead, see the module docs).
+    pub fn event(&self, task_id: &str, action: &str, extra: &[(&str, Value)]) -> Item {
         let ctx = self.context.lock().expect("not poisoned").clone();
         let mut row = Item::new();
         row.insert("task_id".into(), AttributeValue::S(task_id.into()));
@@ -89,7 +113,45 @@ impl MetaHandler {
         row.insert("author".into(), AttributeValue::S(ctx.author));
         row.insert("invocation_id".into(), AttributeValue::S(ctx.invocation_id));
         row.insert("log_stream_name".into(), AttributeValue::S(ctx.log_stream_name));
-        self.buffer.lock().expect("not poisoned").push(row);
+        row
+    }
+
+    /// Write the pending events of tasks about to move (`(task_id, events)`, events as they
+    /// are stored in [`PENDING_ATTRIBUTE`]) now, in batches of 25 across tasks. Returns the
+    /// tasks whose events were all written: their moved rows may drop the list; the others
+    /// must carry it on. With `write_meta_to_ddb` false nothing is written and nothing is
+    /// returned (the events stay on the rows).
+    pub async fn write_pending(&self, events: Vec<(String, Vec<Item>)>) -> HashSet<String> {
+        let Some(client) = &self.client else {
+            return HashSet::new();
+        };
+        let mut done: HashSet<String> = events
+            .iter()
+            .filter(|(_, rows)| rows.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let ids: Vec<String> = events
+            .iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let rows: Vec<Item> = events.into_iter().flat_map(|(_, rows)| rows).collect();
+        if rows.is_empty() {
+            return done;
+        }
+        let unwritten = self.write_rows(client, rows).await;
+        let failed: HashSet<String> = unwritten
+            .iter()
+            .filter_map(|row| match row.get("task_id") {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            warn!(table = %self.table, tasks = failed.len(), "pending meta events not written; the moved rows keep them");
+        }
+        done.extend(ids.into_iter().filter(|id| !failed.contains(id)));
+        done
     }
 
     /// Rows waiting to be written.
@@ -110,8 +172,19 @@ impl MetaHandler {
             }
             return 0;
         };
+        let total = rows.len();
+        let unwritten = self.write_rows(client, rows).await;
+        if !unwritten.is_empty() {
+            warn!(table = %self.table, rows = unwritten.len(), "meta rows not written; dropped");
+        }
+        total - unwritten.len()
+    }
+
+    /// Put rows, 25 a request, unprocessed rows retried with sosw's bounded backoff
+    /// ([`crate::aws::backoff`]). Returns the rows that were not written.
+    async fn write_rows(&self, client: &aws_sdk_dynamodb::Client, rows: Vec<Item>) -> Vec<Item> {
         let rows = unique_keys(rows);
-        let mut written = 0;
+        let mut unwritten = Vec::new();
         for chunk in rows.chunks(BATCH_WRITE_LIMIT) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
@@ -135,12 +208,10 @@ impl MetaHandler {
                     .await
                 {
                     Ok(out) => {
-                        let left = out
+                        pending = out
                             .unprocessed_items
                             .and_then(|mut m| m.remove(&self.table))
                             .unwrap_or_default();
-                        written += pending.len() - left.len();
-                        pending = left;
                         match delays.next() {
                             Some(delay) if !pending.is_empty() => tokio::time::sleep(delay).await,
                             _ => break,
@@ -148,17 +219,54 @@ impl MetaHandler {
                     }
                     Err(e) => {
                         warn!(table = %self.table, rows = pending.len(), error = %render_error(&e), "meta rows not written");
-                        pending.clear();
                         break;
                     }
                 }
             }
-            if !pending.is_empty() {
-                warn!(table = %self.table, rows = pending.len(), "meta rows still unprocessed; dropped");
-            }
+            unwritten.extend(pending.into_iter().filter_map(|w| w.put_request.map(|p| p.item)));
         }
-        written
+        unwritten
     }
+}
+
+/// The pending meta events a task row carries ([`PENDING_ATTRIBUTE`]), oldest first: empty when
+/// it has none, `None` when the attribute is not a list of maps (then it is left on the row).
+pub fn pending_events(row: &Item) -> Option<Vec<Item>> {
+    match row.get(PENDING_ATTRIBUTE) {
+        None => Some(Vec::new()),
+        Some(AttributeValue::L(events)) => events
+            .iter()
+            .map(|e| match e {
+                AttributeValue::M(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect(),
+        Some(_) => None,
+    }
+}
+
+/// A task's whole history as `sosw task` shows it: the rows of the meta table and the events
+/// still pending on the task's row (`pending: true`), by `created_at`; a pending event already
+/// written (a move refused after its events were written) is shown once.
+pub fn full_history(written: Vec<Value>, pending: Option<&Value>) -> Vec<Value> {
+    let key = |v: &Value| (v["created_at"].to_string(), v["action"].to_string());
+    let seen: HashSet<(String, String)> = written.iter().map(key).collect();
+    let mut all: BTreeMap<(i64, usize), Value> = BTreeMap::new();
+    let at = |v: &Value| (v["created_at"].as_f64().unwrap_or(0.0) * 1e6) as i64;
+    let events = pending.and_then(Value::as_array).cloned().unwrap_or_default();
+    let fresh = events
+        .into_iter()
+        .filter(|e| !seen.contains(&key(e)))
+        .map(|mut e| {
+            if let Value::Object(m) = &mut e {
+                m.insert("pending".into(), Value::Bool(true));
+            }
+            e
+        });
+    for (i, row) in written.into_iter().chain(fresh).enumerate() {
+        all.insert((at(&row), i), row);
+    }
+    all.into_values().collect()
 }
 
 /// BatchWriteItem rejects two rows with the same key; nudge `created_at` by a microsecond on a clash.
@@ -186,6 +294,43 @@ fn unique_keys(mut rows: Vec<Item>) -> Vec<Item> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    #[test]
+    fn the_full_history_shows_pending_events_in_order_and_once() {
+        use serde_json::json;
+        let written = vec![
+            json!({"task_id": "a", "created_at": 10.5, "action": "created"}),
+            json!({"task_id": "a", "created_at": 20.0, "action": "invoked"}),
+            json!({"task_id": "a", "created_at": 30.0, "action": "marked_as_failed"}),
+        ];
+        let pending = json!([
+            {"task_id": "a", "created_at": 30.0, "action": "marked_as_failed"},
+            {"task_id": "a", "created_at": 25.25, "action": "marked_as_completed"}
+        ]);
+        let all = full_history(written, Some(&pending));
+        let actions: Vec<_> = all.iter().map(|r| r["action"].as_str().unwrap()).collect();
+        assert_eq!(
+            actions,
+            ["created", "invoked", "marked_as_completed", "marked_as_failed"]
+        );
+        assert_eq!(all[2]["pending"], true);
+        assert!(all[3].get("pending").is_none(), "written already: shown once");
+        assert_eq!(full_history(vec![], None), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn pending_events_are_read_only_from_a_list_of_maps() {
+        let mut row = Item::new();
+        assert_eq!(pending_events(&row), Some(vec![]));
+        let event = Item::from([("action".to_string(), AttributeValue::S("x".into()))]);
+        row.insert(
+            PENDING_ATTRIBUTE.into(),
+            AttributeValue::L(vec![AttributeValue::M(event.clone())]),
+        );
+        assert_eq!(pending_events(&row), Some(vec![event]));
+        row.insert(PENDING_ATTRIBUTE.into(), AttributeValue::S("x".into()));
+        assert_eq!(pending_events(&row), None, "left on the row, not dropped");
+    }
 
     #[test]
     fn clashing_keys_are_made_unique() {

@@ -216,3 +216,56 @@ async fn an_overlay_replaces_only_the_named_documents() {
         "{err}"
     );
 }
+
+/// An essential's start-up reads `sosw_essential_config` and its own document with both Queries
+/// in flight at once (one round trip): each Query is held back by the proxy, and the second
+/// arrives before the first is answered. Read sequentially, the first would be answered first.
+#[tokio::test]
+async fn the_two_documents_of_an_essential_are_read_concurrently() {
+    use sosw_test_support::proxy::Verdict;
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (arrived, answered) = (log.clone(), log.clone());
+    let aws = LocalAws::start_behind(false, move |b| {
+        b.intercept(move |r: &sosw_test_support::proxy::RequestInfo| {
+            if r.operation == "Query" {
+                arrived.lock().unwrap().push("sent".into());
+                Verdict::Delay(std::time::Duration::from_secs(2))
+            } else {
+                Verdict::Forward
+            }
+        })
+        .observe(
+            move |r: &sosw_test_support::proxy::RequestInfo, _: &sosw_test_support::proxy::ResponseInfo| {
+                if r.operation == "Query" {
+                    answered.lock().unwrap().push("answered".into());
+                }
+            },
+        )
+    })
+    .await;
+    aws.deploy_storage().await;
+    let source = dynamo(&aws);
+    source
+        .put(
+            "sosw_essential_config",
+            &json!({"task_config": {"max_attempts": 5}}),
+        )
+        .await
+        .unwrap();
+    source
+        .put(
+            "sosw_orchestrator_config",
+            &json!({"task_config": {"max_attempts": 4}}),
+        )
+        .await
+        .unwrap();
+    log.lock().unwrap().clear();
+    let docs = source.load_documents("sosw_orchestrator", None).await.unwrap();
+    assert_eq!(docs.essential.unwrap()["task_config"]["max_attempts"], 5);
+    assert_eq!(docs.own.unwrap()["task_config"]["max_attempts"], 4);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["sent", "sent", "answered", "answered"],
+        "both Queries in flight at once"
+    );
+}

@@ -63,6 +63,7 @@ async fn conditional_claim_wins_once(store: Arc<dyn TaskStore>) {
         set: vec![("greenfield".into(), n(5_000_000_000))],
         remove: vec![],
         increment: vec!["attempts".into()],
+        append: vec![],
     };
     let queued = || vec![Cond::Lt("greenfield".into(), n(2_000_000_000))];
     let claims = (0..12).map(|_| {
@@ -88,6 +89,7 @@ async fn conditional_claim_wins_once(store: Arc<dyn TaskStore>) {
         set: vec![("greenfield".into(), n(1000))],
         remove: vec!["attempts".into()],
         increment: vec![],
+        append: vec![],
     };
     let ours = vec![Cond::Eq(
         "greenfield".into(),
@@ -99,6 +101,58 @@ async fn conditional_claim_wins_once(store: Arc<dyn TaskStore>) {
     );
     let got = store.get(TASKS, key("a")).await.unwrap().unwrap();
     assert!(!got.contains_key("attempts"));
+}
+
+/// A report's meta event rides on the task's own conditional write: appended in order to a list
+/// attribute created by the first append; a failed condition appends nothing; a non-list
+/// attribute is refused, not overwritten.
+async fn conditional_appends_keep_order(store: Arc<dyn TaskStore>) {
+    store.batch_put(TASKS, vec![row("a", "w", 1000)]).await.unwrap();
+    let event = |action: &str| {
+        AttributeValue::M(Item::from([
+            ("task_id".to_string(), s("a")),
+            ("action".to_string(), s(action)),
+        ]))
+    };
+    let report = |action: &str| Update {
+        set: vec![("completed_at".into(), n(7))],
+        append: vec![("sosw_meta_pending".into(), vec![event(action)])],
+        ..Update::default()
+    };
+    let exists = || vec![Cond::Exists("task_id".into())];
+    for action in ["marked_as_failed", "marked_as_completed"] {
+        let out = store
+            .update(TASKS, key("a"), report(action), exists())
+            .await
+            .unwrap();
+        assert_eq!(out, Written::Done);
+    }
+    let refused = store
+        .update(
+            TASKS,
+            key("a"),
+            report("late"),
+            vec![Cond::NotExists("completed_at".into())],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(refused, Written::ConditionFailed(_)));
+    let got = store.get(TASKS, key("a")).await.unwrap().unwrap();
+    assert_eq!(
+        got["sosw_meta_pending"],
+        AttributeValue::L(vec![event("marked_as_failed"), event("marked_as_completed")])
+    );
+    let not_a_list = Update {
+        append: vec![("payload".into(), vec![event("x")])],
+        ..Update::default()
+    };
+    let err = store
+        .update(TASKS, key("a"), not_a_list, exists())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Validation, "{err:?}");
+    let got = store.get(TASKS, key("a")).await.unwrap().unwrap();
+    assert_eq!(got["payload"], s("{}"));
 }
 
 async fn transactions_are_all_or_nothing_with_reasons(store: Arc<dyn TaskStore>) {
@@ -297,6 +351,7 @@ macro_rules! contract {
 
 contract!(
     conditional_claim_wins_once,
+    conditional_appends_keep_order,
     transactions_are_all_or_nothing_with_reasons,
     the_greenfield_index_orders_limits_before_filters_and_pages,
     batch_get_and_missing_tables,

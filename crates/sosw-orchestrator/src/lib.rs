@@ -517,28 +517,28 @@ pub async fn from_env(
     custom: Option<Value>,
     clock: Arc<dyn sosw_core::Clock>,
 ) -> Result<Orchestrator, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let config: OrchestratorConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
-        .load_essential(function_name, OrchestratorConfig::defaults(), custom)
-        .await?;
+    // The clients it uses only: DynamoDB, Lambda, CloudWatch (health metrics).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let lambda = sosw_core::aws::lambda_client(sdk);
+    let config: OrchestratorConfig =
+        sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
+            .load_essential(function_name, OrchestratorConfig::defaults(), custom)
+            .await?;
     config.validate()?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
     let ecology = EcologyManager::new(
-        Arc::new(sosw_core::ecology::CloudWatchMetrics(clients.cloudwatch.clone())),
+        Arc::new(sosw_core::ecology::CloudWatchMetrics(
+            sosw_core::aws::cloudwatch_client(sdk),
+        )),
         config.task_config.ecology_config.clone(),
         clock.clone(),
     );
-    let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
-        config.task_config.clone(),
-        clock,
-    );
-    let invoker = Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone()));
+    let tasks = TaskManager::new(dynamodb, lambda.clone(), config.task_config.clone(), clock);
+    let invoker = Arc::new(sosw_core::invoker::LambdaInvoker(lambda));
     Ok(Orchestrator::new(tasks, ecology, meta, invoker, config))
 }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sosw_core::config::{MetaHandlerConfig, TaskConfig};
 use sosw_core::error::render_error;
+use sosw_core::meta::{pending_events, PENDING_ATTRIBUTE};
 use sosw_core::task::manager::{task_id_of, transaction_items_from_env, Malformed, SourceTable};
 use sosw_core::{Labourer, MetaHandler, Task, TaskManager};
 use std::collections::BTreeMap;
@@ -369,7 +370,7 @@ impl Scavenger {
                 let bad = self.malformed_rows(listing.malformed);
                 self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
                     .await;
-                let done = listing.tasks;
+                let done = self.write_pending_meta(listing.tasks).await;
                 let results = self.archive_all(&done, n).await;
                 for (t, r) in done.iter().zip(results) {
                     let archived = matches!(r, Ok(true));
@@ -395,16 +396,17 @@ impl Scavenger {
                 let bad = self.malformed_rows(listing.malformed);
                 self.quarantine_all(labourer, SourceTable::Tasks, bad, &mut stats)
                     .await;
-                let expired = listing.tasks;
-                let (retry, dead): (Vec<&Task>, Vec<&Task>) = expired
-                    .iter()
+                let (retry, dead): (Vec<Task>, Vec<Task>) = listing
+                    .tasks
+                    .into_iter()
                     .partition(|t| t.attempts < i64::from(labourer.max_attempts));
                 if !retry.is_empty() {
                     match self.tasks.max_duration(labourer).await {
                         Ok(max_duration) => {
                             let mut movable = Vec::new();
                             let mut nonsense = Vec::new();
-                            for t in retry {
+                            let retry = self.write_pending_meta(retry).await;
+                            for t in &retry {
                                 match max_duration.checked_mul(t.attempts) {
                                     Some(delay) => movable.push((t, delay)),
                                     None => nonsense.push((
@@ -445,7 +447,7 @@ impl Scavenger {
                     }
                 }
                 if !dead.is_empty() {
-                    self.close_dead(labourer, &dead, &mut stats).await;
+                    self.close_dead(labourer, dead, &mut stats).await;
                 }
             }
             Err(e) => {
@@ -527,7 +529,32 @@ impl Scavenger {
         batches.into_iter().flatten().collect()
     }
 
-    async fn close_dead(&self, labourer: &Labourer, dead: &[&Task], stats: &mut LabourerStats) {
+    /// Write the pending meta events of tasks about to move (a worker report's events, carried
+    /// on the task row: [`sosw_core::meta`]) to the meta table, in batches across tasks, and
+    /// return the tasks to move: a task whose events were all written moves without them, the
+    /// others carry them on to the row they move to (nothing is lost; `sosw task` shows them).
+    async fn write_pending_meta(&self, tasks: Vec<Task>) -> Vec<Task> {
+        let events: Vec<(String, Vec<sosw_core::task::Item>)> = tasks
+            .iter()
+            .filter_map(|t| Some((t.task_id.0.clone(), pending_events(&t.item)?)))
+            .filter(|(_, events)| !events.is_empty())
+            .collect();
+        if events.is_empty() {
+            return tasks;
+        }
+        let written = self.meta.write_pending(events).await;
+        tasks
+            .into_iter()
+            .map(|mut t| {
+                if written.contains(&t.task_id.0) {
+                    t.item.remove(PENDING_ATTRIBUTE);
+                }
+                t
+            })
+            .collect()
+    }
+
+    async fn close_dead(&self, labourer: &Labourer, dead: Vec<Task>, stats: &mut LabourerStats) {
         let ids: Vec<String> = dead.iter().map(|t| t.task_id.0.clone()).collect();
         for message in alert_messages(&ids, SNS_MESSAGE_LIMIT - 1024) {
             if let Err(e) = self.notifier.publish(DEAD_TASK_SUBJECT, message).await {
@@ -537,7 +564,7 @@ impl Scavenger {
             }
         }
         let n = self.config.max_in_flight.max(1);
-        let dead: Vec<Task> = dead.iter().map(|t| (*t).clone()).collect();
+        let dead = self.write_pending_meta(dead).await;
         let results = self.archive_all(&dead, n).await;
         for (t, r) in dead.iter().zip(results) {
             let archived = matches!(r, Ok(true));
@@ -564,25 +591,26 @@ pub async fn from_env(
     custom: Option<Value>,
     clock: Arc<dyn sosw_core::Clock>,
 ) -> Result<Scavenger, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
+    // The clients it uses only: DynamoDB, Lambda (a worker's timeout), SNS (dead-task alerts).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let config: ScavengerConfig = sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
         .load_essential(function_name, ScavengerConfig::defaults(), custom)
         .await?;
     config.task_config.validate()?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
     let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
+        dynamodb,
+        sosw_core::aws::lambda_client(sdk),
         config.task_config.clone(),
         clock,
     )
     .with_max_transaction_items(transaction_items_from_env());
     let notifier = Arc::new(SnsNotifier {
-        client: clients.sns.clone(),
+        client: sosw_core::aws::sns_client(sdk),
         topic: config.sns_config.recipient.clone(),
     });
     Ok(Scavenger::new(tasks, meta, notifier, config))

@@ -654,3 +654,137 @@ async fn start_up_refuses_timing_config_that_could_double_run_naming_the_key() {
         "longest run 900 s + cooldown 300 s < 1201 s"
     );
 }
+
+/// The meta rows of a task, by `created_at` (the table's sort key), as `action`s.
+async fn meta_actions(e: &Env, id: &str) -> Vec<String> {
+    aws_sdk_dynamodb::Client::new(e.aws.sdk_config())
+        .query()
+        .table_name("sosw_tasks_meta")
+        .key_condition_expression("task_id = :t")
+        .expression_attribute_values(":t", AttributeValue::S(id.into()))
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .map(|m| m["action"].as_s().unwrap().clone())
+        .collect()
+}
+
+/// A worker report as the Worker Assistant applies it: its meta event appended to the task.
+async fn report(e: &Env, id: &str, completed: bool) {
+    e.clock.advance(1.0);
+    let clock: Arc<dyn Clock> = Arc::new(e.clock.clone());
+    let meta = MetaHandler::log_only(clock);
+    if completed {
+        let event = meta.event(id, "marked_as_completed", &[]);
+        e.tasks
+            .mark_completed_with_event(id, None, None, Some(event))
+            .await
+            .unwrap();
+    } else {
+        let event = meta.event(id, "marked_as_failed", &[]);
+        e.tasks
+            .mark_failed_with_event(id, None, None, Some(event))
+            .await
+            .unwrap();
+    }
+    e.clock.advance(1.0);
+}
+
+#[tokio::test]
+async fn report_events_are_written_once_in_order_when_the_scavenger_moves_the_task() {
+    let e = env(json!({"worker": {"max_duration": 60, "max_attempts": 3}})).await;
+    let ids = e.queue("worker", 2).await;
+    let (done, retried) = (&ids[0], &ids[1]);
+    e.invoke("worker", 2).await;
+    report(&e, done, false).await;
+    report(&e, done, true).await;
+    report(&e, retried, false).await;
+    let scavenger = e.scavenger(Arc::new(RecordingNotifier::default()));
+    assert_eq!(scavenger.run().await.total.archived, 1);
+    let closed = e.closed(done).await.unwrap();
+    assert!(
+        !closed.item.contains_key("sosw_meta_pending"),
+        "written, so not carried on: {:?}",
+        closed.item
+    );
+    assert_eq!(
+        meta_actions(&e, done).await,
+        ["marked_as_failed", "marked_as_completed", "archived"]
+    );
+    assert!(
+        meta_actions(&e, retried).await.is_empty(),
+        "still running: its event is pending on the row"
+    );
+
+    // The failed one expires and moves to the retry table: its event is written then.
+    e.clock.advance(1201.0);
+    assert_eq!(scavenger.run().await.total.scheduled_for_retry, 1);
+    let row = e.tasks.get_retrying("worker", retried).await.unwrap().unwrap();
+    assert!(!row.item.contains_key("sosw_meta_pending"), "{:?}", row.item);
+    assert_eq!(
+        meta_actions(&e, retried).await,
+        ["marked_as_failed", "scheduled_for_retry"]
+    );
+    // Back in the queue, run again, completed, archived: every event once, in order.
+    e.clock.advance(61.0);
+    assert_eq!(scavenger.run().await.total.returned_to_queue, 1);
+    e.invoke("worker", 1).await;
+    report(&e, retried, true).await;
+    scavenger.run().await;
+    scavenger.run().await;
+    assert_eq!(
+        meta_actions(&e, retried).await,
+        [
+            "marked_as_failed",
+            "scheduled_for_retry",
+            "ready_for_retry",
+            "marked_as_completed",
+            "archived"
+        ]
+    );
+    assert_eq!(
+        meta_actions(&e, done).await,
+        ["marked_as_failed", "marked_as_completed", "archived"],
+        "later runs write nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn pending_events_that_cannot_be_written_move_with_the_task() {
+    let e = env(json!({"worker": {"max_duration": 60}})).await;
+    let id = e.queue("worker", 1).await.remove(0);
+    e.invoke("worker", 1).await;
+    report(&e, &id, true).await;
+    let clock: Arc<dyn Clock> = Arc::new(e.clock.clone());
+    let missing: MetaHandlerConfig = serde_json::from_value(
+        json!({"write_meta_to_ddb": true, "dynamo_db_config": {"table_name": "no_such_meta_table"}}),
+    )
+    .unwrap();
+    let meta = Arc::new(MetaHandler::new(
+        aws_sdk_dynamodb::Client::new(e.aws.sdk_config()),
+        &missing,
+        clock,
+    ));
+    let scavenger = Scavenger::new(
+        e.tasks.clone(),
+        meta,
+        Arc::new(RecordingNotifier::default()),
+        e.config.clone(),
+    );
+    assert_eq!(
+        scavenger.run().await.total.archived,
+        1,
+        "meta is best effort: the task moves"
+    );
+    let closed = e.closed(&id).await.unwrap();
+    let AttributeValue::L(kept) = &closed.item["sosw_meta_pending"] else {
+        panic!("the events are not kept: {:?}", closed.item)
+    };
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0].as_m().unwrap()["action"],
+        AttributeValue::S("marked_as_completed".into())
+    );
+}

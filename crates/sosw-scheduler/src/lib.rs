@@ -561,30 +561,26 @@ pub async fn from_env(
     custom: Option<Value>,
     clock: Arc<dyn Clock>,
 ) -> Result<Scheduler, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let document: Value = sosw_core::config_source::ConfigSource::from_env(sdk)?
+    // The clients it uses only: DynamoDB, S3 (queue files), Lambda (its sibling).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let lambda = sosw_core::aws::lambda_client(sdk);
+    let document: Value = sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
         .load_essential(function_name, SchedulerConfig::defaults(), custom)
         .await?;
     let config = SchedulerConfig::from_document(document)?;
     let capacity =
-        provisioned_write_capacity(&clients.dynamodb, &config.task_config.dynamo_db_config.table_name)
-            .await?;
+        provisioned_write_capacity(&dynamodb, &config.task_config.dynamo_db_config.table_name).await?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
-    let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
-        config.task_config.clone(),
-        clock,
-    );
+    let tasks = TaskManager::new(dynamodb, lambda.clone(), config.task_config.clone(), clock);
     Ok(Scheduler::new(
         tasks,
-        clients.s3.clone(),
+        sosw_core::aws::s3_client(sdk),
         meta,
-        Arc::new(sosw_core::invoker::LambdaInvoker(clients.lambda.clone())),
+        Arc::new(sosw_core::invoker::LambdaInvoker(lambda)),
         config,
         function_name,
         capacity,

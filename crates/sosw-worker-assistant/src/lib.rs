@@ -9,7 +9,10 @@
 //!
 //! `stats` and `result` may be objects or JSON strings of objects; they are stored flattened as
 //! `stat_<key>` / `result_<key>`. `mark_task_as_completed` sets `completed_at`,
-//! `mark_task_as_failed` increments `failed_attempts`. Unlike the original, a report counts only
+//! `mark_task_as_failed` increments `failed_attempts`. The report's meta event
+//! (`marked_as_completed` / `marked_as_failed`) is appended to the task's `sosw_meta_pending` in
+//! the same write, so a report costs one request; the Scavenger writes it to `sosw_tasks_meta`
+//! when it moves the task ([`sosw_core::meta`]). Unlike the original, a report counts only
 //! for the run in flight: it is applied only to a task in the invoked state (greenfield in the
 //! invoked range, not yet completed), in one conditional write. A report for a task that is queued
 //! again, already completed, archived, retrying or unknown writes nothing to the task, is recorded
@@ -208,21 +211,33 @@ impl WorkerAssistant {
     /// (`report_refused`) and returned as [`TaskError::ReportRefused`].
     pub async fn handle(&self, event: &Value) -> Result<Value, WorkerAssistantError> {
         let req = parse(event)?;
-        let (result, done) = match req.action {
-            Action::MarkCompleted => (
+        let done = match req.action {
+            Action::MarkCompleted => "marked_as_completed",
+            Action::MarkFailed => "marked_as_failed",
+        };
+        // The report's meta event rides on the task's own write, pending until the Scavenger
+        // moves the task (sosw_core::meta): a report costs one request. Only logged when meta
+        // rows are off.
+        let event = self
+            .meta
+            .writes_rows()
+            .then(|| self.meta.event(&req.task_id, done, &[]));
+        let pending = event.is_some();
+        let (stats, res) = (req.stats.as_ref(), req.result.as_ref());
+        let result = match req.action {
+            Action::MarkCompleted => {
                 self.tasks
-                    .mark_completed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
-                    .await,
-                "marked_as_completed",
-            ),
-            Action::MarkFailed => (
+                    .mark_completed_with_event(&req.task_id, stats, res, event)
+                    .await
+            }
+            Action::MarkFailed => {
                 self.tasks
-                    .mark_failed(&req.task_id, req.stats.as_ref(), req.result.as_ref())
-                    .await,
-                "marked_as_failed",
-            ),
+                    .mark_failed_with_event(&req.task_id, stats, res, event)
+                    .await
+            }
         };
         match result {
+            Ok(()) if pending => {}
             Ok(()) => self.meta.post(&req.task_id, done, &[]),
             Err(TaskError::ReportRefused {
                 task_id,
@@ -249,7 +264,9 @@ impl WorkerAssistant {
             }
             Err(e) => return Err(e.into()),
         }
-        self.meta.flush().await;
+        if !pending {
+            self.meta.flush().await;
+        }
         info!(task_id = %req.task_id, action = req.action.name(), "worker report stored");
         Ok(json!({"task_id": req.task_id, "action": req.action.name()}))
     }
@@ -261,21 +278,18 @@ pub async fn from_env(
     function_name: &str,
     clock: Arc<dyn sosw_core::Clock>,
 ) -> Result<WorkerAssistant, Box<dyn std::error::Error + Send + Sync>> {
-    let clients = sosw_core::aws::Clients::new(sdk);
-    let config: WorkerAssistantConfig = sosw_core::config_source::ConfigSource::from_env(sdk)?
-        .load_essential(function_name, json!({}), None)
-        .await?;
+    // DynamoDB is the only client a report needs (config, task, meta).
+    let dynamodb = sosw_core::aws::dynamodb_client(sdk);
+    let config: WorkerAssistantConfig =
+        sosw_core::config_source::ConfigSource::from_env_sharing(sdk, &dynamodb)?
+            .load_essential(function_name, json!({}), None)
+            .await?;
     let meta = Arc::new(MetaHandler::new(
-        clients.dynamodb.clone(),
+        dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
-    let tasks = TaskManager::new(
-        clients.dynamodb.clone(),
-        clients.lambda.clone(),
-        config.task_config()?,
-        clock,
-    );
+    let tasks = TaskManager::dynamo_only(dynamodb, config.task_config()?, clock);
     Ok(WorkerAssistant::new(tasks, meta))
 }
 

@@ -12,7 +12,10 @@ use sosw_worker_assistant::WorkerAssistant;
 use std::sync::{Arc, Mutex};
 
 async fn env() -> (LocalAws, TaskManager, WorkerAssistant) {
-    let aws = LocalAws::start().await;
+    env_on(LocalAws::start().await).await
+}
+
+async fn env_on(aws: LocalAws) -> (LocalAws, TaskManager, WorkerAssistant) {
     aws.deploy_storage().await;
     let tasks = TaskManager::new(
         aws_sdk_dynamodb::Client::new(aws.sdk_config()),
@@ -129,16 +132,54 @@ async fn sdk_worker_failure_marks_the_task_failed() {
         AttributeValue::S("database unavailable".into())
     );
     assert!(t.completed_at.is_none());
-    let meta = aws_sdk_dynamodb::Client::new(aws.sdk_config())
-        .scan()
-        .table_name("sosw_tasks_meta")
-        .send()
+    // The report's meta event is pending on the task (the Scavenger writes it when it moves the
+    // task), not yet a row of the meta table.
+    let AttributeValue::L(pending) = &t.item["sosw_meta_pending"] else {
+        panic!("no pending events: {:?}", t.item)
+    };
+    assert_eq!(pending.len(), 1);
+    let event = pending[0].as_m().unwrap();
+    assert_eq!(event["action"], AttributeValue::S("marked_as_failed".into()));
+    assert_eq!(event["task_id"], AttributeValue::S(id.clone()));
+    assert!(event.contains_key("created_at") && event.contains_key("invocation_id"));
+    assert!(meta_rows(&aws, &id).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_report_costs_one_request_its_meta_event_rides_on_the_task_write() {
+    let (aws, tasks, wa) = env_on(LocalAws::start_counted().await).await;
+    let id = invoked_task(&tasks).await;
+    aws.reset_counts();
+    wa.handle(&json!({"action": "mark_task_as_failed", "task_id": id}))
         .await
         .unwrap();
-    assert!(meta
-        .items()
+    wa.handle(&json!({"action": "mark_task_as_completed", "task_id": id, "stats": {"n": 1}}))
+        .await
+        .unwrap();
+    let counts = aws.counts();
+    assert_eq!(counts.requests, 2, "one request per report: {:?}", counts.by_op);
+    assert_eq!(
+        counts.by_op.get("dynamodb.UpdateItem"),
+        Some(&2),
+        "{:?}",
+        counts.by_op
+    );
+    let t = tasks.get_task(&id).await.unwrap().unwrap();
+    let actions: Vec<_> = t.item["sosw_meta_pending"]
+        .as_l()
+        .unwrap()
         .iter()
-        .any(|m| m["action"] == AttributeValue::S("marked_as_failed".into())));
+        .map(|e| e.as_m().unwrap()["action"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(actions, ["marked_as_failed", "marked_as_completed"], "in order");
+    // A refused report (the task is completed now) keeps its own meta write.
+    let late = wa
+        .handle(&json!({"action": "mark_task_as_completed", "task_id": id}))
+        .await;
+    assert!(late.is_err());
+    let rows = meta_rows(&aws, &id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["action"], AttributeValue::S("report_refused".into()));
 }
 
 #[tokio::test]

@@ -186,6 +186,15 @@ impl TaskManager {
         tm
     }
 
+    /// A TaskManager over DynamoDB alone, for an essential that never reads a worker's timeout
+    /// (the Worker Assistant): no Lambda client is built.
+    pub fn dynamo_only(dynamo: aws_sdk_dynamodb::Client, config: TaskConfig, clock: Arc<dyn Clock>) -> Self {
+        let mut tm = Self::with_store(Arc::new(DynamoStore::new(dynamo.clone())), config, clock);
+        tm.dynamo = Some(dynamo);
+        tm.transaction_items = transaction_items_from_env();
+        tm
+    }
+
     /// A TaskManager over any [`TaskStore`], without Lambda: [`Self::max_duration`] then needs
     /// `max_duration` in each labourer's config.
     pub fn with_store(store: Arc<dyn TaskStore>, config: TaskConfig, clock: Arc<dyn Clock>) -> Self {
@@ -809,6 +818,7 @@ impl TaskManager {
             ],
             remove: Vec::new(),
             increment: vec![self.f("attempts").to_string()],
+            append: Vec::new(),
         };
         let condition = vec![Cond::Lt(self.f("greenfield").to_string(), n(labourer.start))];
         let key = self.id_key(&task.task_id.0);
@@ -1212,9 +1222,21 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
+        self.mark_completed_with_event(task_id, stats, result, None).await
+    }
+
+    /// [`Self::mark_completed`], appending the report's meta `event` (a meta row, see
+    /// [`crate::meta`]) to the task's pending events in the same conditional write.
+    pub async fn mark_completed_with_event(
+        &self,
+        task_id: &str,
+        stats: Option<&Map<String, Value>>,
+        result: Option<&Map<String, Value>>,
+        event: Option<Item>,
+    ) -> Result<(), TaskError> {
         let mut sets = vec![(self.f("completed_at").to_string(), n(self.clock.now_secs()))];
         sets.extend(flatten_report(stats, result));
-        self.update_report(task_id, "mark_task_as_completed", sets, None)
+        self.update_report(task_id, "mark_task_as_completed", sets, None, event)
             .await
     }
 
@@ -1226,12 +1248,25 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
+        self.mark_failed_with_event(task_id, stats, result, None).await
+    }
+
+    /// [`Self::mark_failed`], appending the report's meta `event` as
+    /// [`Self::mark_completed_with_event`] does.
+    pub async fn mark_failed_with_event(
+        &self,
+        task_id: &str,
+        stats: Option<&Map<String, Value>>,
+        result: Option<&Map<String, Value>>,
+        event: Option<Item>,
+    ) -> Result<(), TaskError> {
         let sets = flatten_report(stats, result);
         self.update_report(
             task_id,
             "mark_task_as_failed",
             sets,
             Some(self.f("failed_attempts").to_string()),
+            event,
         )
         .await
     }
@@ -1242,6 +1277,7 @@ impl TaskManager {
         action: &'static str,
         set: Vec<(String, AttributeValue)>,
         increment: Option<String>,
+        event: Option<Item>,
     ) -> Result<(), TaskError> {
         let table = self.tasks_table();
         // Invoked: greenfield beyond now (a queued task holds a queue position, far below).
@@ -1256,6 +1292,15 @@ impl TaskManager {
             set,
             remove: Vec::new(),
             increment: increment.into_iter().collect(),
+            append: event
+                .map(|e| {
+                    (
+                        crate::meta::PENDING_ATTRIBUTE.to_string(),
+                        vec![AttributeValue::M(e)],
+                    )
+                })
+                .into_iter()
+                .collect(),
         };
         match self
             .store

@@ -90,6 +90,12 @@ impl Expr {
             let one = self.value(&AttributeValue::N("1".into()));
             sets.push(format!("{n} = if_not_exists({n}, {zero}) + {one}"));
         }
+        for (a, values) in &update.append {
+            let n = self.name(a);
+            let empty = self.value(&AttributeValue::L(Vec::new()));
+            let tail = self.value(&AttributeValue::L(values.clone()));
+            sets.push(format!("{n} = list_append(if_not_exists({n}, {empty}), {tail})"));
+        }
         let mut out = String::new();
         if !sets.is_empty() {
             out = format!("SET {}", sets.join(", "));
@@ -542,8 +548,17 @@ mod tests {
             set: vec![("greenfield".into(), AttributeValue::N("9".into()))],
             remove: vec!["x".into()],
             increment: vec!["attempts".into()],
+            append: vec![("sosw_meta_pending".into(), vec![AttributeValue::S("e".into())])],
         });
-        assert_eq!(u, "SET #n0 = :v1, #n2 = if_not_exists(#n2, :v2) + :v3 REMOVE #n3");
+        assert_eq!(
+            u,
+            "SET #n0 = :v1, #n2 = if_not_exists(#n2, :v2) + :v3, \
+             #n3 = list_append(if_not_exists(#n3, :v4), :v5) REMOVE #n4"
+        );
+        assert_eq!(
+            e.values[":v5"],
+            AttributeValue::L(vec![AttributeValue::S("e".into())])
+        );
         assert_eq!(e.names().unwrap()["#n2"], "attempts");
     }
 }

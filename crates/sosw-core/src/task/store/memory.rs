@@ -149,6 +149,25 @@ fn in_range(value: &AttributeValue, range: &Range) -> bool {
     }
 }
 
+/// `list_append(if_not_exists(a, []), values)`: DynamoDB refuses a non-list operand.
+fn append(
+    value: Option<AttributeValue>,
+    values: Vec<AttributeValue>,
+    attr: &str,
+) -> Result<AttributeValue, StoreError> {
+    match value {
+        None => Ok(AttributeValue::L(values)),
+        Some(AttributeValue::L(mut list)) => {
+            list.extend(values);
+            Ok(AttributeValue::L(list))
+        }
+        Some(_) => Err(refused(
+            FailureKind::Validation,
+            format!("cannot append to `{attr}`: not a list"),
+        )),
+    }
+}
+
 fn increment(value: Option<&AttributeValue>, attr: &str) -> Result<AttributeValue, StoreError> {
     let bad = || {
         refused(
@@ -247,6 +266,10 @@ impl TaskStore for MemoryStore {
         for a in &update.increment {
             let next = increment(row.get(a), a)?;
             row.insert(a.clone(), next);
+        }
+        for (a, values) in update.append {
+            let next = append(row.remove(&a), values, &a)?;
+            row.insert(a, next);
         }
         for a in &update.remove {
             row.remove(a);

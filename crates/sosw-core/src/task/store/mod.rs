@@ -130,7 +130,8 @@ pub struct Page {
 }
 
 /// An update of one item: `SET` values, `REMOVE` attributes, `+1` counters
-/// (`if_not_exists(x, 0) + 1`).
+/// (`if_not_exists(x, 0) + 1`), values appended to list attributes
+/// (`list_append(if_not_exists(x, []), [...])`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Update {
     /// Attributes set to values.
@@ -139,6 +140,8 @@ pub struct Update {
     pub remove: Vec<String>,
     /// Attributes incremented by one (from 0 when absent).
     pub increment: Vec<String>,
+    /// Values appended, in order, to list (`L`) attributes (created when absent).
+    pub append: Vec<(String, Vec<AttributeValue>)>,
 }
 
 /// One write of a transaction.
