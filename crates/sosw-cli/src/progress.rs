@@ -1,9 +1,9 @@
 //! Progress of a long command (`sosw submit --wait`) on stderr: an indicatif bar redrawn in place
 //! on a terminal; elsewhere (a pipe, a CI log) one plain line each time the count changes, with no
-//! escape codes.
+//! escape codes. Also compiled into `sosw-demo` (`#[path]`), so it stands alone.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 
 /// A progress report towards `total`.
 pub enum Progress {
@@ -23,7 +23,7 @@ pub enum Progress {
 impl Progress {
     /// A bar when stderr is a terminal, plain lines otherwise.
     pub fn on_stderr(total: u64) -> Self {
-        if crate::output::stderr_is_terminal() {
+        if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("[{bar:30}] {pos:>6}/{len:<6} {percent:>3}%  {msg}  {elapsed}")

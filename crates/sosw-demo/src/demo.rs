@@ -260,6 +260,8 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     let total = args.tasks as u64;
     let deadline = Instant::now() + Duration::from_secs(args.deadline);
     let mut round = 0;
+    // A bar on a terminal; plain lines when stderr is piped (crate::progress decides).
+    let mut progress = (!args.plain).then(|| crate::progress::Progress::on_stderr(total));
     let result = loop {
         round += 1;
         invoke(
@@ -279,24 +281,23 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
             "queued {:>4}  running {:>3}  expired {:>3}  completed {:>3}  retrying {:>3}  archived {:>4}  dead {:>3}",
             t.queued, t.running, t.expired, t.completed, t.retrying, t.archived, t.dead
         );
-        if args.plain {
-            eprintln!("round {round:>3}: {line}");
-        } else {
-            crate::progress::draw(t.archived + t.dead, total, &line);
+        match &mut progress {
+            None => eprintln!("round {round:>3}: {line}"),
+            Some(p) => p.set(t.archived + t.dead, &line),
         }
         if t.archived + t.dead >= total && t.in_flight() == 0 {
             break t;
         }
         if Instant::now() > deadline {
-            if !args.plain {
-                eprintln!();
+            if let Some(p) = &mut progress {
+                p.finish();
             }
             bail!("gave up after {} s with tasks in flight: {t:?}", args.deadline);
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
     };
-    if !args.plain {
-        eprintln!();
+    if let Some(p) = &mut progress {
+        p.finish();
     }
     drop(emulator);
     eprintln!("==> done in {:.0} s", t0.elapsed().as_secs_f64());
