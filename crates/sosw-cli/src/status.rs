@@ -1,7 +1,9 @@
 //! `sosw status`: per labourer, where its tasks are and what the orchestrator would do now; a
 //! warning for a labourer whose function lets Lambda retry failed asynchronous invocations
 //! (sosw retries tasks itself, so Lambda's retries run a task twice); and how many failed
-//! Scheduler jobs wait in its on-failure queue.
+//! Scheduler jobs wait in its on-failure queue. Exit 3 ([`Exit::Problems`]) when there is a
+//! warning or a failed job waiting. `--watch` repeats it until Ctrl-C: redrawn in place on a
+//! terminal, a line (or, with `--json`, a JSON object) per round otherwise.
 
 use crate::ctx::{hint, Ctx};
 use crate::exit::Exit;
