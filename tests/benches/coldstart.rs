@@ -25,7 +25,7 @@ fn essentials() -> Vec<(&'static str, &'static str, String)> {
         (
             "sosw-worker-assistant",
             "sosw_worker_assistant",
-            // An unknown task: the same reads as a report, answered `UnknownTask`.
+            // An unknown task: the same reads as a report, answered `ReportRefused`.
             json!({"action": "mark_task_as_completed", "task_id": "coldstart-unknown"}).to_string(),
         ),
         (

@@ -1,14 +1,10 @@
 //! `sosw check`: a read-only fsck of an installation. The logic is [`sosw_core::check`]; this
-//! module loads the config, prints the report (a table, or `--json`) and picks the exit code:
-//!
-//! | exit code | meaning |
-//! |---|---|
-//! | 0 | clean: nothing wrong found |
-//! | 1 | the check could not run (AWS error, unreadable config, ...), message on stderr |
-//! | 2 | usage error (bad arguments) |
-//! | 3 | the check ran and found problems (listed on stdout) |
+//! module loads the config, prints the report (a table, or `--json`) and picks the exit code
+//! ([`Exit`]): 0 clean, 1 the check could not run (message on stderr), 2 usage, 3 problems found
+//! (listed on stdout).
 
 use crate::ctx::{hint, Ctx};
+use crate::exit::Exit;
 use anyhow::{anyhow, Context as _};
 use clap::Args;
 use serde_json::Value;
@@ -16,15 +12,9 @@ use sosw_core::check::{self, CheckOptions, CheckReport, QueueFiles};
 use sosw_core::config_source::ConfigSource;
 use std::path::PathBuf;
 
-/// Exit code of `sosw check` when it found problems.
-pub const EXIT_PROBLEMS: u8 = 3;
-
 /// Arguments of `sosw check`.
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Print the report as JSON (field names are stable, see docs/operations.md).
-    #[arg(long)]
-    json: bool,
     /// A config document layered over the ones in AWS.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -72,8 +62,8 @@ fn string_key(document: &Value, key: &str, what: &str) -> anyhow::Result<Option<
     }
 }
 
-/// Run `sosw check`; `Ok(true)` when clean.
-pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
+/// Run `sosw check`: [`Exit::Ok`] when clean, [`Exit::Problems`] otherwise.
+pub async fn run(args: &CheckArgs, json: bool) -> anyhow::Result<Exit> {
     let custom = crate::ctx::custom_layer(&args.config)?;
     let ctx = Ctx::load("sosw_orchestrator", custom.clone()).await?;
     let failed_jobs_queue = match &args.failed_jobs_queue {
@@ -121,47 +111,47 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     let report = check::check_with_sqs(&ctx.tasks, &options, Some(&sqs))
         .await
         .map_err(|e| hint(anyhow!(e)))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if json {
+        crate::output::print_json(&report)?;
     } else {
         print!("{}", table(&report));
     }
-    Ok(report.is_clean())
+    Ok(Exit::problems_if(!report.is_clean()))
 }
 
 /// Render the report for people.
 pub fn table(report: &CheckReport) -> String {
-    let mut s = format!(
-        "{:<28} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>8} {:>11}\n",
-        "LABOURER",
-        "QUEUED",
-        "RUNNING",
-        "EXPIRED",
-        "RETRYING",
-        "COMPLETED",
-        "ARCHIVED",
-        "DEAD",
-        "QUARANTINED"
+    let mut s = crate::output::table(
+        &[
+            "LABOURER",
+            "QUEUED",
+            "RUNNING",
+            "EXPIRED",
+            "RETRYING",
+            "COMPLETED",
+            "ARCHIVED",
+            "DEAD",
+            "QUARANTINED",
+        ],
+        report.labourers.iter().map(|l| {
+            let name = if l.configured {
+                l.labourer_id.clone()
+            } else {
+                format!("{} (not configured)", l.labourer_id)
+            };
+            [
+                name,
+                l.queued.to_string(),
+                l.running.to_string(),
+                l.expired.to_string(),
+                l.retrying.to_string(),
+                l.completed_not_archived.to_string(),
+                l.archived_completed.to_string(),
+                l.archived_dead.to_string(),
+                l.quarantined.to_string(),
+            ]
+        }),
     );
-    for l in &report.labourers {
-        let name = if l.configured {
-            l.labourer_id.clone()
-        } else {
-            format!("{} (not configured)", l.labourer_id)
-        };
-        s.push_str(&format!(
-            "{:<28} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>8} {:>11}\n",
-            name,
-            l.queued,
-            l.running,
-            l.expired,
-            l.retrying,
-            l.completed_not_archived,
-            l.archived_completed,
-            l.archived_dead,
-            l.quarantined
-        ));
-    }
     if let Some(n) = report.queue_files {
         s.push_str(&format!("queue files in the Scheduler's bucket: {n}\n"));
     }
@@ -186,24 +176,24 @@ pub fn table(report: &CheckReport) -> String {
         return s;
     }
     s.push_str(&format!("\n{} problem(s):\n", report.findings.len()));
-    for f in &report.findings {
-        let what = f
-            .task_id
-            .as_ref()
-            .map(|t| format!("task {t}"))
-            .or_else(|| f.key.as_ref().map(|k| format!("key {k}")))
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "{:<32} {}{}{}: {}\n",
-            serde_json::to_value(f.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            f.location,
-            if what.is_empty() { "" } else { " " },
-            what,
-            f.detail
-        ));
-    }
+    s.push_str(&crate::output::text_table(
+        &["PROBLEM", "WHERE", "DETAIL"],
+        report.findings.iter().map(|f| {
+            let what = f
+                .task_id
+                .as_ref()
+                .map(|t| format!(" task {t}"))
+                .or_else(|| f.key.as_ref().map(|k| format!(" key {k}")))
+                .unwrap_or_default();
+            [
+                serde_json::to_value(f.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                format!("{}{what}", f.location),
+                f.detail.clone(),
+            ]
+        }),
+    ));
     s
 }

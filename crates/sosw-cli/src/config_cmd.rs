@@ -12,6 +12,7 @@
 use crate::ctx::hint;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sosw_core::config_source::ConfigSource;
 use std::collections::BTreeMap;
@@ -27,12 +28,16 @@ pub struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print a stored config document (pretty JSON).
+    /// Print a stored config document (pretty JSON, with or without --json).
+    #[command(after_help = "Example:\n  sosw config get sosw_scheduler_config > sosw_scheduler_config.json")]
     Get {
         /// Document name, e.g. `sosw_essential_config` or `sosw_scheduler_config`.
         name: String,
     },
     /// Store a config document from a file (`-`: standard input); other attributes of its row are kept.
+    #[command(
+        after_help = "Examples:\n  sosw config put sosw_scheduler_config sosw_scheduler_config.json\n  jq '.rows_to_process = 500' s.json | sosw config put sosw_scheduler_config -"
+    )]
     Put {
         /// Document name.
         name: String,
@@ -40,6 +45,9 @@ enum ConfigCommand {
         file: PathBuf,
     },
     /// Show what the stored documents (or proposed ones) change in an essential's effective config.
+    #[command(
+        after_help = "Examples:\n  sosw config diff sosw_orchestrator\n  sosw config diff scheduler --with sosw_scheduler_config=new.json --json\n  sosw config diff sosw_scheduler --function-name qa_sosw_scheduler --full"
+    )]
     Diff {
         /// The essential whose effective config is assembled.
         essential: EssentialName,
@@ -173,6 +181,66 @@ pub fn changes(old: &Value, new: &Value) -> Vec<Change> {
     out
 }
 
+/// One change as `sosw config diff --json` prints it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct JsonChange {
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    /// The dotted path of the key (`task_config.max_attempts`).
+    pub path: String,
+    /// The value before (absent for `added`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    /// The value after (absent for `removed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+}
+
+impl From<&Change> for JsonChange {
+    fn from(c: &Change) -> Self {
+        match c {
+            Change::Added(p, v) => Self {
+                change: "added",
+                path: p.clone(),
+                old: None,
+                new: Some(v.clone()),
+            },
+            Change::Removed(p, v) => Self {
+                change: "removed",
+                path: p.clone(),
+                old: Some(v.clone()),
+                new: None,
+            },
+            Change::Changed(p, a, b) => Self {
+                change: "changed",
+                path: p.clone(),
+                old: Some(a.clone()),
+                new: Some(b.clone()),
+            },
+        }
+    }
+}
+
+/// What `sosw config diff --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Diff {
+    /// The function whose effective config is compared (`sosw_scheduler`, `qa_sosw_scheduler`...).
+    pub function: String,
+    /// What is compared with what, in words (the text output's header).
+    pub compared: String,
+    /// The changes, by path in key order.
+    pub changes: Vec<JsonChange>,
+}
+
+/// What `sosw config put --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Stored {
+    /// The document name.
+    pub name: String,
+    /// Where it was stored.
+    pub stored_in: String,
+}
+
 /// Render changes one per line: `+ path: value`, `- path: value`, `~ path: old -> new`.
 pub fn render(changes: &[Change]) -> String {
     let mut s = String::new();
@@ -203,7 +271,7 @@ async fn effective(source: &ConfigSource, essential: EssentialName, function: &s
 }
 
 /// Run `sosw config`.
-pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
+pub async fn run(args: &ConfigArgs, json: bool) -> anyhow::Result<()> {
     match &args.command {
         ConfigCommand::Get { name } => {
             let source = source().await?;
@@ -219,7 +287,14 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             let doc = read_document(file)?;
             let source = source().await?;
             source.put(name, &doc).await.map_err(|e| hint(anyhow!(e)))?;
-            eprintln!("stored `{name}` in {}", source.describe());
+            if json {
+                crate::output::print_json(&Stored {
+                    name: name.clone(),
+                    stored_in: source.describe(),
+                })?;
+            } else {
+                eprintln!("stored `{name}` in {}", source.describe());
+            }
         }
         ConfigCommand::Diff {
             essential,
@@ -242,13 +317,13 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                     effective(&ConfigSource::None, *essential, function).await?,
                     effective(&stored, *essential, function).await?,
                     format!(
-                        "# {function}: built-in defaults -> effective config from {}",
+                        "{function}: built-in defaults -> effective config from {}",
                         stored.describe()
                     ),
                 )
             } else {
                 let names: Vec<&String> = proposed.keys().collect();
-                let header = format!("# {function}: effective config now -> with the proposed {names:?}");
+                let header = format!("{function}: effective config now -> with the proposed {names:?}");
                 let overlay = ConfigSource::Overlay {
                     base: Box::new(stored.clone()),
                     documents: proposed,
@@ -261,9 +336,15 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             };
             if *full {
                 println!("{}", serde_json::to_string_pretty(&after)?);
+            } else if json {
+                crate::output::print_json(&Diff {
+                    function: function.to_string(),
+                    compared: header,
+                    changes: changes(&before, &after).iter().map(JsonChange::from).collect(),
+                })?;
             } else {
                 let diff = changes(&before, &after);
-                println!("{header}");
+                println!("# {header}");
                 if diff.is_empty() {
                     println!("(no changes)");
                 } else {

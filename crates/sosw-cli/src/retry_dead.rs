@@ -2,7 +2,9 @@
 //! with their attempts reset.
 
 use crate::ctx::{hint, Ctx};
+use crate::exit::Exit;
 use clap::Args;
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// Arguments of `sosw retry-dead`.
@@ -56,14 +58,33 @@ pub async fn revive(ctx: &Ctx, labourer: &str, since: i64) -> anyhow::Result<usi
     Ok(revived)
 }
 
+/// What `sosw retry-dead --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Revived {
+    /// The labourer.
+    pub labourer_id: String,
+    /// `--since` as epoch seconds (0 without it).
+    pub since: i64,
+    /// Dead tasks put back at the front of the queue.
+    pub revived: usize,
+}
+
 /// Run `sosw retry-dead`.
-pub async fn run(args: &RetryDeadArgs) -> anyhow::Result<()> {
+pub async fn run(args: &RetryDeadArgs, json: bool) -> anyhow::Result<Exit> {
     let ctx = Ctx::load("sosw_scavenger", crate::ctx::custom_layer(&args.config)?).await?;
     let since = args.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
-    let n = revive(&ctx, &args.labourer, since).await?;
-    println!(
-        "{n} dead task(s) of `{}` put back at the front of the queue",
-        args.labourer
-    );
-    Ok(())
+    let revived = revive(&ctx, &args.labourer, since).await?;
+    if json {
+        crate::output::print_json(&Revived {
+            labourer_id: args.labourer.clone(),
+            since,
+            revived,
+        })?;
+    } else {
+        println!(
+            "{revived} dead task(s) of `{}` put back at the front of the queue",
+            args.labourer
+        );
+    }
+    Ok(Exit::Ok)
 }

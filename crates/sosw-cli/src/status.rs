@@ -1,23 +1,24 @@
 //! `sosw status`: per labourer, where its tasks are and what the orchestrator would do now; a
 //! warning for a labourer whose function lets Lambda retry failed asynchronous invocations
 //! (sosw retries tasks itself, so Lambda's retries run a task twice); and how many failed
-//! Scheduler jobs wait in its on-failure queue.
+//! Scheduler jobs wait in its on-failure queue. Exit 3 ([`Exit::Problems`]) when there is a
+//! warning or a failed job waiting. `--watch` repeats it until Ctrl-C: redrawn in place on a
+//! terminal, a line (or, with `--json`, a JSON object) per round otherwise.
 
 use crate::ctx::{hint, Ctx};
+use crate::exit::Exit;
 use clap::Args;
 use serde::Serialize;
 use sosw_core::ecology::{default_invocation_coefficients, desired_invocations, CloudWatchMetrics};
 use sosw_core::{EcologyManager, SystemClock};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Arguments of `sosw status`.
 #[derive(Args)]
 pub struct StatusArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// A config document layered over the ones in AWS.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -25,6 +26,16 @@ pub struct StatusArgs {
     /// config (e.g. in sosw_essential_config). Its waiting messages are failed jobs.
     #[arg(long, value_name = "NAME|URL")]
     failed_jobs_queue: Option<String>,
+    /// Run again every --interval seconds until Ctrl-C: on a terminal the table is redrawn in
+    /// place; otherwise one line per round (with --json: one JSON object per line).
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between two rounds of --watch.
+    #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "watch")]
+    interval: u64,
+    /// Stop --watch after this many rounds (for tests and scripts).
+    #[arg(long, hide = true, value_name = "N", requires = "watch")]
+    rounds: Option<u64>,
 }
 
 /// Lambda's asynchronous retries of a labourer's function.
@@ -221,27 +232,43 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
     Ok(out)
 }
 
+impl Status {
+    /// Problems an operator must look at: warnings, or failed Scheduler jobs waiting
+    /// (`sosw status` then exits 3).
+    pub fn has_problems(&self) -> bool {
+        !self.warnings.is_empty() || self.failed_jobs.as_ref().is_some_and(|f| f.waiting > 0)
+    }
+}
+
 /// Render a table for people.
 pub fn table(status: &Status) -> String {
     let rows = &status.labourers;
-    let mut s = format!(
-        "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>12}\n",
-        "LABOURER", "HEALTH", "QUEUED", "RUNNING", "EXPIRED", "COMPLETED", "RETRYING", "DEAD", "WOULD INVOKE"
+    let mut s = crate::output::table(
+        &[
+            "LABOURER",
+            "HEALTH",
+            "QUEUED",
+            "RUNNING",
+            "EXPIRED",
+            "COMPLETED",
+            "RETRYING",
+            "DEAD",
+            "WOULD INVOKE",
+        ],
+        rows.iter().map(|r| {
+            [
+                r.labourer_id.clone(),
+                r.health.to_string(),
+                r.queued.to_string(),
+                r.running.to_string(),
+                r.expired.to_string(),
+                r.completed_not_archived.to_string(),
+                r.retrying.to_string(),
+                r.dead.to_string(),
+                r.would_invoke.to_string(),
+            ]
+        }),
     );
-    for r in rows {
-        s.push_str(&format!(
-            "{:<28} {:>6} {:>8} {:>8} {:>8} {:>10} {:>9} {:>8} {:>12}\n",
-            r.labourer_id,
-            r.health,
-            r.queued,
-            r.running,
-            r.expired,
-            r.completed_not_archived,
-            r.retrying,
-            r.dead,
-            r.would_invoke
-        ));
-    }
     if rows.is_empty() {
         s.push_str(
             "(no labourers configured: add them to `task_config.labourers` in sosw_essential_config)\n",
@@ -259,11 +286,36 @@ pub fn table(status: &Status) -> String {
     s
 }
 
-/// Run `sosw status`.
-pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::load("sosw_orchestrator", crate::ctx::custom_layer(&args.config)?).await?;
-    let labourers = collect(&ctx).await?;
-    let queue = match &args.failed_jobs_queue {
+/// One line for a round of `sosw status --watch` when stdout is not a terminal.
+pub fn line(at: &str, status: &Status) -> String {
+    let mut parts: Vec<String> = status
+        .labourers
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: health {} queued {} running {} expired {} completed {} retrying {} dead {} would_invoke {}",
+                r.labourer_id,
+                r.health,
+                r.queued,
+                r.running,
+                r.expired,
+                r.completed_not_archived,
+                r.retrying,
+                r.dead,
+                r.would_invoke
+            )
+        })
+        .collect();
+    if let Some(f) = &status.failed_jobs {
+        parts.push(format!("failed jobs waiting {}", f.waiting));
+    }
+    parts.push(format!("warnings {}", status.warnings.len()));
+    format!("{at} {}", parts.join("; "))
+}
+
+/// Where `failed_jobs_queue` comes from: the flag, else the config.
+fn failed_jobs_queue(args: &StatusArgs, ctx: &Ctx) -> anyhow::Result<Option<String>> {
+    Ok(match &args.failed_jobs_queue {
         Some(q) => Some(q.clone()),
         None => match &ctx.document["failed_jobs_queue"] {
             serde_json::Value::Null => None,
@@ -272,16 +324,14 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
                 "config key `failed_jobs_queue` must be an SQS queue name or URL (a string), not {other}"
             ),
         },
-    };
+    })
+}
+
+/// One round: everything `sosw status` reports now.
+async fn gather(ctx: &Ctx, queue: Option<&str>, sqs: &aws_sdk_sqs::Client) -> anyhow::Result<Status> {
+    let labourers = collect(ctx).await?;
     let failed_jobs = match queue {
-        Some(q) => {
-            let sdk = sosw_core::aws::load_sdk_config().await;
-            Some(
-                failed_jobs(&aws_sdk_sqs::Client::new(&sdk), &q)
-                    .await
-                    .map_err(hint)?,
-            )
-        }
+        Some(q) => Some(failed_jobs(sqs, q).await.map_err(hint)?),
         None => None,
     };
     let warnings = labourers
@@ -295,15 +345,68 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<()> {
             retry_warning(&l.labourer_id, &function, &l.async_retries)
         })
         .collect();
-    let status = Status {
+    Ok(Status {
         labourers,
         failed_jobs,
         warnings,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", table(&status));
+    })
+}
+
+/// Run `sosw status`: exit 3 when the (last) round found problems.
+pub async fn run(args: &StatusArgs, json: bool) -> anyhow::Result<Exit> {
+    let ctx = Ctx::load("sosw_orchestrator", crate::ctx::custom_layer(&args.config)?).await?;
+    let queue = failed_jobs_queue(args, &ctx)?;
+    let sqs = aws_sdk_sqs::Client::new(&sosw_core::aws::load_sdk_config().await);
+    if !args.watch {
+        let status = gather(&ctx, queue.as_deref(), &sqs).await?;
+        if json {
+            crate::output::print_json(&status)?;
+        } else {
+            print!("{}", table(&status));
+        }
+        return Ok(Exit::problems_if(status.has_problems()));
     }
-    Ok(())
+    let redraw = !json && crate::output::stdout_is_terminal();
+    let mut round = 0u64;
+    // Listen for Ctrl-C from the start (a task, so the handler is installed before the first round).
+    let (stop, mut interrupted) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = stop.send(tokio::signal::ctrl_c().await);
+    });
+    loop {
+        round += 1;
+        let status = gather(&ctx, queue.as_deref(), &sqs).await?;
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut out = std::io::stdout().lock();
+        if json {
+            let mut value = serde_json::to_value(&status)?;
+            value["at"] = serde_json::Value::String(at);
+            writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        } else if redraw {
+            // Home and clear, then the table: redrawn in place.
+            write!(
+                out,
+                "\x1b[H\x1b[2J{at}  every {} s, Ctrl-C to stop\n\n{}",
+                args.interval,
+                table(&status)
+            )?;
+        } else {
+            writeln!(out, "{}", line(&at, &status))?;
+        }
+        out.flush()?;
+        drop(out);
+        let exit = Exit::problems_if(status.has_problems());
+        if args.rounds.is_some_and(|n| round >= n) {
+            return Ok(exit);
+        }
+        tokio::select! {
+            stopped = &mut interrupted => {
+                if let Ok(Err(e)) = stopped {
+                    anyhow::bail!("listening for Ctrl-C: {e}");
+                }
+                return Ok(exit);
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(args.interval)) => {}
+        }
+    }
 }

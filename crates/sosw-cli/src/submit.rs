@@ -2,10 +2,12 @@
 //! tasks until they are all archived (completed or dead).
 
 use crate::ctx::{hint, Ctx};
+use crate::exit::Exit;
 use anyhow::Context as _;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
+use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,8 +39,25 @@ pub async fn archived(ctx: &Ctx, labourer: &str) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
-/// Run `sosw submit`.
-pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
+/// What `sosw submit --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    /// The scheduler function invoked.
+    pub function: String,
+    /// The job's labourer.
+    pub labourer_id: String,
+    /// Tasks the job becomes.
+    pub tasks: u64,
+    /// With --wait: tasks archived as completed since the submission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+    /// With --wait: tasks archived as dead since the submission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead: Option<u64>,
+}
+
+/// Run `sosw submit`: with --wait, exit 3 when some of the job's tasks died.
+pub async fn run(args: &SubmitArgs, json: bool) -> anyhow::Result<Exit> {
     let custom = crate::ctx::custom_layer(&args.config)?;
     let ctx = Ctx::load("sosw_scheduler", custom.clone()).await?;
     let text =
@@ -79,22 +98,39 @@ pub async fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         "submitted to `{}`: {tasks} task(s) for labourer `{labourer}`",
         args.function
     );
-    if !args.wait {
-        return Ok(());
-    }
     let total = tasks as u64;
+    let mut submitted = Submitted {
+        function: args.function.clone(),
+        labourer_id: labourer.clone(),
+        tasks: total,
+        completed: None,
+        dead: None,
+    };
+    if !args.wait {
+        if json {
+            crate::output::print_json(&submitted)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    let mut progress = crate::progress::Progress::on_stderr(total);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     loop {
         let (done, dead) = archived(&ctx, &labourer).await?;
-        let (done, dead) = (done - before.0, dead - before.1);
-        crate::progress::draw(done + dead, total, &format!("completed {done}  dead {dead}"));
+        let (done, dead) = (done.saturating_sub(before.0), dead.saturating_sub(before.1));
+        progress.set(done + dead, &format!("completed {done}  dead {dead}"));
         if done + dead >= total {
-            eprintln!();
-            println!("{done} completed, {dead} dead, of {total} scheduled");
-            return Ok(());
+            progress.finish();
+            if json {
+                submitted.completed = Some(done);
+                submitted.dead = Some(dead);
+                crate::output::print_json(&submitted)?;
+            } else {
+                println!("{done} completed, {dead} dead, of {total} scheduled");
+            }
+            return Ok(Exit::problems_if(dead > 0));
         }
         if Instant::now() > deadline {
-            eprintln!();
+            progress.finish();
             anyhow::bail!(
                 "gave up after {} s: {} of {total} tasks archived",
                 args.timeout,

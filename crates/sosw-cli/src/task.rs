@@ -1,6 +1,7 @@
 //! `sosw task TASK_ID`: where a task is (queue, retry, closed), its attributes and its history.
 
 use crate::ctx::{hint, Ctx};
+use crate::exit::Exit;
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Args;
 use serde_json::{json, Value};
@@ -90,8 +91,56 @@ pub async fn history(ctx: &Ctx, task_id: &str) -> Vec<Value> {
     }
 }
 
+/// A JSON value for a table cell: strings bare, anything else as compact JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The text `sosw task` prints for people: where the task is, its attributes, its history.
+pub fn text(task: &Value) -> String {
+    let mut s = format!(
+        "task   {}\ntable  {}\nstate  {}\n\n",
+        cell(&task["task_id"]),
+        cell(&task["table"]),
+        cell(&task["state"])
+    );
+    let empty = serde_json::Map::new();
+    let attributes = task["attributes"].as_object().unwrap_or(&empty);
+    s.push_str(&crate::output::text_table(
+        &["ATTRIBUTE", "VALUE"],
+        attributes.iter().map(|(k, v)| [k.clone(), cell(v)]),
+    ));
+    let history = task["history"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if history.is_empty() {
+        s.push_str("\nno history in the meta table\n");
+    } else {
+        s.push('\n');
+        s.push_str(&crate::output::text_table(
+            &["CREATED_AT", "ACTION", "DETAILS"],
+            history.iter().map(|row| {
+                let details: serde_json::Map<String, Value> = row
+                    .as_object()
+                    .unwrap_or(&empty)
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "task_id" | "created_at" | "action"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                [
+                    cell(&row["created_at"]),
+                    cell(&row["action"]),
+                    Value::Object(details).to_string(),
+                ]
+            }),
+        ));
+    }
+    s
+}
+
 /// Run `sosw task`.
-pub async fn run(args: &TaskArgs) -> anyhow::Result<()> {
+pub async fn run(args: &TaskArgs, json: bool) -> anyhow::Result<Exit> {
     let ctx = Ctx::load("sosw_orchestrator", crate::ctx::custom_layer(&args.config)?).await?;
     let Some((table, state, attributes)) = locate(&ctx, &args.task_id).await? else {
         anyhow::bail!(
@@ -106,6 +155,10 @@ pub async fn run(args: &TaskArgs) -> anyhow::Result<()> {
     );
     let out = json!({"task_id": args.task_id, "table": table, "state": state, "attributes": attributes,
                      "history": history});
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    if json {
+        crate::output::print_json(&out)?;
+    } else {
+        print!("{}", text(&out));
+    }
+    Ok(Exit::Ok)
 }

@@ -24,6 +24,18 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
+/// Stdout of a run that ended with exit code `code` (3: it found problems).
+fn stdout_exit(o: &Output, code: i32) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stderr: {}\nstdout: {}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     assert!(
         !o.status.success(),
@@ -69,7 +81,9 @@ async fn status_counts_tasks_per_state_and_what_would_be_invoked() {
     for t in tm.next_tasks(&l, 3).await.unwrap() {
         tm.claim(&l, &t).await.unwrap();
     }
-    let out = stdout(&sosw(&aws, &["status", "--json"]));
+    // The labourer's function does not exist here, so its async retries cannot be read: a
+    // warning, and exit 3 (problems found).
+    let out = stdout_exit(&sosw(&aws, &["status", "--json"]), 3);
     let status: Value = serde_json::from_str(&out).unwrap();
     let rows = &status["labourers"];
     assert_eq!(rows[0]["labourer_id"], "worker");
@@ -77,9 +91,10 @@ async fn status_counts_tasks_per_state_and_what_would_be_invoked() {
     assert_eq!(rows[0]["running"], 3);
     assert_eq!(rows[0]["health"], 4);
     assert_eq!(rows[0]["would_invoke"], 1, "max 4 at health 4, 3 running");
-    let table = stdout(&sosw(&aws, &["status"]));
+    let table = stdout_exit(&sosw(&aws, &["status"]), 3);
     assert!(table.starts_with("LABOURER"), "{table}");
     assert!(table.contains("worker"));
+    assert!(table.contains("warning: labourer `worker`"), "{table}");
 }
 
 #[tokio::test]
@@ -100,7 +115,7 @@ async fn task_shows_where_a_task_is_and_its_history() {
     let (aws, tm, _) = deployed().await;
     let item = tm.create_task("worker", task(1), true).await.unwrap();
     let id = item["task_id"].as_s().unwrap().clone();
-    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id, "--json"]))).unwrap();
     assert_eq!(out["table"], "sosw_tasks");
     assert_eq!(out["state"], "queued");
     assert_eq!(out["attributes"]["payload"], json!({"i": 1}));
@@ -121,14 +136,14 @@ async fn task_shows_where_a_task_is_and_its_history() {
     tm.mark_completed_with_event(&id, None, None, Some(event))
         .await
         .unwrap();
-    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id, "--json"]))).unwrap();
     let history = out["history"].as_array().unwrap();
     let last = history.last().unwrap();
     assert_eq!(last["action"], "marked_as_completed", "{history:?}");
     assert_eq!(last["pending"], true, "{history:?}");
     let done = tm.get_task(&id).await.unwrap().unwrap();
     assert!(tm.archive(&done).await.unwrap());
-    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id, "--json"]))).unwrap();
     assert_eq!(out["table"], "sosw_closed_tasks");
     assert_eq!(out["state"], "closed: completed");
 
@@ -441,15 +456,18 @@ async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
             .unwrap();
     }
 
-    let out = stdout(&sosw(
-        &aws,
-        &[
-            "status",
-            "--json",
-            "--failed-jobs-queue",
-            "sosw_scheduler_failed_jobs",
-        ],
-    ));
+    let out = stdout_exit(
+        &sosw(
+            &aws,
+            &[
+                "status",
+                "--json",
+                "--failed-jobs-queue",
+                "sosw_scheduler_failed_jobs",
+            ],
+        ),
+        3,
+    );
     let status: Value = serde_json::from_str(&out).unwrap();
     let retries: std::collections::BTreeMap<String, Value> = status["labourers"]
         .as_array()
@@ -503,7 +521,8 @@ async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
         &json!({"failed_jobs_queue": url, "task_config": {"labourers": {"retries_0": {}}}}),
     )
     .await;
-    let table = stdout(&sosw(&aws, &["status"]));
+    // No warning now, but failed jobs wait: still exit 3.
+    let table = stdout_exit(&sosw(&aws, &["status"]), 3);
     assert!(
         table.contains(&format!("failed jobs waiting: 3 (in flight: 0) in {url}")),
         "{table}"
@@ -534,7 +553,7 @@ async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exi
         .unwrap();
     let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["run", "orchestrator"]))).unwrap();
     assert_eq!(out["quarantined"], 1, "{out}");
-    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&sosw(&aws, &["task", &id, "--json"]))).unwrap();
     assert_eq!(out["table"], "sosw_closed_tasks");
     let state = out["state"].as_str().unwrap();
     assert!(
@@ -542,11 +561,27 @@ async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exi
         "{state}"
     );
     // `sosw status` counts it with the labourer's dead tasks (column DEAD).
-    let status: Value = serde_json::from_str(&stdout(&sosw(&aws, &["status", "--json"]))).unwrap();
+    // (It exits 3: the labourer's function does not exist here, which `status` warns about.)
+    let out = sosw(&aws, &["status", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["labourers"][0]["labourer_id"], "worker");
     assert_eq!(status["labourers"][0]["dead"], 1, "{status}");
-    let table = stdout(&sosw(&aws, &["status"]));
-    assert!(table.lines().next().unwrap().contains(" DEAD "), "{table}");
+    let table = String::from_utf8(sosw(&aws, &["status"]).stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .any(|h| h == "DEAD"),
+        "{table}"
+    );
 
     dynamo
         .delete_table()
@@ -561,4 +596,396 @@ async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exi
     );
     let err = stderr(&sosw(&aws, &["run", "scavenger"]));
     assert!(err.contains("could process no labourer"), "{err}");
+}
+
+// ----- output for terminals and scripts (assert_cmd: stdout and stderr are pipes here) -----------
+
+use assert_cmd::Command as Cmd;
+use predicates::prelude::*;
+
+fn cmd(aws: &LocalAws) -> Cmd {
+    let mut c = Cmd::cargo_bin("sosw").unwrap();
+    c.envs(aws.env());
+    c
+}
+
+/// Neither escape codes nor carriage returns: what a pipe, a file or a CI log gets.
+fn plain() -> impl Predicate<str> {
+    predicate::function(|out: &str| !out.contains('\u{1b}') && !out.contains('\r'))
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+fn json_of(out: &[u8]) -> Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
+}
+
+/// An installation whose labourer `worker` is a function with asynchronous retries off: clean.
+async fn clean() -> (LocalAws, TaskManager) {
+    let (aws, tm, _) = deployed().await;
+    worker_function(&aws, "worker", Some(0)).await;
+    (aws, tm)
+}
+
+#[test]
+fn completions_for_every_shell_and_usage_errors_exit_2() {
+    for (shell, needle) in [
+        ("bash", "_sosw()"),
+        ("zsh", "#compdef sosw"),
+        ("fish", "complete -c sosw"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion:arg-completer[sosw]"),
+    ] {
+        Cmd::cargo_bin("sosw")
+            .unwrap()
+            .args(["completions", shell])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(needle).and(predicate::str::contains("retry-dead")));
+    }
+    Cmd::cargo_bin("sosw")
+        .unwrap()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid value 'tcsh'"));
+    // --interval without --watch, an unknown flag, no command: usage errors.
+    for args in [&["status", "--interval", "3"][..], &["task", "--no-such"], &[]] {
+        Cmd::cargo_bin("sosw").unwrap().args(args).assert().code(2);
+    }
+    // Help is not an error, and shows an example and the exit codes.
+    Cmd::cargo_bin("sosw")
+        .unwrap()
+        .args(["status", "--help"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("sosw status --watch --interval 10").and(plain()));
+    Cmd::cargo_bin("sosw")
+        .unwrap()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "Exit codes: 0 ok, 1 failure, 2 usage, 3 problems found",
+        ));
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_run_exits_1() {
+    let aws = LocalAws::start().await;
+    cmd(&aws)
+        .args(["task", "t1", "--json"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::starts_with("sosw: ").and(plain()));
+}
+
+#[tokio::test]
+async fn status_piped_is_a_plain_table_and_exits_0_when_clean() {
+    let (aws, tm) = clean().await;
+    tm.create_tasks("worker", (0..2).map(task).collect(), true)
+        .await
+        .unwrap();
+    let out = cmd(&aws)
+        .arg("status")
+        .assert()
+        .code(0)
+        .stdout(plain())
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [
+            "LABOURER",
+            "HEALTH",
+            "QUEUED",
+            "RUNNING",
+            "EXPIRED",
+            "COMPLETED",
+            "RETRYING",
+            "DEAD",
+            "WOULD",
+            "INVOKE"
+        ]
+    );
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["worker", "4", "2", "0", "0", "0", "0", "0", "4"]
+    );
+    assert!(!text.contains("warning"), "{text}");
+
+    // The JSON shape: stable field names (docs/cli.md).
+    let out = cmd(&aws)
+        .args(["--json", "status"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status = json_of(&out.stdout);
+    assert_eq!(keys(&status), ["failed_jobs", "labourers", "warnings"]);
+    assert_eq!(
+        keys(&status["labourers"][0]),
+        [
+            "async_retries",
+            "completed_not_archived",
+            "dead",
+            "expired",
+            "health",
+            "labourer_id",
+            "queued",
+            "retrying",
+            "running",
+            "would_invoke"
+        ]
+    );
+    assert_eq!(
+        status["labourers"][0]["async_retries"],
+        json!({"state": "configured", "maximum_retry_attempts": 0})
+    );
+}
+
+#[tokio::test]
+async fn status_watch_prints_a_line_or_a_json_object_per_round_when_piped() {
+    let (aws, tm) = clean().await;
+    tm.create_tasks("worker", (0..3).map(task).collect(), true)
+        .await
+        .unwrap();
+    let out = cmd(&aws)
+        .args(["status", "--watch", "--interval", "1", "--rounds", "2"])
+        .assert()
+        .code(0)
+        .stdout(plain())
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for line in &lines {
+        let (at, rest) = line.split_once(' ').unwrap();
+        chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(
+            rest,
+            "worker: health 4 queued 3 running 0 expired 0 completed 0 retrying 0 dead 0 would_invoke 4; warnings 0"
+        );
+    }
+    let out = cmd(&aws)
+        .args(["status", "--watch", "--interval", "1", "--rounds", "2", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rounds: Vec<Value> = text.lines().map(|l| json_of(l.as_bytes())).collect();
+    assert_eq!(rounds.len(), 2, "{text}");
+    for r in &rounds {
+        assert_eq!(keys(r), ["at", "failed_jobs", "labourers", "warnings"]);
+        assert_eq!(r["labourers"][0]["queued"], 3);
+    }
+}
+
+#[tokio::test]
+async fn status_watch_stops_on_ctrl_c() {
+    let (aws, _tm) = clean().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sosw"))
+        .args(["status", "--watch", "--interval", "3600"])
+        .envs(aws.env())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first, status) = tokio::task::spawn_blocking(move || {
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+        // The first round is printed: interrupt it as Ctrl-C does.
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        (first, child.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(first.contains("worker: health 4"), "{first}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "it ends by itself, not killed by the signal"
+    );
+}
+
+#[tokio::test]
+async fn task_retry_dead_config_and_submit_print_documented_json() {
+    let (aws, tm) = clean().await;
+    let item = tm.create_task("worker", task(7), true).await.unwrap();
+    let id = item["task_id"].as_s().unwrap().clone();
+
+    let out = cmd(&aws)
+        .args(["task", &id])
+        .assert()
+        .code(0)
+        .stdout(plain())
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("task   {id}\ntable  sosw_tasks\nstate  queued\n")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["payload", r#"{"i":7}"#]),
+        "{text}"
+    );
+    let out = cmd(&aws)
+        .args(["task", &id, "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(
+        keys(&json_of(&out.stdout)),
+        ["attributes", "history", "state", "table", "task_id"]
+    );
+
+    let out = cmd(&aws)
+        .args([
+            "retry-dead",
+            "--labourer",
+            "worker",
+            "--since",
+            "1970-01-02",
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(
+        json_of(&out.stdout),
+        json!({"labourer_id": "worker", "since": 86400, "revived": 0})
+    );
+
+    let dir = std::env::temp_dir().join(format!("sosw_cli_json_{}", std::process::id()));
+    let doc = write(&dir, "doc.json", r#"{"task_config": {"max_attempts": 4}}"#);
+    let out = cmd(&aws)
+        .args(["config", "put", "sosw_orchestrator_config", &doc, "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(
+        json_of(&out.stdout),
+        json!({"name": "sosw_orchestrator_config", "stored_in": "DynamoDB table `config` (env `production`)"})
+    );
+    let out = cmd(&aws)
+        .args(["config", "diff", "sosw_orchestrator", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let diff = json_of(&out.stdout);
+    assert_eq!(keys(&diff), ["changes", "compared", "function"]);
+    assert_eq!(diff["function"], "sosw_orchestrator");
+    let changes = diff["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .contains(&json!({"change": "changed", "path": "task_config.max_attempts", "old": 3, "new": 4})),
+        "{diff}"
+    );
+    assert!(
+        changes.iter().any(|c| c["change"] == "added"
+            && c["path"] == "task_config.labourers.worker"
+            && c.get("old").is_none()),
+        "{diff}"
+    );
+
+    let job = write(
+        &dir,
+        "job.json",
+        r#"{"lambda_name": "worker", "words": ["a", "b"], "isolate_words": true}"#,
+    );
+    let out = cmd(&aws)
+        .args(["submit", &job, "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(
+        json_of(&out.stdout),
+        json!({"function": "sosw_scheduler", "labourer_id": "worker", "tasks": 2})
+    );
+}
+
+#[tokio::test]
+async fn submit_wait_piped_prints_plain_progress_and_exits_3_when_tasks_died() {
+    let (aws, tm) = clean().await;
+    let dir = std::env::temp_dir().join(format!("sosw_cli_wait_{}", std::process::id()));
+    let job = write(
+        &dir,
+        "job.json",
+        r#"{"lambda_name": "worker", "words": ["a", "b"], "isolate_words": true}"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sosw"))
+        .args(["submit", &job, "--wait", "--json", "--timeout", "600"])
+        .envs(aws.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // moto does not run the Scheduler: the test plays it and the workers once sosw has counted
+    // the archive ("submitted ..." is printed after that), one task completed and one dead.
+    let stderr = child.stderr.take().unwrap();
+    let (submitted, lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        (lines.next().unwrap().unwrap(), lines)
+    })
+    .await
+    .unwrap();
+    assert!(
+        submitted.starts_with("submitted to `sosw_scheduler`: 2 task(s)"),
+        "{submitted}"
+    );
+    tm.create_tasks("worker", (0..2).map(task).collect(), true)
+        .await
+        .unwrap();
+    let l = tm.register_labourer("worker").unwrap();
+    let tasks = tm.next_tasks(&l, 2).await.unwrap();
+    for t in &tasks {
+        tm.claim(&l, t).await.unwrap();
+    }
+    tm.mark_completed(&tasks[0].task_id.0, None, None).await.unwrap();
+    for t in &tasks {
+        let row = tm.get_task(&t.task_id.0).await.unwrap().unwrap();
+        assert!(tm.archive(&row).await.unwrap());
+    }
+    let (progress, out) = tokio::task::spawn_blocking(move || {
+        let progress: Vec<String> = lines.map(Result::unwrap).collect();
+        (progress, child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "one task died: {progress:?}");
+    assert_eq!(
+        json_of(&out.stdout),
+        json!({"function": "sosw_scheduler", "labourer_id": "worker", "tasks": 2, "completed": 1, "dead": 1})
+    );
+    assert_eq!(
+        progress.last().unwrap(),
+        "2/2 completed 1  dead 1",
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
+        "{progress:?}"
+    );
 }

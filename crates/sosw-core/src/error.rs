@@ -71,14 +71,6 @@ pub enum TaskError {
     /// The task payload could not be built.
     #[error("invalid payload for task: {0}")]
     InvalidPayload(String),
-    /// No task with this id exists in the table.
-    #[error("task `{task_id}` does not exist in table `{table}`")]
-    NotFound {
-        /// The task id.
-        task_id: String,
-        /// The table looked in.
-        table: String,
-    },
     /// A worker's report for a task that is not in the invoked state: nothing was written to the task.
     #[error("report `{action}` for task `{task_id}` refused: the task is {state}, not invoked (a report only counts for the run in flight); nothing was written to table `{table}`")]
     ReportRefused {

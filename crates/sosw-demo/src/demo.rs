@@ -165,6 +165,37 @@ async fn tally(tasks: &TaskManager) -> anyhow::Result<Tally> {
     })
 }
 
+/// The config documents the demo stores, named as deployments name them: `sosw_essential_config`
+/// and `<function name>_config` of the essential they configure (`sosw_scheduler_config`, ...).
+/// Settings with a built-in default (queue_bucket) go in the essential's own document, which
+/// overrides `sosw_essential_config` as in Python sosw.
+pub fn config_documents(
+    labourer: &Value,
+    queue_bucket: &str,
+    dead_task_topic: &str,
+) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "sosw_essential_config",
+            json!({
+                "task_config": {"labourers": {WORKER: labourer}},
+                "job_schema_variants": {"default": {"chunkable_attrs": [["item", {}]]}}
+            }),
+        ),
+        (
+            "sosw_scheduler_config",
+            json!({"queue_bucket": queue_bucket, "rows_to_process": 100}),
+        ),
+        (
+            "sosw_scavenger_config",
+            json!({
+                "sns_config": {"recipient": dead_task_topic, "subject": "sosw demo: dead task"},
+                "retry_tasks_limit": 200
+            }),
+        ),
+    ]
+}
+
 /// Run the lifecycle; returns the final tally and the number of tasks scheduled.
 pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     let t0 = Instant::now();
@@ -184,21 +215,11 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         // Short times so that expiry and retries happen within seconds, not minutes.
         "duration": 5, "cooldown": 2, "max_duration": 3
     });
-    let task_config = json!({"labourers": {WORKER: labourer}});
-    aws.put_config(
-        "sosw_essential_config",
-        &json!({
-            "task_config": task_config,
-            "job_schema_variants": {"default": {"chunkable_attrs": [["item", {}]]}}
-        }),
-    )
-    .await;
-    aws.put_config(
-        "sosw-scheduler_config",
-        &json!({"queue_bucket": output("QueueBucketName"), "rows_to_process": 100}),
-    )
-    .await;
-    aws.put_config("sosw-scavenger_config", &json!({"sns_config": {"recipient": output("DeadTaskTopicArn"), "subject": "sosw demo: dead task"}, "retry_tasks_limit": 200})).await;
+    for (name, document) in
+        config_documents(&labourer, &output("QueueBucketName"), &output("DeadTaskTopicArn"))
+    {
+        aws.put_config(name, &document).await;
+    }
     eprintln!(
         "==> labourer `{WORKER}` configured: max {} at once, 3 attempts",
         args.max_simultaneous
@@ -213,7 +234,7 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     let tasks = TaskManager::new(
         aws_sdk_dynamodb::Client::new(aws.sdk_config()),
         aws_sdk_lambda::Client::new(aws.sdk_config()),
-        TaskConfig::from_user(&task_config)?,
+        TaskConfig::from_user(&json!({"labourers": {WORKER: &labourer}}))?,
         Arc::new(SystemClock),
     );
 
@@ -239,6 +260,8 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     let total = args.tasks as u64;
     let deadline = Instant::now() + Duration::from_secs(args.deadline);
     let mut round = 0;
+    // A bar on a terminal; plain lines when stderr is piped (crate::progress decides).
+    let mut progress = (!args.plain).then(|| crate::progress::Progress::on_stderr(total));
     let result = loop {
         round += 1;
         invoke(
@@ -258,24 +281,23 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
             "queued {:>4}  running {:>3}  expired {:>3}  completed {:>3}  retrying {:>3}  archived {:>4}  dead {:>3}",
             t.queued, t.running, t.expired, t.completed, t.retrying, t.archived, t.dead
         );
-        if args.plain {
-            eprintln!("round {round:>3}: {line}");
-        } else {
-            crate::progress::draw(t.archived + t.dead, total, &line);
+        match &mut progress {
+            None => eprintln!("round {round:>3}: {line}"),
+            Some(p) => p.set(t.archived + t.dead, &line),
         }
         if t.archived + t.dead >= total && t.in_flight() == 0 {
             break t;
         }
         if Instant::now() > deadline {
-            if !args.plain {
-                eprintln!();
+            if let Some(p) = &mut progress {
+                p.finish();
             }
             bail!("gave up after {} s with tasks in flight: {t:?}", args.deadline);
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
     };
-    if !args.plain {
-        eprintln!();
+    if let Some(p) = &mut progress {
+        p.finish();
     }
     drop(emulator);
     eprintln!("==> done in {:.0} s", t0.elapsed().as_secs_f64());
@@ -303,4 +325,55 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         t.archived, t.dead
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sosw_core::config_source::ConfigSource;
+
+    /// The deployed functions (`FunctionName: ${NamePrefix}<name>` in cloudformation/) read
+    /// `<name>_config`: the demo's documents must reach the Scheduler and the Scavenger.
+    #[tokio::test]
+    async fn the_demo_documents_are_named_as_the_deployed_essentials_read_them() {
+        let labourer = json!({"max_simultaneous_invocations": 2});
+        let documents = config_documents(&labourer, "demo-bucket", "arn:aws:sns:us-west-2:1:dead");
+        for (name, _) in &documents {
+            let function = name.strip_suffix("_config").expect("a config document name");
+            let template = repo_root()
+                .join("cloudformation")
+                .join(format!("{}.yaml", function.replace('_', "-")));
+            if *name != "sosw_essential_config" {
+                let text = std::fs::read_to_string(&template).unwrap();
+                assert!(
+                    text.contains(&format!("${{NamePrefix}}{function}\"")),
+                    "{} deploys {function}",
+                    template.display()
+                );
+            }
+        }
+        let source = ConfigSource::Overlay {
+            base: Box::new(ConfigSource::None),
+            documents: documents.into_iter().map(|(n, d)| (n.to_string(), d)).collect(),
+        };
+        let scheduler: Value = source
+            .load_essential(
+                "sosw_scheduler",
+                json!({"queue_bucket": "built-in-default"}),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(scheduler["queue_bucket"], "demo-bucket");
+        assert_eq!(scheduler["task_config"]["labourers"][WORKER], labourer);
+        let scavenger: Value = source
+            .load_essential("sosw_scavenger", json!({"retry_tasks_limit": 1}), None)
+            .await
+            .unwrap();
+        assert_eq!(scavenger["retry_tasks_limit"], 200);
+        assert_eq!(
+            scavenger["sns_config"]["recipient"],
+            "arn:aws:sns:us-west-2:1:dead"
+        );
+    }
 }

@@ -81,8 +81,8 @@ pub enum WorkerAssistantError {
     Task(#[from] TaskError),
 }
 
-/// The Lambda `errorType` of a refused event: a malformed event is `RejectedEvent`; a missing task
-/// `UnknownTask`; a report for a task not in flight `ReportRefused`; a DynamoDB failure `Retryable`.
+/// The Lambda `errorType` of a refused event: a malformed event is `RejectedEvent`; a report for a
+/// task not in flight, or for an unknown task, `ReportRefused`; a DynamoDB failure `Retryable`.
 impl From<WorkerAssistantError> for sosw_lambda::EdgeError {
     fn from(error: WorkerAssistantError) -> Self {
         use sosw_lambda::ErrorKind;
@@ -314,9 +314,7 @@ impl sosw_lambda::Essential for WorkerAssistant {
         let result = self.handle(&event).await;
         let refused = matches!(
             &result,
-            Err(WorkerAssistantError::Task(
-                TaskError::ReportRefused { .. } | TaskError::NotFound { .. }
-            ))
+            Err(WorkerAssistantError::Task(TaskError::ReportRefused { .. }))
         );
         if result.is_ok() || refused {
             let now = self.tasks.clock().now_ms();
@@ -352,13 +350,6 @@ mod tests {
         ));
         assert_eq!(d.error_type, "RejectedEvent");
         assert!(d.error_message.contains("action"));
-        let unknown = WorkerAssistantError::Task(TaskError::NotFound {
-            task_id: "t9".into(),
-            table: "sosw_tasks".into(),
-        });
-        let d = lambda_runtime::Diagnostic::from(sosw_lambda::EdgeError::from(unknown));
-        assert_eq!(d.error_type, "UnknownTask");
-        assert!(d.error_message.contains("t9"));
         let refused = WorkerAssistantError::Task(TaskError::ReportRefused {
             task_id: "t9".into(),
             action: "mark_task_as_failed",

@@ -210,6 +210,19 @@ async fn bad_events_are_refused_and_write_nothing() {
         let err = wa.handle(&event).await.unwrap_err().to_string();
         assert!(err.contains(needle), "{event}: {err}");
     }
+    // What Lambda reports for the unknown task: `ReportRefused` (an id waiting in the retry table
+    // looks the same without the labourer), with the task's id and where it was not found.
+    let unknown = wa
+        .handle(&json!({"action": "mark_task_as_failed", "task_id": "ghost"}))
+        .await
+        .unwrap_err();
+    let d = lambda_runtime::Diagnostic::from(sosw_lambda::EdgeError::from(unknown));
+    assert_eq!(d.error_type, "ReportRefused");
+    assert!(
+        d.error_message.contains("`ghost`") && d.error_message.contains("retrying or unknown"),
+        "{}",
+        d.error_message
+    );
     let t = tasks.get_task(&id).await.unwrap().unwrap();
     assert!(t.completed_at.is_none() && !t.item.contains_key("failed_attempts"));
     assert!(tasks.get_task("ghost").await.unwrap().is_none(), "no phantom row");
@@ -218,7 +231,7 @@ async fn bad_events_are_refused_and_write_nothing() {
         "invalid events leave no history"
     );
     let ghost = meta_rows(&aws, "ghost").await;
-    assert_eq!(ghost.len(), 1);
+    assert_eq!(ghost.len(), 2, "both refused reports are in the history");
     assert_eq!(ghost[0]["action"], AttributeValue::S("report_refused".into()));
 }
 
