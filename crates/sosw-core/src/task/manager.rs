@@ -827,20 +827,16 @@ impl TaskManager {
             previous_greenfield: task.greenfield,
             previous_attempts,
         };
-        match self
-            .store
-            .update(table, key, update, condition)
-            .await
-            .map_err(|e| store_err("UpdateItem", table, e))?
-        {
-            Written::Done => Ok(Some(claim)),
-            Written::ConditionFailed(_) => {
-                let now = self.get_raw(table, &task.task_id.0).await?;
-                let ours = now
-                    .as_ref()
-                    .and_then(|item| item.get(CLAIM_ID))
-                    .is_some_and(|v| matches!(v, AttributeValue::S(id) if *id == claim_id));
-                if ours {
+        let written = self.update_persistently(table, &key, &update, &condition).await;
+        let ours = |item: &Option<Item>| {
+            item.as_ref()
+                .and_then(|item| item.get(CLAIM_ID))
+                .is_some_and(|v| matches!(v, AttributeValue::S(id) if *id == claim_id))
+        };
+        match written {
+            Ok(Written::Done) => Ok(Some(claim)),
+            Ok(Written::ConditionFailed(_)) => {
+                if ours(&self.get_raw_persistently(table, &task.task_id.0).await?) {
                     info!(
                         claim_id,
                         "the claim was applied by an earlier try of this request"
@@ -850,6 +846,60 @@ impl TaskManager {
                     debug!("task already invoked by someone else");
                     Ok(None)
                 }
+            }
+            // Every try failed, yet one of them may have been applied (its answer lost): then the
+            // task is claimed, its attempt counted, and only this run knows it. The row says.
+            Err(e) => match self.get_raw_persistently(table, &task.task_id.0).await {
+                Ok(row) if ours(&row) => {
+                    warn!(claim_id, error = %render_error(&e),
+                          "the claim's tries failed, but one of them was applied: the claim is ours");
+                    Ok(Some(claim))
+                }
+                _ => Err(store_err("UpdateItem", table, e)),
+            },
+        }
+    }
+
+    /// A conditional update retried with sosw's backoff ([`crate::aws::backoff`]) while it fails
+    /// with a retryable error after the SDK's own retries (throttling, server errors, a dropped
+    /// connection): for the writes whose loss would cost a task an attempt without a run (claims
+    /// and claims given back).
+    async fn update_persistently(
+        &self,
+        table: &str,
+        key: &Item,
+        update: &Update,
+        condition: &[Cond],
+    ) -> Result<Written, crate::error::StoreError> {
+        let mut delays = crate::aws::backoff();
+        loop {
+            match self
+                .store
+                .update(table, key.clone(), update.clone(), condition.to_vec())
+                .await
+            {
+                Err(e) if e.is_retryable() => match delays.next() {
+                    Some(delay) => {
+                        debug!(table, error = %render_error(&e), ?delay, "update failed; trying again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Self::get_raw`] (a consistent read) retried like [`Self::update_persistently`].
+    async fn get_raw_persistently(&self, table: &str, task_id: &str) -> Result<Option<Item>, TaskError> {
+        let mut delays = crate::aws::backoff();
+        loop {
+            match self.store.get(table, self.id_key(task_id)).await {
+                Err(e) if e.is_retryable() => match delays.next() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(store_err("GetItem", table, e)),
+                },
+                other => return other.map_err(|e| store_err("GetItem", table, e)),
             }
         }
     }
@@ -884,16 +934,33 @@ impl TaskManager {
             Some(previous) => update.set.push((a, n(previous))),
             None => update.remove.push(a),
         }
+        let key = self.id_key(&task.task_id.0);
         match self
-            .store
-            .update(table, self.id_key(&task.task_id.0), update, condition)
+            .update_persistently(table, &key, &update, &condition)
             .await
             .map_err(|e| store_err("UpdateItem", table, e))?
         {
             Written::Done => Ok(true),
             Written::ConditionFailed(_) => {
-                warn!("claim not given back: the task changed since it was claimed");
-                Ok(false)
+                // An earlier try of this request may have been applied (its answer lost): then the
+                // row is as before the claim, with no claim token.
+                let row = self.get_raw_persistently(table, &task.task_id.0).await?;
+                let given_back = row.as_ref().is_some_and(|item| {
+                    !item.contains_key(CLAIM_ID)
+                        && super::model::number_i64(item, self.f("greenfield"))
+                            .ok()
+                            .flatten()
+                            == Some(claim.previous_greenfield)
+                        && super::model::number_i64(item, self.f("attempts")).ok().flatten()
+                            == claim.previous_attempts
+                });
+                if given_back {
+                    info!("the claim was given back by an earlier try of this request");
+                    Ok(true)
+                } else {
+                    warn!("claim not given back: the task changed since it was claimed");
+                    Ok(false)
+                }
             }
         }
     }
