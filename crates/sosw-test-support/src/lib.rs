@@ -19,6 +19,7 @@
 pub mod aws_errors;
 pub mod capacity;
 pub mod coldstart;
+pub mod config_cases;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -342,26 +342,7 @@ async fn a_python_sosw_worker_completes_a_task_through_our_worker_assistant() {
 async fn start_up_refuses_timing_config_that_could_double_run_naming_the_key() {
     let aws = LocalAws::start().await;
     aws.deploy_storage().await;
-    for (task_config, needles) in [
-        // A 900 s worker and a 60 s delta: a running task would look queued and be invoked again.
-        (
-            json!({"greenfield_invocation_delta": 60, "labourers": {"w": {"max_duration": 900}}}),
-            vec!["greenfield_invocation_delta", "`w`"],
-        ),
-        // Near i64::MAX: `now + delta` would overflow.
-        (
-            json!({"greenfield_invocation_delta": 9_000_000_000_000_000_000u64, "labourers": {"w": {}}}),
-            vec!["greenfield_invocation_delta"],
-        ),
-        (
-            json!({"greenfield_task_step": 0, "labourers": {"w": {}}}),
-            vec!["greenfield_task_step"],
-        ),
-        (
-            json!({"labourers": {"w": {"cooldown": -1}}}),
-            vec!["labourers.w.cooldown"],
-        ),
-    ] {
+    for (task_config, needles) in sosw_test_support::config_cases::double_run_timing_configs() {
         aws.put_config("sosw_essential_config", &json!({"task_config": task_config}))
             .await;
         let err = match sosw_worker_assistant::from_env(
