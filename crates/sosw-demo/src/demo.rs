@@ -165,8 +165,12 @@ async fn tally(tasks: &TaskManager) -> anyhow::Result<Tally> {
     })
 }
 
-/// The config documents the demo stores, named as deployments name them: `sosw_essential_config`
-/// and `<function name>_config` of the essential they configure (`sosw_scheduler_config`, ...).
+/// The config documents the demo stores: `sosw_essential_config` and `<function name>_config` of
+/// the essential they configure. An essential reads the document named after its function
+/// (`AWS_LAMBDA_FUNCTION_NAME`, as Python sosw does); under `cargo lambda watch` a function is
+/// named after its binary, `sosw-scheduler`, so the demo's documents are `sosw-scheduler_config`
+/// and `sosw-scavenger_config`, where the stacks of `cloudformation/` deploy `sosw_scheduler`
+/// reading `sosw_scheduler_config` (docs/config.md).
 /// Settings with a built-in default (queue_bucket) go in the essential's own document, which
 /// overrides `sosw_essential_config` as in Python sosw.
 pub fn config_documents(
@@ -183,11 +187,11 @@ pub fn config_documents(
             }),
         ),
         (
-            "sosw_scheduler_config",
+            "sosw-scheduler_config",
             json!({"queue_bucket": queue_bucket, "rows_to_process": 100}),
         ),
         (
-            "sosw_scavenger_config",
+            "sosw-scavenger_config",
             json!({
                 "sns_config": {"recipient": dead_task_topic, "subject": "sosw demo: dead task"},
                 "retry_tasks_limit": 200
@@ -332,23 +336,23 @@ mod tests {
     use super::*;
     use sosw_core::config_source::ConfigSource;
 
-    /// The deployed functions (`FunctionName: ${NamePrefix}<name>` in cloudformation/) read
-    /// `<name>_config`: the demo's documents must reach the Scheduler and the Scavenger.
+    /// Under `cargo lambda watch` the essentials are named after their binaries and read
+    /// `<binary>_config`: the demo's documents must reach the Scheduler and the Scavenger so named
+    /// (the end-to-end proof is `tests/tests/lifecycle.rs`, which runs the demo).
     #[tokio::test]
-    async fn the_demo_documents_are_named_as_the_deployed_essentials_read_them() {
+    async fn the_demo_documents_are_named_as_the_emulated_essentials_read_them() {
         let labourer = json!({"max_simultaneous_invocations": 2});
         let documents = config_documents(&labourer, "demo-bucket", "arn:aws:sns:us-west-2:1:dead");
         for (name, _) in &documents {
             let function = name.strip_suffix("_config").expect("a config document name");
-            let template = repo_root()
-                .join("cloudformation")
-                .join(format!("{}.yaml", function.replace('_', "-")));
             if *name != "sosw_essential_config" {
-                let text = std::fs::read_to_string(&template).unwrap();
                 assert!(
-                    text.contains(&format!("${{NamePrefix}}{function}\"")),
-                    "{} deploys {function}",
-                    template.display()
+                    repo_root()
+                        .join("crates")
+                        .join(function)
+                        .join("Cargo.toml")
+                        .exists(),
+                    "`{function}` is the binary (and so the emulated function) of a workspace crate"
                 );
             }
         }
@@ -358,7 +362,7 @@ mod tests {
         };
         let scheduler: Value = source
             .load_essential(
-                "sosw_scheduler",
+                "sosw-scheduler",
                 json!({"queue_bucket": "built-in-default"}),
                 None,
             )
@@ -367,7 +371,7 @@ mod tests {
         assert_eq!(scheduler["queue_bucket"], "demo-bucket");
         assert_eq!(scheduler["task_config"]["labourers"][WORKER], labourer);
         let scavenger: Value = source
-            .load_essential("sosw_scavenger", json!({"retry_tasks_limit": 1}), None)
+            .load_essential("sosw-scavenger", json!({"retry_tasks_limit": 1}), None)
             .await
             .unwrap();
         assert_eq!(scavenger["retry_tasks_limit"], 200);
