@@ -346,7 +346,19 @@ impl TaskStore for DynamoStore {
                 Ok(_) => return Ok(Written::Done),
                 Err(e) => e,
             };
-            match tx_verdict(&err) {
+            // A request that may have reached DynamoDB without its answer reaching us (a dropped
+            // connection, a timeout) is sent again when it carries an idempotency token: DynamoDB
+            // answers a repeat of an applied transaction with its success (for ten minutes).
+            // Without the retry the caller would count an applied move as failed.
+            let answer_lost = matches!(
+                err,
+                SdkError::DispatchFailure(_) | SdkError::ResponseError(_) | SdkError::TimeoutError(_)
+            );
+            let verdict = match tx_verdict(&err) {
+                TxVerdict::Fail(_) if answer_lost && token.is_some() => TxVerdict::Retry,
+                verdict => verdict,
+            };
+            match verdict {
                 TxVerdict::ConditionFailed(flags) => return Ok(Written::ConditionFailed(flags)),
                 TxVerdict::Fail(kind) => return Err(store_error(kind, err)),
                 TxVerdict::Retry => match delays.next() {
