@@ -290,8 +290,11 @@ pub struct Scheduler {
     config: SchedulerConfig,
     /// This function's name, for sibling invocations.
     function_name: String,
-    /// Seconds to wait per written item when the table has provisioned write capacity.
-    write_pacing: Option<f64>,
+    /// Seconds to wait per written item when the table has provisioned write capacity; empty
+    /// until the first job when [`Scheduler::with_capacity_read_on_first_job`] asked for that.
+    write_pacing: tokio::sync::OnceCell<Option<f64>>,
+    /// Where to read the write capacity from on the first job, if it was not given.
+    capacity_from: Option<aws_sdk_dynamodb::Client>,
 }
 
 impl Scheduler {
@@ -315,8 +318,37 @@ impl Scheduler {
             invoker,
             config,
             function_name: function_name.to_string(),
-            write_pacing: write_capacity.filter(|w| *w > 0).map(|w| 1.0 / w as f64),
+            write_pacing: tokio::sync::OnceCell::new_with(Some(pacing(write_capacity))),
+            capacity_from: None,
         }
+    }
+
+    /// Read the tasks table's provisioned write capacity (DescribeTable, with `dynamo`) when the
+    /// first job arrives instead of taking it from [`Scheduler::new`]: the Lambda's start-up then
+    /// makes no request that depends on the config round trip. The first job fails, before
+    /// anything is staged, if the table cannot be described; the next one asks again. Later jobs
+    /// reuse the answer.
+    pub fn with_capacity_read_on_first_job(mut self, dynamo: aws_sdk_dynamodb::Client) -> Self {
+        self.write_pacing = tokio::sync::OnceCell::new();
+        self.capacity_from = Some(dynamo);
+        self
+    }
+
+    /// Seconds per written item, reading the capacity once if it is not known yet.
+    async fn write_pacing(&self) -> Result<Option<f64>, SchedulerError> {
+        let pacing = self
+            .write_pacing
+            .get_or_try_init(|| async {
+                let Some(dynamo) = &self.capacity_from else {
+                    return Ok(None);
+                };
+                let table = &self.tasks.config().dynamo_db_config.table_name;
+                let capacity = provisioned_write_capacity(dynamo, table).await?;
+                info!(table = %table, write_capacity = ?capacity, "read the tasks table's write capacity");
+                Ok::<_, SchedulerError>(pacing(capacity))
+            })
+            .await?;
+        Ok(*pacing)
     }
 
     /// The queue store (tests, the CLI).
@@ -340,6 +372,8 @@ impl Scheduler {
         request_id: &str,
         time_left: &dyn TimeLeft,
     ) -> Result<SchedulerStats, SchedulerError> {
+        // Before anything is staged or taken: a job that cannot be paced is refused untouched.
+        let write_pacing = self.write_pacing().await?;
         // `file_name` is reserved for continuations: one that is not a string is a broken
         // continuation, not a job with an attribute of that name.
         let continuation = match event.get("file_name") {
@@ -380,7 +414,7 @@ impl Scheduler {
                 }
             }
         };
-        self.process(&name, file, resumed, time_left).await
+        self.process(&name, file, resumed, time_left, write_pacing).await
     }
 
     async fn process(
@@ -389,6 +423,7 @@ impl Scheduler {
         mut file: QueueReader,
         resumed: bool,
         time_left: &dyn TimeLeft,
+        write_pacing: Option<f64>,
     ) -> Result<SchedulerStats, SchedulerError> {
         let mut stats = SchedulerStats {
             file_name: name.to_string(),
@@ -447,7 +482,7 @@ impl Scheduler {
                 self.queue.set_checkpoint(name, file.position()).await?;
                 since_checkpoint = 0;
             }
-            if let Some(per_item) = self.write_pacing {
+            if let Some(per_item) = write_pacing {
                 tokio::time::sleep(Duration::from_secs_f64(per_item * written as f64)).await;
             }
         }
@@ -568,14 +603,17 @@ pub async fn from_env(
         .load_essential(function_name, SchedulerConfig::defaults(), custom)
         .await?;
     let config = SchedulerConfig::from_document(document)?;
-    let capacity =
-        provisioned_write_capacity(&dynamodb, &config.task_config.dynamo_db_config.table_name).await?;
     let meta = Arc::new(MetaHandler::new(
         dynamodb.clone(),
         &config.meta_handler_config,
         clock.clone(),
     ));
-    let tasks = TaskManager::new(dynamodb, lambda.clone(), config.task_config.clone(), clock);
+    let tasks = TaskManager::new(
+        dynamodb.clone(),
+        lambda.clone(),
+        config.task_config.clone(),
+        clock,
+    );
     Ok(Scheduler::new(
         tasks,
         sosw_core::aws::s3_client(sdk),
@@ -583,8 +621,11 @@ pub async fn from_env(
         Arc::new(sosw_core::invoker::LambdaInvoker(lambda)),
         config,
         function_name,
-        capacity,
-    ))
+        None,
+    )
+    // DescribeTable on the first job, not here: it depends on the config just read, and a
+    // second round trip would lengthen every cold start (docs/benchmarks.md).
+    .with_capacity_read_on_first_job(dynamodb))
 }
 
 /// The Scheduler Lambda: a job (or a sibling's `{"file_name": ...}`) per invocation, the time
@@ -626,6 +667,11 @@ pub fn emf_line(function: &str, stats: &SchedulerStats, timestamp_ms: i64) -> St
         ],
         timestamp_ms,
     )
+}
+
+/// Seconds to wait per written item for a provisioned write capacity (`None`: on demand).
+fn pacing(write_capacity: Option<i64>) -> Option<f64> {
+    write_capacity.filter(|w| *w > 0).map(|w| 1.0 / w as f64)
 }
 
 /// The provisioned write capacity of the tasks table, `None` for on-demand tables.

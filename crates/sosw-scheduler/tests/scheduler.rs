@@ -379,6 +379,81 @@ async fn provisioned_write_capacity_is_read_from_the_table() {
     );
 }
 
+/// The Lambda's start-up (`from_env`) sends no DescribeTable: the capacity is read on the first
+/// job, once, and a job whose table cannot be described is refused before anything is staged.
+#[tokio::test]
+async fn the_write_capacity_is_read_on_the_first_job_not_at_start_up() {
+    let aws = LocalAws::start_counted().await;
+    let outputs = aws
+        .create_stack(
+            "storage",
+            "sosw-storage.yaml",
+            &[("BillingMode", "PROVISIONED"), ("WriteCapacity", "1000")],
+        )
+        .await;
+    let bucket = outputs
+        .iter()
+        .find(|(k, _)| k == "QueueBucketName")
+        .map(|(_, v)| v.clone())
+        .expect("the storage stack's queue bucket");
+    let custom = json!({
+        "queue_bucket": bucket,
+        "task_config": {"labourers": {"worker": {}}},
+        "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}
+    });
+    let clock = Arc::new(ManualClock::at(1_750_000_000.0));
+    aws.reset_counts();
+    let scheduler = sosw_scheduler::from_env(
+        aws.sdk_config(),
+        "sosw_scheduler",
+        Some(custom.clone()),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let start_up = aws.counts();
+    assert_eq!(start_up.by_op.get("dynamodb.DescribeTable"), None, "{start_up:?}");
+
+    for (i, request_id) in ["req-1", "req-2"].into_iter().enumerate() {
+        let stats = scheduler
+            .handle(&words_job(3), request_id, &Budget::unlimited())
+            .await
+            .unwrap();
+        assert_eq!(stats.tasks_created, 3);
+        assert_eq!(
+            aws.counts().by_op.get("dynamodb.DescribeTable"),
+            Some(&1),
+            "read on the first job and kept (job {i})"
+        );
+    }
+
+    // A tasks table that cannot be described: start-up still succeeds, the job is refused naming
+    // the request and the table, and no queue file is left behind.
+    let missing = json!({"task_config": {"dynamo_db_config": {"table_name": "no_such_tasks"}}});
+    let mut custom = custom;
+    sosw_core::config::merge(&mut custom, &missing);
+    let scheduler = sosw_scheduler::from_env(aws.sdk_config(), "sosw_scheduler", Some(custom), clock)
+        .await
+        .expect("start-up does not touch the tasks table");
+    let err = scheduler
+        .handle(&words_job(3), "req-3", &Budget::unlimited())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("DescribeTable") && err.contains("no_such_tasks"),
+        "{err}"
+    );
+    let staged = aws.s3().list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert!(
+        staged
+            .contents()
+            .iter()
+            .all(|o| !o.key().unwrap_or("").contains("req-3")),
+        "{staged:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_broken_config_is_rejected_at_start_up_naming_the_key() {
     let mut doc = SchedulerConfig::defaults();
