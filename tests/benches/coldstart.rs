@@ -20,16 +20,16 @@ use std::time::Duration;
 /// The essentials: binary, function name, first event.
 fn essentials() -> Vec<(&'static str, &'static str, String)> {
     vec![
-        ("sosw-orchestrator", "sosw_orchestrator", "{}".into()),
-        ("sosw-scavenger", "sosw_scavenger", "{}".into()),
+        ("sosw_orchestrator", "sosw_orchestrator", "{}".into()),
+        ("sosw_scavenger", "sosw_scavenger", "{}".into()),
         (
-            "sosw-worker-assistant",
+            "sosw_worker_assistant",
             "sosw_worker_assistant",
             // An unknown task: the same reads as a report, answered `ReportRefused`.
             json!({"action": "mark_task_as_completed", "task_id": "coldstart-unknown"}).to_string(),
         ),
         (
-            "sosw-scheduler",
+            "sosw_scheduler",
             "sosw_scheduler",
             json!({"lambda_name": "worker", "words": ["coldstart"], "isolate_words": true}).to_string(),
         ),

@@ -27,7 +27,7 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-west-2";
 const CODE_BUCKET: &str = "sosw-code";
 
-/// The four essentials: (stack template, binary / package name, default function name).
+/// The four essentials: (stack template, package name, default function name = binary name).
 const ESSENTIALS: [(&str, &str, &str); 4] = [
     ("sosw-orchestrator.yaml", "sosw-orchestrator", "sosw_orchestrator"),
     ("sosw-scheduler.yaml", "sosw-scheduler", "sosw_scheduler"),
@@ -137,6 +137,47 @@ fn storage_template_declares_private_encrypted_bucket_and_pitr() {
         assert_eq!(r[table]["DeletionPolicy"], "Retain", "{table}");
     }
     assert_eq!(r["DeadTaskTopic"]["Type"], "AWS::SNS::Topic");
+}
+
+/// An essential's binary carries its deployed function's name, so that `cargo lambda build`
+/// writes `target/lambda/<function>/bootstrap.zip` (the stack's default code key), and `cargo
+/// lambda watch` / `cargo lambda deploy` name the function as the stack does: the demo and a
+/// deployment read the same config document (`<function>_config`).
+#[test]
+fn each_essential_binary_is_named_as_its_stack_names_the_function() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(sosw_tests::repo_root())
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sam = template("sosw-sam.yaml");
+    for (file, package, function) in ESSENTIALS {
+        let bins: Vec<&str> = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == package)
+            .flat_map(|p| p["targets"].as_array().unwrap())
+            .filter(|t| t["kind"] == json!(["bin"]))
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(bins, [function], "the binaries of {package}");
+        let t = template(file);
+        assert_eq!(
+            t["Parameters"]["CodeS3Key"]["Default"],
+            format!("sosw-rs/{function}/bootstrap.zip"),
+            "{file}"
+        );
+        let built_by_sam = sam["Resources"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|r| r["Metadata"]["BuildMethod"] == "rust-cargolambda")
+            .any(|r| r["Metadata"]["BuildProperties"]["Binary"] == function);
+        assert!(built_by_sam, "sosw-sam.yaml builds the binary {function}");
+    }
 }
 
 #[test]
@@ -682,10 +723,10 @@ async fn deploy_and_verify(d: Deployment) -> anyhow::Result<()> {
         .send()
         .await?;
     let zip = lambda_zip("bootstrap", b"#!/bin/sh\nexit 1\n");
-    for (_, package, _) in ESSENTIALS {
+    for (_, _, essential) in ESSENTIALS {
         s3.put_object()
             .bucket(CODE_BUCKET)
-            .key(format!("sosw-rs/{package}/bootstrap.zip"))
+            .key(format!("sosw-rs/{essential}/bootstrap.zip"))
             .body(zip.clone().into())
             .send()
             .await?;
@@ -1390,7 +1431,7 @@ async fn stacks_adopt_a_python_sosw_deployment_and_run_the_lifecycle_on_it() -> 
     for (file, package, essential) in ESSENTIALS {
         s3.put_object()
             .bucket(CODE_BUCKET)
-            .key(format!("sosw-rs/{package}/bootstrap.zip"))
+            .key(format!("sosw-rs/{essential}/bootstrap.zip"))
             .body(zip.clone().into())
             .send()
             .await?;

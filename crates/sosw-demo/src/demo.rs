@@ -75,7 +75,7 @@ impl LambdaEmulator {
         .envs(aws.env())
         .env("AWS_ENDPOINT_URL_LAMBDA", format!("http://127.0.0.1:{port}"))
         .env("SOSW_CONFIG_SOURCE", "dynamo")
-        .env("SOSW_WORKER_ASSISTANT_LAMBDA", "sosw-worker-assistant")
+        .env("SOSW_WORKER_ASSISTANT_LAMBDA", "sosw_worker_assistant")
         .env("SOSW_EXAMPLE_FAIL_RATE", args.fail_rate.to_string())
         .env("SOSW_EXAMPLE_TIMEOUT_RATE", args.timeout_rate.to_string())
         .env("SOSW_EXAMPLE_TIMEOUT_SECS", "12")
@@ -168,9 +168,9 @@ async fn tally(tasks: &TaskManager) -> anyhow::Result<Tally> {
 /// The config documents the demo stores: `sosw_essential_config` and `<function name>_config` of
 /// the essential they configure. An essential reads the document named after its function
 /// (`AWS_LAMBDA_FUNCTION_NAME`, as Python sosw does); under `cargo lambda watch` a function is
-/// named after its binary, `sosw-scheduler`, so the demo's documents are `sosw-scheduler_config`
-/// and `sosw-scavenger_config`, where the stacks of `cloudformation/` deploy `sosw_scheduler`
-/// reading `sosw_scheduler_config` (docs/config.md).
+/// named after its binary, and the binaries are named as the stacks of `cloudformation/` deploy
+/// the functions (`sosw_scheduler`), so the demo stores `sosw_scheduler_config` and
+/// `sosw_scavenger_config`, as a deployment does (docs/config.md).
 /// Settings with a built-in default (queue_bucket) go in the essential's own document, which
 /// overrides `sosw_essential_config` as in Python sosw.
 pub fn config_documents(
@@ -187,11 +187,11 @@ pub fn config_documents(
             }),
         ),
         (
-            "sosw-scheduler_config",
+            "sosw_scheduler_config",
             json!({"queue_bucket": queue_bucket, "rows_to_process": 100}),
         ),
         (
-            "sosw-scavenger_config",
+            "sosw_scavenger_config",
             json!({
                 "sns_config": {"recipient": dead_task_topic, "subject": "sosw demo: dead task"},
                 "retry_tasks_limit": 200
@@ -245,7 +245,7 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
     let items: Vec<String> = (0..args.tasks).map(|i| format!("item-{i:05}")).collect();
     let job = json!({"lambda_name": WORKER, "items": items, "isolate_items": true, "note": "sosw demo"});
     eprintln!("==> submitting a job of {} items to the scheduler", args.tasks);
-    let scheduled = invoke(&lambda, "sosw-scheduler", &job).await?;
+    let scheduled = invoke(&lambda, "sosw_scheduler", &job).await?;
     let mut scheduled_count = scheduled["tasks_created"].as_u64().unwrap_or(0);
     // A big job may continue in sibling invocations; count what reached the queue.
     let started = Instant::now();
@@ -270,13 +270,13 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         round += 1;
         invoke(
             &lambda,
-            "sosw-orchestrator",
+            "sosw_orchestrator",
             &json!({"source": "sosw demo", "round": round}),
         )
         .await?;
         invoke(
             &lambda,
-            "sosw-scavenger",
+            "sosw_scavenger",
             &json!({"source": "sosw demo", "round": round}),
         )
         .await?;
@@ -337,32 +337,44 @@ mod tests {
     use sosw_core::config_source::ConfigSource;
 
     /// Under `cargo lambda watch` the essentials are named after their binaries and read
-    /// `<binary>_config`: the demo's documents must reach the Scheduler and the Scavenger so named
-    /// (the end-to-end proof is `tests/tests/lifecycle.rs`, which runs the demo).
+    /// `<binary>_config`: the demo's documents must reach the Scheduler and the Scavenger so named,
+    /// and carry the names a deployment reads: each binary is named as its stack names the
+    /// function (the end-to-end proof is `tests/tests/lifecycle.rs`, which runs the demo).
     #[tokio::test]
-    async fn the_demo_documents_are_named_as_the_emulated_essentials_read_them() {
+    async fn the_demo_documents_are_named_as_the_emulated_and_the_deployed_essentials_read_them() {
         let labourer = json!({"max_simultaneous_invocations": 2});
         let documents = config_documents(&labourer, "demo-bucket", "arn:aws:sns:us-west-2:1:dead");
+        let mut essentials = 0;
         for (name, _) in &documents {
             let function = name.strip_suffix("_config").expect("a config document name");
-            if *name != "sosw_essential_config" {
-                assert!(
-                    repo_root()
-                        .join("crates")
-                        .join(function)
-                        .join("Cargo.toml")
-                        .exists(),
-                    "`{function}` is the binary (and so the emulated function) of a workspace crate"
-                );
+            if *name == "sosw_essential_config" {
+                continue;
             }
+            essentials += 1;
+            let package = function.replace('_', "-");
+            let manifest =
+                std::fs::read_to_string(repo_root().join("crates").join(&package).join("Cargo.toml"))
+                    .unwrap_or_else(|e| panic!("`{package}` is a workspace crate: {e}"));
+            assert!(
+                manifest.contains(&format!("[[bin]]\nname = \"{function}\"")),
+                "crates/{package}'s binary (the emulated function) is `{function}`"
+            );
+            let stack =
+                std::fs::read_to_string(repo_root().join("cloudformation").join(format!("{package}.yaml")))
+                    .unwrap();
+            assert!(
+                stack.contains(&format!("FunctionName: !Sub \"${{NamePrefix}}{function}\"")),
+                "cloudformation/{package}.yaml deploys the function `{function}`"
+            );
         }
+        assert_eq!(essentials, 2, "the Scheduler's and the Scavenger's documents");
         let source = ConfigSource::Overlay {
             base: Box::new(ConfigSource::None),
             documents: documents.into_iter().map(|(n, d)| (n.to_string(), d)).collect(),
         };
         let scheduler: Value = source
             .load_essential(
-                "sosw-scheduler",
+                "sosw_scheduler",
                 json!({"queue_bucket": "built-in-default"}),
                 None,
             )
@@ -371,7 +383,7 @@ mod tests {
         assert_eq!(scheduler["queue_bucket"], "demo-bucket");
         assert_eq!(scheduler["task_config"]["labourers"][WORKER], labourer);
         let scavenger: Value = source
-            .load_essential("sosw-scavenger", json!({"retry_tasks_limit": 1}), None)
+            .load_essential("sosw_scavenger", json!({"retry_tasks_limit": 1}), None)
             .await
             .unwrap();
         assert_eq!(scavenger["retry_tasks_limit"], 200);
