@@ -11,6 +11,7 @@ use sosw_core::task::store::{TaskStore, Update};
 use sosw_core::task::Item;
 use sosw_core::{Clock, EcologyError, EcologyManager, ManualClock, MemoryStore, MetaHandler, TaskManager};
 use sosw_orchestrator::{Orchestrator, OrchestratorConfig};
+use sosw_test_support::logs::Logs;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -291,34 +292,4 @@ async fn a_run_moves_a_bounded_number_of_unusable_rows_and_the_next_run_goes_on(
     let s = &second.labourers["worker"];
     assert_eq!((s.quarantined, s.invoked), (7, 1), "{s:?}");
     assert_eq!(e.invoked(), vec![ids[bound + 7].clone()]);
-}
-
-/// Every log line written while the guard lives (this thread's default subscriber; the tests run
-/// on tokio's current-thread runtime, so the essential's logs land here).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use sosw_core::{Clock, ManualClock, MetaHandler, TaskManager};
 use sosw_scavenger::{DeadTaskNotifier, RecordingNotifier, Scavenger, ScavengerConfig};
+use sosw_test_support::logs::Logs;
 use std::sync::Arc;
 
 const T0: f64 = 1_750_000_000.0;
@@ -381,34 +382,4 @@ async fn an_expired_row_with_negative_attempts_is_quarantined_never_given_a_nega
     let retry = e.tasks.get_retrying("worker", &ids[1]).await.unwrap().unwrap();
     let launch: f64 = retry.item["desired_launch_time"].as_n().unwrap().parse().unwrap();
     assert_eq!(launch, (T0 + 1201.0).floor() + 60.0);
-}
-
-/// Every log line written while the guard lives (this thread's default subscriber; the tests run
-/// on tokio's current-thread runtime, so the essential's logs land here).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }

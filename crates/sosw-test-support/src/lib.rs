@@ -15,11 +15,13 @@
 //!   units from item sizes; [`coldstart`]: a minimal Lambda Runtime API timing a binary's start.
 //! - [`tasks`]: queue `n` tasks, claim the next `n` (what an orchestrator does).
 //! - [`aws_errors`]: typed AWS failures ([`sosw_core::AwsError`]) without a service.
+//! - [`logs`]: capture what the code under test logs, to assert a failure is visible.
 
 pub mod aws_errors;
 pub mod capacity;
 pub mod coldstart;
 pub mod config_cases;
+pub mod logs;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
