@@ -28,3 +28,35 @@ pub fn double_run_timing_configs() -> Vec<(Value, Vec<&'static str>)> {
         ),
     ]
 }
+
+/// Store each of [`double_run_timing_configs`] as `sosw_essential_config` on `aws` and check that
+/// `start` (an essential's start-up, reading it) refuses it with an error naming its words; then
+/// that it accepts the tightest safe delta (longest run 900 s + cooldown 300 s < 1201 s).
+pub async fn assert_start_up_refuses_double_run_configs<T, E, Fut>(
+    aws: &crate::LocalAws,
+    essential: &str,
+    start: impl Fn() -> Fut,
+) where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    for (task_config, needles) in double_run_timing_configs() {
+        aws.put_config("sosw_essential_config", &json!({"task_config": task_config}))
+            .await;
+        let err = match start().await {
+            Ok(_) => panic!("{essential} accepted {task_config}"),
+            Err(e) => e.to_string(),
+        };
+        for needle in needles {
+            assert!(err.contains(needle), "{essential}, {task_config}: {err}");
+        }
+    }
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"greenfield_invocation_delta": 1201, "labourers": {"w": {}}}}),
+    )
+    .await;
+    if let Err(e) = start().await {
+        panic!("{essential} refused a safe delta (longest run 900 s + cooldown 300 s < 1201 s): {e}");
+    }
+}
