@@ -327,6 +327,36 @@ impl LocalAws {
             .expect("the storage stack has the output QueueBucketName")
     }
 
+    /// Create an on-demand DynamoDB table keyed by a string `id` (for tests of the harness itself,
+    /// where sosw's own tables would be in the way); returns a client for this local AWS.
+    pub async fn create_id_table(&self, name: &str) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let ddb = aws_sdk_dynamodb::Client::new(self.sdk_config());
+        ddb.create_table()
+            .table_name(name)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute definition"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key schema"),
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+        ddb
+    }
+
     /// An S3 client for this local AWS, addressing buckets by path (moto serves no bucket
     /// subdomains on loopback).
     pub fn s3(&self) -> aws_sdk_s3::Client {

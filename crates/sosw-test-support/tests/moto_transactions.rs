@@ -4,35 +4,12 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, ConditionCheck, Delete, KeySchemaElement, KeyType, Put, PutRequest,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use sosw_test_support::LocalAws;
 use std::collections::HashMap;
-
-async fn table(ddb: &Client, name: &str) {
-    ddb.create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
@@ -104,7 +81,7 @@ fn reasons(err: SdkError<TransactWriteItemsError>) -> Vec<(String, Option<HashMa
 async fn a_failed_condition_cancels_the_whole_transaction_and_names_the_item() {
     let aws = LocalAws::start().await;
     let ddb = Client::new(aws.sdk_config());
-    table(&ddb, "t").await;
+    aws.create_id_table("t").await;
     ddb.put_item()
         .table_name("t")
         .item("id", s("taken"))
@@ -178,7 +155,7 @@ async fn a_failed_condition_cancels_the_whole_transaction_and_names_the_item() {
 async fn a_write_that_fails_midway_is_undone_item_by_item() {
     let aws = LocalAws::start().await;
     let ddb = Client::new(aws.sdk_config());
-    table(&ddb, "t").await;
+    aws.create_id_table("t").await;
     ddb.put_item()
         .table_name("t")
         .item("id", s("kept"))
@@ -241,7 +218,7 @@ async fn a_write_that_fails_midway_is_undone_item_by_item() {
 async fn two_operations_on_one_item_are_refused_before_anything_is_written() {
     let aws = LocalAws::start().await;
     let ddb = Client::new(aws.sdk_config());
-    table(&ddb, "t").await;
+    aws.create_id_table("t").await;
     let err = ddb
         .transact_write_items()
         .transact_items(put("t", "a", "1"))
@@ -258,8 +235,8 @@ async fn two_operations_on_one_item_are_refused_before_anything_is_written() {
 async fn a_transaction_that_succeeds_writes_every_item_in_one_step() {
     let aws = LocalAws::start_serialised().await;
     let ddb = Client::new(aws.sdk_config());
-    table(&ddb, "t").await;
-    table(&ddb, "u").await;
+    aws.create_id_table("t").await;
+    aws.create_id_table("u").await;
     ddb.put_item()
         .table_name("u")
         .item("id", s("moved"))
@@ -296,7 +273,7 @@ async fn a_transaction_that_succeeds_writes_every_item_in_one_step() {
 async fn transactions_over_a_large_table_commit() {
     let aws = LocalAws::start().await;
     let ddb = Client::new(aws.sdk_config());
-    table(&ddb, "big").await;
+    aws.create_id_table("big").await;
     let ids: Vec<String> = (0..20_000).map(|i| format!("row-{i:05}")).collect();
     for chunk in ids.chunks(25) {
         let writes = chunk

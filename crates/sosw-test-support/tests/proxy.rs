@@ -1,40 +1,12 @@
 //! The fault-injecting proxy in front of moto: classification and counts, the observer, and each
 //! verdict as an AWS SDK client experiences it.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, PutRequest, ScalarAttributeType,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use sosw_test_support::proxy::{RequestInfo, ResponseInfo, Verdict};
 use sosw_test_support::LocalAws;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-async fn table(aws: &LocalAws, name: &str) -> aws_sdk_dynamodb::Client {
-    let ddb = aws_sdk_dynamodb::Client::new(aws.sdk_config());
-    ddb.create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-    ddb
-}
 
 fn no_retries(aws: &LocalAws) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::config::Builder::from(aws.sdk_config())
@@ -85,7 +57,7 @@ async fn counts_requests_by_service_operation_and_items_and_shows_each_exchange(
         })
     })
     .await;
-    let ddb = table(&aws, "t").await;
+    let ddb = aws.create_id_table("t").await;
     put(&ddb, "t", "a").await.unwrap();
     put(&ddb, "t", "b").await.unwrap();
     let got = ddb
@@ -146,7 +118,7 @@ async fn throttling_and_server_errors_are_answered_by_the_proxy_and_retried_by_t
         })
     })
     .await;
-    let ddb = table(&aws, "t").await;
+    let ddb = aws.create_id_table("t").await;
     put(&ddb, "t", "a").await.expect("the third attempt passes");
     ddb.get_item()
         .table_name("t")
@@ -167,7 +139,7 @@ async fn throttling_and_server_errors_are_answered_by_the_proxy_and_retried_by_t
         })
     })
     .await;
-    table(&aws, "t").await;
+    aws.create_id_table("t").await;
     let ddb = no_retries(&aws);
     let err = put(&ddb, "t", "a").await.unwrap_err();
     assert!(err.contains("ProvisionedThroughputExceededException"), "{err}");
@@ -192,7 +164,7 @@ async fn a_delayed_request_is_forwarded_after_its_delay() {
         ))
     })
     .await;
-    let ddb = table(&aws, "t").await;
+    let ddb = aws.create_id_table("t").await;
     let started = Instant::now();
     put(&ddb, "t", "a").await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -213,7 +185,7 @@ async fn forward_then_drop_applies_the_write_and_leaves_the_client_without_an_an
             })
     })
     .await;
-    table(&aws, "t").await;
+    aws.create_id_table("t").await;
     let ddb = no_retries(&aws);
     let err = put(&ddb, "t", "a").await.unwrap_err();
     assert!(
@@ -237,7 +209,7 @@ async fn a_partial_batch_forwards_some_items_and_returns_the_rest_unprocessed() 
         })
     })
     .await;
-    table(&aws, "t").await;
+    aws.create_id_table("t").await;
     let ddb = no_retries(&aws);
     let writes: Vec<WriteRequest> = (0..5)
         .map(|i| {
@@ -347,7 +319,7 @@ async fn a_transaction_retried_with_its_token_after_a_lost_answer_meets_its_own_
         ))
     })
     .await;
-    table(&aws, "t").await;
+    aws.create_id_table("t").await;
     let ddb = no_retries(&aws);
     assert!(
         create_once(&ddb, "a", "token-1").await.is_err(),
