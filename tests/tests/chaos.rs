@@ -623,8 +623,33 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
     chaos.armed.store(false, Ordering::SeqCst);
     let (killed, handed_over, continuations) = scheduling.await.expect("the scheduler's ordeal ran");
 
-    // ---- The ledger against the tables. ----
+    // ---- The figures first, so that a failing run shows them too. ----
     let closed = scan_all(&direct, "sosw_closed_tasks").await;
+    let ledger = std::mem::take(&mut *chaos.ledger.lock().unwrap());
+    let figures = Figures {
+        tasks,
+        completed: closed
+            .iter()
+            .filter(|r| r["labourer_id_task_status"].as_s().ok() == Some(&format!("{LABOURER}_1")))
+            .count(),
+        dead: closed
+            .iter()
+            .filter(|r| r["labourer_id_task_status"].as_s().ok() != Some(&format!("{LABOURER}_1")))
+            .count(),
+        worker_starts: ledger.runs.values().map(|runs| runs.len() as u64).sum(),
+        retries: sum_metric(&ledger.scavenger_emf, "retried"),
+        wall: wall.elapsed(),
+    };
+    print_figures(
+        &figures,
+        &ledger,
+        &aws,
+        seed,
+        ticks,
+        (killed, handed_over, continuations),
+    );
+
+    // ---- The ledger against the tables. ----
     let mut by_word: HashMap<String, Vec<String>> = HashMap::new();
     let mut completed = 0usize;
     let mut dead = 0usize;
@@ -679,43 +704,17 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
         );
     }
 
-    let ledger = std::mem::take(&mut *chaos.ledger.lock().unwrap());
     let mut worker_starts = 0u64;
     for (id, runs) in &ledger.runs {
         let attempts = attempts_of
             .get(id)
             .unwrap_or_else(|| panic!("task {id} ran but is not archived"));
         if runs.len() as i64 != *attempts {
-            let mut history: Vec<(String, String)> = scan_all(&direct, "sosw_tasks_meta")
-                .await
-                .into_iter()
-                .filter(|r| r["task_id"].as_s().ok() == Some(id))
-                .map(|r| {
-                    let mut extra: Vec<String> = r
-                        .iter()
-                        .filter(|(k, _)| !["task_id", "created_at", "action"].contains(&k.as_str()))
-                        .map(|(k, v)| format!("{k}={v:?}"))
-                        .collect();
-                    extra.sort();
-                    (
-                        r["created_at"].as_n().cloned().unwrap_or_default(),
-                        format!(
-                            "{} {}",
-                            r["action"].as_s().cloned().unwrap_or_default(),
-                            extra.join(" ")
-                        ),
-                    )
-                })
-                .collect();
-            history.sort();
+            let meta = scan_all(&direct, "sosw_tasks_meta").await;
             panic!(
                 "task {id}: {} worker starts but attempts {attempts}; runs {runs:?}; meta history:\n{}",
                 runs.len(),
-                history
-                    .iter()
-                    .map(|(t, a)| format!("  {t} {a}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                history_of(&meta, id)
             );
         }
         let mut sorted = runs.clone();
@@ -755,7 +754,31 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
         worker_starts - ledger.runs.len() as u64,
         "scavengers' `retried` == re-runs"
     );
-    assert_eq!(sum_metric(&ledger.scavenger_emf, "returned_to_queue"), retries);
+    let returned = sum_metric(&ledger.scavenger_emf, "returned_to_queue");
+    if returned != retries {
+        // Which task: its meta rows say each move that was reported applied.
+        let meta = scan_all(&direct, "sosw_tasks_meta").await;
+        let mut moves: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for r in &meta {
+            let id = r["task_id"].as_s().unwrap().clone();
+            match r["action"].as_s().map(String::as_str) {
+                Ok("scheduled_for_retry") => moves.entry(id).or_default().0 += 1,
+                Ok("ready_for_retry") => moves.entry(id).or_default().1 += 1,
+                _ => {}
+            }
+        }
+        let odd: Vec<_> = moves.iter().filter(|(_, (to, back))| to != back).collect();
+        panic!(
+            "scavengers' `returned_to_queue` {returned} != `retried` {retries} (errors {}, skipped_changed {}); \
+             tasks whose moves to and from the retry table differ in the meta rows: {odd:?}; their history:\n{}",
+            sum_metric(&ledger.scavenger_emf, "errors"),
+            sum_metric(&ledger.scavenger_emf, "skipped_changed"),
+            odd.iter()
+                .map(|(id, _)| history_of(&meta, id))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     for metric in ["quarantined", "labourer_errors"] {
         assert_eq!(
             sum_metric(&ledger.scavenger_emf, metric),
@@ -807,14 +830,20 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
         );
     }
 
-    let figures = Figures {
-        tasks,
-        completed,
-        dead,
-        worker_starts,
-        retries,
-        wall: wall.elapsed(),
-    };
+    assert_eq!((figures.completed, figures.dead), (completed, dead));
+    assert_eq!(figures.worker_starts, worker_starts);
+    figures
+}
+
+/// The run's figures, printed before the ledger is checked.
+fn print_figures(
+    figures: &Figures,
+    ledger: &Ledger,
+    aws: &LocalAws,
+    seed: u64,
+    ticks: u64,
+    (killed, handed_over, continuations): (bool, bool, usize),
+) {
     println!("chaos: seed {seed}, {ticks} ticks of {TICK} virtual s");
     println!(
         "chaos: scheduler killed mid-file: {killed}; retried job handed over: {handed_over}; continuation deliveries: {continuations}"
@@ -845,7 +874,36 @@ async fn chaos(tasks: usize, seed: u64, drops: bool) -> Figures {
     }
     let counts = aws.counts();
     println!("chaos: AWS requests {}", counts.requests);
-    figures
+}
+
+/// A task's meta rows in time order, one line each: `created_at action other=attributes`.
+fn history_of(meta: &[HashMap<String, AttributeValue>], id: &str) -> String {
+    let mut history: Vec<(String, String)> = meta
+        .iter()
+        .filter(|r| r["task_id"].as_s().ok().map(String::as_str) == Some(id))
+        .map(|r| {
+            let mut extra: Vec<String> = r
+                .iter()
+                .filter(|(k, _)| !["task_id", "created_at", "action"].contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            extra.sort();
+            (
+                r["created_at"].as_n().cloned().unwrap_or_default(),
+                format!(
+                    "{} {}",
+                    r["action"].as_s().cloned().unwrap_or_default(),
+                    extra.join(" ")
+                ),
+            )
+        })
+        .collect();
+    history.sort();
+    history
+        .iter()
+        .map(|(t, a)| format!("  {id} {t} {a}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn seed() -> u64 {
