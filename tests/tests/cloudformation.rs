@@ -139,19 +139,75 @@ fn storage_template_declares_private_encrypted_bucket_and_pitr() {
     assert_eq!(r["DeadTaskTopic"]["Type"], "AWS::SNS::Topic");
 }
 
-/// An essential's binary carries its deployed function's name, so that `cargo lambda build`
-/// writes `target/lambda/<function>/bootstrap.zip` (the stack's default code key), and `cargo
-/// lambda watch` / `cargo lambda deploy` name the function as the stack does: the demo and a
-/// deployment read the same config document (`<function>_config`).
-#[test]
-fn each_essential_binary_is_named_as_its_stack_names_the_function() {
+/// `cargo metadata --no-deps` of the workspace.
+fn cargo_metadata() -> Value {
     let out = std::process::Command::new(env!("CARGO"))
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .current_dir(sosw_tests::repo_root())
         .output()
         .expect("cargo metadata");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `cargo lambda build --release` with no flags builds arm64 zips of the Lambda functions and
+/// nothing else: the workspace's `[workspace.metadata.lambda.build]` asks for arm64 and zip (the
+/// stacks' default `Architecture` is arm64), and `default-members` are the four essentials and
+/// the example worker, one binary each. (The build itself, several minutes, is `scripts/package`;
+/// its zips are measured in docs/benchmarks.md.)
+#[test]
+fn cargo_lambda_build_with_no_flags_makes_arm64_zips_of_the_lambda_functions() {
+    let metadata = cargo_metadata();
+    let build = &metadata["metadata"]["lambda"]["build"];
+    assert_eq!(build["arm64"], true, "{build}");
+    assert_eq!(build["output_format"], "zip", "{build}");
+    let default_members: BTreeSet<String> = metadata["workspace_default_members"]
+        .as_array()
+        .expect("default-members")
+        .iter()
+        .map(|id| {
+            metadata["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == *id)
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .unwrap()
+        })
+        .collect();
+    let expected: BTreeSet<String> = ESSENTIALS
+        .iter()
+        .map(|(_, package, _)| package.to_string())
+        .chain(["sosw-example-worker".to_string()])
+        .collect();
+    assert_eq!(default_members, expected);
+    for package in &default_members {
+        let bins = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == package.as_str())
+            .flat_map(|p| p["targets"].as_array().unwrap())
+            .filter(|t| t["kind"] == json!(["bin"]))
+            .count();
+        assert_eq!(bins, 1, "{package}: one binary, one function");
+    }
+    for (file, _, _) in ESSENTIALS {
+        assert_eq!(
+            template(file)["Parameters"]["Architecture"]["Default"],
+            "arm64",
+            "{file}"
+        );
+    }
+}
+
+/// An essential's binary carries its deployed function's name, so that `cargo lambda build`
+/// writes `target/lambda/<function>/bootstrap.zip` (the stack's default code key), and `cargo
+/// lambda watch` / `cargo lambda deploy` name the function as the stack does: the demo and a
+/// deployment read the same config document (`<function>_config`).
+#[test]
+fn each_essential_binary_is_named_as_its_stack_names_the_function() {
+    let metadata = cargo_metadata();
     let sam = template("sosw-sam.yaml");
     for (file, package, function) in ESSENTIALS {
         let bins: Vec<&str> = metadata["packages"]
