@@ -4,7 +4,7 @@
 //! a metric without the stack (or the reverse) fails here. The stack's deployment on the local AWS
 //! is in `cloudformation.rs`.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sosw_tests::template;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -171,4 +171,156 @@ fn every_sosw_metric_of_the_alarms_and_dashboard_is_printed_by_its_essential() {
         "per-labourer graphs search the per-labourer dimension set"
     );
     assert!(dimension_sets.contains(r#"["function","labourer_id"]"#));
+}
+
+/// The alarms the runbook names (docs/operations.md): each exists with its metric, comparison and
+/// threshold, sends to the installation's alarm topic (created, or the one given), points to its
+/// runbook section (which exists), and the dashboard's alarm widget lists every one of them.
+/// moto's CloudFormation does not create `AWS::CloudWatch::Alarm`, so this reads the template (as
+/// cfn-lint validates it); the metrics of namespace `sosw` are checked against what the essentials
+/// print by the test above.
+#[test]
+fn every_alarm_sends_to_the_alarm_topic_and_points_to_its_runbook_section() {
+    let t = template("sosw-monitoring.yaml");
+    // (resource, alarm name, metric or metric-math ids, comparison, threshold, missing data, runbook anchor)
+    let expected: [(&str, &str, &str, &str, Value, &str, &str); 7] = [
+        (
+            "DeadTasksAlarm",
+            "sosw_dead_tasks",
+            "sosw/dead",
+            "GreaterThanOrEqualToThreshold",
+            json!(1),
+            "notBreaching",
+            "dead-tasks",
+        ),
+        (
+            "QuarantinedRowsAlarm",
+            "sosw_quarantined_rows",
+            "sosw/quarantined",
+            "GreaterThanOrEqualToThreshold",
+            json!(1),
+            "notBreaching",
+            "corrupt-rows-quarantined",
+        ),
+        (
+            "EssentialErrorsAlarm",
+            "sosw_essential_errors",
+            "AWS/Lambda/Errors",
+            "GreaterThanOrEqualToThreshold",
+            json!(1),
+            "notBreaching",
+            "an-essential-fails",
+        ),
+        (
+            "FailedJobsAlarm",
+            "sosw_failed_jobs",
+            "AWS/SQS/ApproximateNumberOfMessagesVisible",
+            "GreaterThanOrEqualToThreshold",
+            json!(1),
+            "notBreaching",
+            "a-job-failed",
+        ),
+        (
+            "OrchestratorSilentAlarm",
+            "sosw_orchestrator_silent",
+            "AWS/Lambda/Invocations",
+            "LessThanThreshold",
+            json!(1),
+            "breaching",
+            "the-orchestrator-stopped",
+        ),
+        (
+            "QueueHeadAgeAlarm",
+            "sosw_queue_too_old",
+            "sosw/queue_head_age_seconds",
+            "GreaterThanThreshold",
+            json!({"Ref": "QueueHeadAgeSeconds"}),
+            "notBreaching",
+            "a-labourer-stopped",
+        ),
+        (
+            "ThrottledInvokesAlarm",
+            "sosw_throttled_invokes",
+            "sosw/throttled",
+            "GreaterThanOrEqualToThreshold",
+            json!({"Ref": "ThrottledInvokesPerFiveMinutes"}),
+            "notBreaching",
+            "a-throttled-worker",
+        ),
+    ];
+    let runbook = std::fs::read_to_string(sosw_tests::repo_root().join("docs/operations.md")).unwrap();
+    let anchors: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                .collect::<String>()
+                .replace(' ', "-")
+        })
+        .collect();
+    let resources = t["Resources"].as_object().unwrap();
+    let alarms: BTreeSet<&str> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        alarms,
+        expected.iter().map(|e| e.0).collect::<BTreeSet<_>>(),
+        "the template's alarms are the runbook's"
+    );
+    let action =
+        json!([{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "ExistingAlarmTopicArn"}]}]);
+    let widget = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("the dashboard body is one Fn::Sub string")
+        .to_string();
+    for (resource, name, metric, comparison, threshold, missing, anchor) in &expected {
+        let p = &resources[*resource]["Properties"];
+        assert_eq!(
+            p["AlarmName"],
+            json!({"Fn::Sub": format!("${{NamePrefix}}{name}")}),
+            "{resource}"
+        );
+        assert_eq!(p["AlarmActions"], action, "{resource} sends to the alarm topic");
+        assert_eq!(p["ComparisonOperator"], *comparison, "{resource}");
+        assert_eq!(p["Threshold"], *threshold, "{resource}");
+        assert_eq!(p["TreatMissingData"], *missing, "{resource}");
+        let metrics: Vec<String> = std::iter::once(p)
+            .chain(
+                p["Metrics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m.get("MetricStat").map(|s| &s["Metric"])),
+            )
+            .filter(|m| m["MetricName"].is_string())
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m["Namespace"].as_str().unwrap(),
+                    m["MetricName"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert!(
+            !metrics.is_empty() && metrics.iter().all(|m| m == metric),
+            "{resource} reads {metric}: {metrics:?}"
+        );
+        let description = p["AlarmDescription"].as_str().unwrap_or_default();
+        assert!(
+            description.contains(&format!("docs/operations.md#{anchor}")),
+            "{resource} points to its runbook section: {description}"
+        );
+        assert!(
+            anchors.contains(*anchor),
+            "docs/operations.md has `## ...` for #{anchor}: {anchors:?}"
+        );
+        assert!(
+            widget.contains(&format!("alarm:${{NamePrefix}}{name}\"")),
+            "the dashboard's alarm widget shows {name}"
+        );
+    }
 }
