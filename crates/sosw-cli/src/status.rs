@@ -86,6 +86,49 @@ pub async fn async_retries(lambda: &aws_sdk_lambda::Client, function: &str) -> A
     }
 }
 
+/// A function's reserved concurrency (GetFunctionConcurrency): `None` when none is reserved (it
+/// shares the account's unreserved pool) or it cannot be read (the retries' check reports an
+/// unreadable function).
+pub async fn reserved_concurrency(lambda: &aws_sdk_lambda::Client, function: &str) -> Option<i32> {
+    lambda
+        .get_function_concurrency()
+        .function_name(function)
+        .send()
+        .await
+        .ok()?
+        .reserved_concurrent_executions()
+}
+
+/// The warning `sosw status` prints when a labourer may invoke more tasks at once than its
+/// function's reserved concurrency lets run: Lambda throttles the rest (429), which the
+/// Orchestrator counts as `throttled` and gives back (`sosw_throttled_invokes` fires).
+pub fn concurrency_warning(
+    labourer_id: &str,
+    function: &str,
+    max_simultaneous_invocations: u32,
+    reserved: Option<i32>,
+) -> Option<String> {
+    let reserved = reserved?;
+    if i64::from(reserved) >= i64::from(max_simultaneous_invocations) {
+        return None;
+    }
+    Some(if reserved == 0 {
+        format!(
+            "labourer `{labourer_id}`: function `{function}` has a reserved concurrency of 0: Lambda \
+             throttles every invocation, nothing of this labourer runs; remove the reservation or \
+             set it to at least max_simultaneous_invocations ({max_simultaneous_invocations})"
+        )
+    } else {
+        format!(
+            "labourer `{labourer_id}`: max_simultaneous_invocations {max_simultaneous_invocations} exceeds \
+             the reserved concurrency {reserved} of function `{function}`: Lambda throttles invocations \
+             beyond {reserved} (the Orchestrator's `throttled` metric); lower max_simultaneous_invocations \
+             to {reserved} or raise the reservation (`aws lambda put-function-concurrency --function-name \
+             {function} --reserved-concurrent-executions {max_simultaneous_invocations}`)"
+        )
+    })
+}
+
 /// The warning `sosw status` prints for a labourer's asynchronous retries, if any.
 pub fn retry_warning(labourer_id: &str, function: &str, retries: &AsyncRetries) -> Option<String> {
     match retries {
@@ -199,6 +242,10 @@ pub struct LabourerStatus {
     pub would_invoke: u64,
     /// Lambda's asynchronous retries of the labourer's function (must be 0).
     pub async_retries: AsyncRetries,
+    /// The labourer's `max_simultaneous_invocations`.
+    pub max_simultaneous_invocations: u32,
+    /// The function's reserved concurrency, when one is reserved (`null`: none, or unreadable).
+    pub reserved_concurrency: Option<i32>,
 }
 
 /// Compute the status of every configured labourer.
@@ -227,6 +274,8 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<Vec<LabourerStatus>> {
             dead: t.closed_count(&l.id, false).await.map_err(|e| hint(e.into()))?,
             would_invoke: desired_invocations(l.max_simultaneous_invocations, &coefficients, health, running),
             async_retries: async_retries(&ctx.clients.lambda, &l.arn).await,
+            max_simultaneous_invocations: l.max_simultaneous_invocations,
+            reserved_concurrency: reserved_concurrency(&ctx.clients.lambda, &l.arn).await,
         });
     }
     Ok(out)
@@ -342,8 +391,16 @@ async fn gather(ctx: &Ctx, queue: Option<&str>, sqs: &aws_sdk_sqs::Client) -> an
                 .register_labourer(&l.labourer_id)
                 .map(|lab| lab.arn)
                 .unwrap_or_else(|| l.labourer_id.clone());
-            retry_warning(&l.labourer_id, &function, &l.async_retries)
+            let retries = retry_warning(&l.labourer_id, &function, &l.async_retries);
+            let concurrency = concurrency_warning(
+                &l.labourer_id,
+                &function,
+                l.max_simultaneous_invocations,
+                l.reserved_concurrency,
+            );
+            Some(retries.into_iter().chain(concurrency))
         })
+        .flatten()
         .collect();
     Ok(Status {
         labourers,

@@ -536,6 +536,84 @@ async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
     );
 }
 
+/// A throttled worker, shown before it happens: a labourer allowed more tasks at once than its
+/// function's reserved concurrency lets run is a warning (exit 3) naming both numbers and the fix.
+#[tokio::test]
+async fn status_warns_when_a_labourer_may_invoke_more_than_its_reserved_concurrency() {
+    let aws = LocalAws::start().await;
+    aws.deploy_storage().await;
+    aws.put_config(
+        "sosw_essential_config",
+        &json!({"task_config": {"labourers": {
+            "over": {"max_simultaneous_invocations": 10},
+            "zero": {"max_simultaneous_invocations": 2},
+            "enough": {"max_simultaneous_invocations": 10},
+            "unreserved": {"max_simultaneous_invocations": 10}}}}),
+    )
+    .await;
+    let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
+    for (name, reserved) in [
+        ("over", Some(5)),
+        ("zero", Some(0)),
+        ("enough", Some(20)),
+        ("unreserved", None),
+    ] {
+        worker_function(&aws, name, Some(0)).await;
+        if let Some(n) = reserved {
+            lambda
+                .put_function_concurrency()
+                .function_name(name)
+                .reserved_concurrent_executions(n)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let status: Value = serde_json::from_str(&stdout_exit(&sosw(&aws, &["status", "--json"]), 3)).unwrap();
+    let reserved: std::collections::BTreeMap<&str, (Value, Value)> = status["labourers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["labourer_id"].as_str().unwrap(),
+                (
+                    l["max_simultaneous_invocations"].clone(),
+                    l["reserved_concurrency"].clone(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(reserved["over"], (json!(10), json!(5)));
+    assert_eq!(reserved["zero"], (json!(2), json!(0)));
+    assert_eq!(reserved["enough"], (json!(10), json!(20)));
+    assert_eq!(reserved["unreserved"], (json!(10), Value::Null));
+    let warnings: Vec<&str> = status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "labourer `over`: max_simultaneous_invocations 10 exceeds the reserved concurrency 5 of function `over`"
+        ) && w.contains("--reserved-concurrent-executions 10")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("labourer `zero`: function `zero` has a reserved concurrency of 0")),
+        "{warnings:?}"
+    );
+    let table = stdout_exit(&sosw(&aws, &["status"]), 3);
+    assert!(
+        table.contains("warning: labourer `over`: max_simultaneous_invocations 10 exceeds"),
+        "{table}"
+    );
+}
+
 #[tokio::test]
 async fn a_quarantined_row_is_shown_by_task_and_a_run_that_processes_nothing_exits_non_zero() {
     let (aws, tm, _) = deployed().await;
@@ -739,7 +817,9 @@ async fn status_piped_is_a_plain_table_and_exits_0_when_clean() {
             "expired",
             "health",
             "labourer_id",
+            "max_simultaneous_invocations",
             "queued",
+            "reserved_concurrency",
             "retrying",
             "running",
             "would_invoke"
