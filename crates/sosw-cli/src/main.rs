@@ -33,6 +33,7 @@ mod exit;
 mod output;
 mod plan;
 mod progress;
+mod resume;
 mod retry_dead;
 mod run;
 mod status;
@@ -78,6 +79,12 @@ enum Command {
     /// (exit 3 when some died).
     #[command(after_help = "Example:\n  sosw submit job.json --wait --timeout 600")]
     Submit(submit::SubmitArgs),
+    /// Deliver a Scheduler queue file's continuation again: the fix for a file `sosw check` finds
+    /// locked too long or not picked up. Rows already written are skipped.
+    #[command(
+        after_help = "Example:\n  sosw resume tasks_queue_8d7f0c1e.txt\n  sosw check --json | jq -r '.findings[] | select(.kind | startswith(\"queue_file\")) | .key' | xargs -n1 sosw resume"
+    )]
+    Resume(resume::ResumeArgs),
     /// Where a task is (queue, retry, archive), its attributes and its history.
     #[command(after_help = "Example:\n  sosw task 3f2b6c1e-0d5a-4c47-9a51-8e1f0b7c2d90 --json | jq .state")]
     Task(task::TaskArgs),
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
                     match other {
                         Command::Status(a) => status::run(&a, json).await,
                         Command::Submit(a) => submit::run(&a, json).await,
+                        Command::Resume(a) => resume::run(&a, json).await,
                         Command::Task(a) => task::run(&a, json).await,
                         Command::RetryDead(a) => retry_dead::run(&a, json).await,
                         Command::Run(a) => run::run(&a).await.map(|()| Exit::Ok),

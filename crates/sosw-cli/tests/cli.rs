@@ -1069,3 +1069,97 @@ async fn submit_wait_piped_prints_plain_progress_and_exits_3_when_tasks_died() {
         "{progress:?}"
     );
 }
+
+/// A stuck queue file's fix: `sosw resume` finds the file (locked, or handed over), invokes the
+/// Scheduler with its continuation, and refuses a file that is not there, naming where it looked.
+/// (Multi-threaded: the proxy serves on this runtime while the test waits for the CLI process.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_delivers_a_queue_files_continuation_and_refuses_a_missing_file() {
+    let invokes: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let seen = invokes.clone();
+    let aws = LocalAws::start_behind(false, move |b| {
+        b.observe(
+            move |req: &sosw_test_support::proxy::RequestInfo, _: &sosw_test_support::proxy::ResponseInfo| {
+                if req.op() == "lambda.Invoke" {
+                    let function = req.lambda_function().unwrap_or_default().to_string();
+                    seen.lock()
+                        .unwrap()
+                        .push((function, req.json().unwrap_or_default()));
+                }
+            },
+        )
+    })
+    .await;
+    let bucket = aws.deploy_queue_bucket().await;
+    aws.put_config("sosw_essential_config", &serde_json::from_str(ESSENTIAL).unwrap())
+        .await;
+    aws.put_config(
+        "sosw_scheduler_config",
+        &json!({"queue_bucket": bucket, "s3_prefix": "jobs/queue"}),
+    )
+    .await;
+    let s3 = aws.s3();
+    for key in [
+        "jobs/queue/locked_tasks_queue_r1.txt",
+        "jobs/queue/tasks_queue_r2.txt",
+    ] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(b"{\"labourer_id\": \"worker\"}\n".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let out = cmd(&aws)
+        .args(["resume", "s3://b/jobs/queue/locked_tasks_queue_r1.txt", "--json"])
+        .assert()
+        .code(0)
+        .stdout(plain())
+        .get_output()
+        .clone();
+    assert_eq!(
+        json_of(&out.stdout),
+        json!({"function": "sosw_scheduler", "file_name": "tasks_queue_r1.txt", "state": "locked", "bucket": bucket})
+    );
+    let out = stdout_exit(
+        &sosw(
+            &aws,
+            &["resume", "tasks_queue_r2.txt", "--function", "qa_sosw_scheduler"],
+        ),
+        0,
+    );
+    assert!(
+        out.contains("resumed `tasks_queue_r2.txt` (handed over) with `qa_sosw_scheduler`"),
+        "{out}"
+    );
+    assert_eq!(
+        *invokes.lock().unwrap(),
+        [
+            (
+                "sosw_scheduler".to_string(),
+                json!({"file_name": "tasks_queue_r1.txt"})
+            ),
+            (
+                "qa_sosw_scheduler".to_string(),
+                json!({"file_name": "tasks_queue_r2.txt"})
+            ),
+        ]
+    );
+
+    let o = sosw(&aws, &["resume", "tasks_queue_gone.txt"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "queue file `tasks_queue_gone.txt` is not in s3://{bucket}/jobs/queue (neither `locked_tasks_queue_gone.txt` nor `tasks_queue_gone.txt`)"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        invokes.lock().unwrap().len(),
+        2,
+        "nothing invoked for a missing file"
+    );
+}

@@ -917,7 +917,8 @@ impl Checker<'_> {
                     FindingKind::QueueFileLockedTooLong,
                     format!(
                         "locked (and last checkpointed) {age} s ago, longer than a Scheduler can run ({limit} s): \
-                         its Scheduler died; invoke the Scheduler with {{\"file_name\": \"{}\"}} to resume it",
+                         its Scheduler died; resume it: `sosw resume {0}` (the Scheduler invoked with \
+                         {{\"file_name\": \"{0}\"}})",
                         &key[prefix.len() + "locked_".len()..]
                     ),
                 )
@@ -926,7 +927,8 @@ impl Checker<'_> {
                     FindingKind::QueueFileNotPickedUp,
                     format!(
                         "handed over {age} s ago and not taken by a sibling Scheduler within {limit} s: its \
-                         continuation was lost; invoke the Scheduler with {{\"file_name\": \"{}\"}}",
+                         continuation was lost; resume it: `sosw resume {0}` (the Scheduler invoked with \
+                         {{\"file_name\": \"{0}\"}})",
                         &key[prefix.len()..]
                     ),
                 )

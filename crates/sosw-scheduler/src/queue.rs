@@ -236,6 +236,17 @@ impl QueueReader {
     }
 }
 
+/// Where a queue file is ([`QueueStore::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFileState {
+    /// `locked_<name>`: a Scheduler is working on it, or died on it (then its retry, or a
+    /// continuation `{"file_name": "<name>"}`, resumes it from its checkpoint).
+    Locked,
+    /// `<name>`: handed over to a sibling that has not picked it up yet.
+    HandedOver,
+}
+
 /// The queue files of one bucket and prefix.
 #[derive(Debug, Clone)]
 pub struct QueueStore {
@@ -448,6 +459,27 @@ impl QueueStore {
     pub async fn release(&self, name: &str) -> Result<(), QueueError> {
         self.delete(&self.locked_key(name)).await?;
         self.delete(&self.checkpoint_key(name)).await
+    }
+
+    /// Where a queue file is: locked by a Scheduler working on it (or that died on it), handed
+    /// over to a sibling (not yet picked up), or absent. Two HeadObjects at most; nothing read.
+    pub async fn state(&self, name: &str) -> Result<Option<QueueFileState>, QueueError> {
+        for (key, state) in [
+            (self.locked_key(name), QueueFileState::Locked),
+            (self.key(name), QueueFileState::HandedOver),
+        ] {
+            match self.s3.head_object().bucket(&self.bucket).key(&key).send().await {
+                Ok(_) => return Ok(Some(state)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+                Err(e) => return Err(self.err("HeadObject", &key, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The bucket of the queue files.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
     }
 
     /// Every key under the prefix (for tests and `sosw status`).
