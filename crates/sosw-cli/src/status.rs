@@ -385,7 +385,7 @@ async fn gather(ctx: &Ctx, queue: Option<&str>, sqs: &aws_sdk_sqs::Client) -> an
     };
     let warnings = labourers
         .iter()
-        .filter_map(|l| {
+        .flat_map(|l| {
             let function = ctx
                 .tasks
                 .register_labourer(&l.labourer_id)
@@ -398,9 +398,8 @@ async fn gather(ctx: &Ctx, queue: Option<&str>, sqs: &aws_sdk_sqs::Client) -> an
                 l.max_simultaneous_invocations,
                 l.reserved_concurrency,
             );
-            Some(retries.into_iter().chain(concurrency))
+            retries.into_iter().chain(concurrency)
         })
-        .flatten()
         .collect();
     Ok(Status {
         labourers,
