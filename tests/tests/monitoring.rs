@@ -324,3 +324,32 @@ fn every_alarm_sends_to_the_alarm_topic_and_points_to_its_runbook_section() {
         );
     }
 }
+
+/// What the monitoring stack imports from `SchedulerStackName` is exported by both ways of
+/// deploying the Scheduler: its own stack and the SAM template.
+#[test]
+fn the_monitoring_stack_imports_only_what_the_scheduler_stack_and_the_sam_template_export() {
+    let monitoring =
+        std::fs::read_to_string(sosw_tests::repo_root().join("cloudformation/sosw-monitoring.yaml")).unwrap();
+    let imported: BTreeSet<String> = monitoring
+        .split("${SchedulerStackName}-")
+        .skip(1)
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect())
+        .collect();
+    assert!(imported.contains("FailedJobsQueueName"), "{imported:?}");
+    for file in ["sosw-scheduler.yaml", "sosw-sam.yaml"] {
+        let t = template(file);
+        let exported: BTreeSet<String> = t["Outputs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|o| o["Export"]["Name"]["Fn::Sub"].as_str())
+            .filter_map(|n| n.strip_prefix("${AWS::StackName}-"))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            imported.is_subset(&exported),
+            "{file} exports {exported:?}, the monitoring stack imports {imported:?}"
+        );
+    }
+}
