@@ -450,12 +450,18 @@ async fn stuck_queue_files_and_failed_jobs_are_found() {
     );
     assert_eq!(locked[0].location, format!("s3://{}", i.bucket));
     assert!(
-        locked[0].detail.contains(r#"{"file_name": "tasks_queue_a.txt"}"#),
+        locked[0].detail.contains(r#"{"file_name": "tasks_queue_a.txt"}"#)
+            && locked[0].detail.contains("`sosw resume tasks_queue_a.txt`"),
         "{}",
         locked[0].detail
     );
     let handed: Vec<_> = late.of_kind(FindingKind::QueueFileNotPickedUp).collect();
     assert_eq!(handed.len(), 1);
+    assert!(
+        handed[0].detail.contains("`sosw resume tasks_queue_c.txt`"),
+        "{}",
+        handed[0].detail
+    );
     assert_eq!(handed[0].key.as_deref(), Some("sosw/scheduler/tasks_queue_c.txt"));
     // Through the binary: exit 3 on the failed job, and the queue's message is still there.
     let out = sosw(
