@@ -1,9 +1,9 @@
 //! Benchmark (prints figures, asserts nothing about speed): scheduling N tasks against moto behind
 //! the counting proxy of sosw-test-support, one job each, on a fresh moto. Run:
 //! `cargo bench -p sosw-scheduler --bench schedule -- [N ...]` (default 200 1000); the items-read
-//! goal of docs/benchmarks.md is measured with `-- 1000 10000 100000` (about 10 minutes, moto
-//! under 3 GiB). Tasks are created with BatchWriteItem, 25 per request, and the few conditional
-//! writes it needs; items read are what DynamoDB returns (queue-position Queries, existence checks).
+//! goal of docs/benchmarks.md is measured with `-- 1000 10000 100000` (90 minutes on 2 cores, almost
+//! all of it moto answering index Queries by reading its whole table; moto peaked at 534 MB).
+//! Items read are what DynamoDB returns (queue-position Queries, existence checks).
 //! Python sosw on this kind of machine: 1,000 tasks in ~240 s, 3 requests and ~500 items read per task.
 
 use serde_json::json;
