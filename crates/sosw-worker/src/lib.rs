@@ -52,6 +52,13 @@
 //! [`run`] and [`process`] keep the untyped entry point (`Fn(serde_json::Value)`) working.
 
 mod meta;
+
+/// docs/worker.md: its example worker is compiled by `cargo test --doc` (part of `scripts/test`),
+/// so the guide cannot drift from the SDK.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/worker.md")]
+pub struct WorkerGuide;
+
 mod report;
 mod service;
 mod task;
