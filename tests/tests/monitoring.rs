@@ -38,11 +38,11 @@ fn printed() -> (BTreeMap<&'static str, BTreeSet<String>>, BTreeSet<String>) {
                 ),
                 (
                     "sosw_worker_assistant",
-                    sosw_worker_assistant::emf_line("sosw_worker_assistant", true, 1),
+                    sosw_worker_assistant::emf_line("sosw_worker_assistant", Some("worker"), true, 1),
                 ),
                 (
                     "sosw_worker_assistant",
-                    sosw_worker_assistant::emf_line("sosw_worker_assistant", false, 1),
+                    sosw_worker_assistant::emf_line("sosw_worker_assistant", None, false, 1),
                 ),
             ])
             .collect();

@@ -192,6 +192,15 @@ impl WorkerAssistantConfig {
     }
 }
 
+/// A report applied ([`WorkerAssistant::handle_report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    /// The invocation's answer: `{"task_id", "action"}`.
+    pub response: Value,
+    /// The reported task's labourer.
+    pub labourer_id: Option<String>,
+}
+
 /// The Worker Assistant.
 #[derive(Debug)]
 pub struct WorkerAssistant {
@@ -210,6 +219,12 @@ impl WorkerAssistant {
     /// unknown writes nothing to the task, is recorded in the task's meta history
     /// (`report_refused`) and returned as [`TaskError::ReportRefused`].
     pub async fn handle(&self, event: &Value) -> Result<Value, WorkerAssistantError> {
+        self.handle_report(event).await.map(|r| r.response)
+    }
+
+    /// [`Self::handle`], also telling the reported task's labourer (from the report's own write;
+    /// `None` from a store that cannot tell) for the per-labourer metrics.
+    pub async fn handle_report(&self, event: &Value) -> Result<Reported, WorkerAssistantError> {
         let req = parse(event)?;
         let done = match req.action {
             Action::MarkCompleted => "marked_as_completed",
@@ -236,9 +251,12 @@ impl WorkerAssistant {
                     .await
             }
         };
-        match result {
-            Ok(()) if pending => {}
-            Ok(()) => self.meta.post(&req.task_id, done, &[]),
+        let labourer_id = match result {
+            Ok(labourer) if pending => labourer,
+            Ok(labourer) => {
+                self.meta.post(&req.task_id, done, &[]);
+                labourer
+            }
             Err(TaskError::ReportRefused {
                 task_id,
                 action,
@@ -263,12 +281,15 @@ impl WorkerAssistant {
                 }));
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         if !pending {
             self.meta.flush().await;
         }
-        info!(task_id = %req.task_id, action = req.action.name(), "worker report stored");
-        Ok(json!({"task_id": req.task_id, "action": req.action.name()}))
+        info!(task_id = %req.task_id, action = req.action.name(), labourer_id = labourer_id.as_deref().unwrap_or(""), "worker report stored");
+        Ok(Reported {
+            response: json!({"task_id": req.task_id, "action": req.action.name()}),
+            labourer_id,
+        })
     }
 }
 
@@ -311,26 +332,32 @@ impl sosw_lambda::Essential for WorkerAssistant {
         invocation: &sosw_lambda::Invocation,
     ) -> Result<Value, sosw_lambda::EdgeError> {
         self.meta.set_context(invocation.meta_context());
-        let result = self.handle(&event).await;
+        let result = self.handle_report(&event).await;
         let refused = matches!(
             &result,
             Err(WorkerAssistantError::Task(TaskError::ReportRefused { .. }))
         );
-        if result.is_ok() || refused {
-            let now = self.tasks.clock().now_ms();
-            println!("{}", emf_line(&invocation.function_name, result.is_ok(), now));
+        let now = self.tasks.clock().now_ms();
+        match &result {
+            Ok(r) => println!(
+                "{}",
+                emf_line(&invocation.function_name, r.labourer_id.as_deref(), true, now)
+            ),
+            Err(_) if refused => println!("{}", emf_line(&invocation.function_name, None, false, now)),
+            Err(_) => {}
         }
-        Ok(result?)
+        Ok(result?.response)
     }
 }
 
 /// The EMF line of one worker report: `reports_accepted` 1 (the report was applied to its running
 /// task) or `reports_refused` 1 (its task is unknown or not running: a late or duplicate report).
-/// A report names only its task, so the labourer dimension is `all`.
-pub fn emf_line(function: &str, accepted: bool, timestamp_ms: i64) -> String {
+/// The labourer dimension is the task's labourer, as the report's write returned it; `all` when
+/// it is not known (a refused report names only its task, and nothing is read to find it).
+pub fn emf_line(function: &str, labourer_id: Option<&str>, accepted: bool, timestamp_ms: i64) -> String {
     sosw_core::emf::line(
         function,
-        "all",
+        labourer_id.unwrap_or("all"),
         &[
             ("reports_accepted", f64::from(u8::from(accepted))),
             ("reports_refused", f64::from(u8::from(!accepted))),

@@ -150,12 +150,33 @@ async fn a_report_costs_one_request_its_meta_event_rides_on_the_task_write() {
     let (aws, tasks, wa) = env_on(LocalAws::start_counted().await).await;
     let id = invoked_task(&tasks).await;
     aws.reset_counts();
-    wa.handle(&json!({"action": "mark_task_as_failed", "task_id": id}))
+    let failed = wa
+        .handle_report(&json!({"action": "mark_task_as_failed", "task_id": id}))
         .await
         .unwrap();
-    wa.handle(&json!({"action": "mark_task_as_completed", "task_id": id, "stats": {"n": 1}}))
+    let completed = wa
+        .handle_report(&json!({"action": "mark_task_as_completed", "task_id": id, "stats": {"n": 1}}))
         .await
         .unwrap();
+    // The same write tells the task's labourer (ReturnValues ALL_OLD: no request, no capacity of
+    // its own), so the Worker Assistant's metrics are per labourer.
+    assert_eq!(failed.labourer_id.as_deref(), Some("worker"));
+    assert_eq!(completed.labourer_id.as_deref(), Some("worker"));
+    assert_eq!(
+        completed.response,
+        json!({"task_id": id, "action": "mark_task_as_completed"})
+    );
+    let line: serde_json::Value = serde_json::from_str(&sosw_worker_assistant::emf_line(
+        "sosw_worker_assistant",
+        completed.labourer_id.as_deref(),
+        true,
+        1,
+    ))
+    .unwrap();
+    assert_eq!(
+        (&line["labourer_id"], &line["reports_accepted"]),
+        (&json!("worker"), &json!(1.0))
+    );
     let counts = aws.counts();
     assert_eq!(counts.requests, 2, "one request per report: {:?}", counts.by_op);
     assert_eq!(

@@ -1289,18 +1289,21 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
-        self.mark_completed_with_event(task_id, stats, result, None).await
+        self.mark_completed_with_event(task_id, stats, result, None)
+            .await
+            .map(|_| ())
     }
 
     /// [`Self::mark_completed`], appending the report's meta `event` (a meta row, see
-    /// [`crate::meta`]) to the task's pending events in the same conditional write.
+    /// [`crate::meta`]) to the task's pending events in the same conditional write. Returns the
+    /// task's labourer, read from the same write's answer (`None` from a store that cannot tell).
     pub async fn mark_completed_with_event(
         &self,
         task_id: &str,
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
         event: Option<Item>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<Option<String>, TaskError> {
         let mut sets = vec![(self.f("completed_at").to_string(), n(self.clock.now_secs()))];
         sets.extend(flatten_report(stats, result));
         self.update_report(task_id, "mark_task_as_completed", sets, None, event)
@@ -1315,18 +1318,20 @@ impl TaskManager {
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
     ) -> Result<(), TaskError> {
-        self.mark_failed_with_event(task_id, stats, result, None).await
+        self.mark_failed_with_event(task_id, stats, result, None)
+            .await
+            .map(|_| ())
     }
 
-    /// [`Self::mark_failed`], appending the report's meta `event` as
-    /// [`Self::mark_completed_with_event`] does.
+    /// [`Self::mark_failed`], appending the report's meta `event` and returning the task's
+    /// labourer as [`Self::mark_completed_with_event`] does.
     pub async fn mark_failed_with_event(
         &self,
         task_id: &str,
         stats: Option<&Map<String, Value>>,
         result: Option<&Map<String, Value>>,
         event: Option<Item>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<Option<String>, TaskError> {
         let sets = flatten_report(stats, result);
         self.update_report(
             task_id,
@@ -1345,7 +1350,7 @@ impl TaskManager {
         set: Vec<(String, AttributeValue)>,
         increment: Option<String>,
         event: Option<Item>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<Option<String>, TaskError> {
         let table = self.tasks_table();
         // Invoked: greenfield beyond now (a queued task holds a queue position, far below).
         let condition = vec![
@@ -1369,13 +1374,17 @@ impl TaskManager {
                 .into_iter()
                 .collect(),
         };
-        match self
+        let (written, old) = self
             .store
-            .update(table, self.id_key(task_id), update, condition)
+            .update_returning_old(table, self.id_key(task_id), update, condition)
             .await
-            .map_err(|e| store_err("UpdateItem", table, e))?
-        {
-            Written::Done => Ok(()),
+            .map_err(|e| store_err("UpdateItem", table, e))?;
+        match written {
+            Written::Done => Ok(old
+                .as_ref()
+                .and_then(|item| item.get(self.f("labourer_id")))
+                .and_then(|l| l.as_s().ok())
+                .cloned()),
             Written::ConditionFailed(_) => Err(TaskError::ReportRefused {
                 task_id: task_id.into(),
                 action,

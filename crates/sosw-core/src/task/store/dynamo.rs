@@ -9,8 +9,8 @@ use super::{
 use crate::task::model::Item;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, PutRequest, Select, TransactWriteItem,
-    WriteRequest,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue, Select,
+    TransactWriteItem, WriteRequest,
 };
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
@@ -307,26 +307,20 @@ impl TaskStore for DynamoStore {
         update: Update,
         condition: Condition,
     ) -> Result<Written, StoreError> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        let mut expr = Expr::default();
-        let update_expression = expr.update(&update);
-        let condition = expr.condition(&condition);
-        let result = self
-            .client
-            .update_item()
-            .table_name(table)
-            .set_key(Some(key))
-            .update_expression(update_expression)
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Written::Done),
-            Err(e) if update_condition_failed(&e) => Ok(Written::ConditionFailed(vec![true])),
-            Err(e) => Err(store_error(classify!(e, UpdateItemError), e)),
-        }
+        self.update_with(table, key, update, condition, None)
+            .await
+            .map(|(written, _)| written)
+    }
+
+    async fn update_returning_old(
+        &self,
+        table: &str,
+        key: Key,
+        update: Update,
+        condition: Condition,
+    ) -> Result<(Written, Option<Item>), StoreError> {
+        self.update_with(table, key, update, condition, Some(ReturnValue::AllOld))
+            .await
     }
 
     async fn transact(&self, items: Vec<TxItem>, token: Option<String>) -> Result<Written, StoreError> {
@@ -484,6 +478,41 @@ impl TaskStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl DynamoStore {
+    /// UpdateItem with the given `ReturnValues` (the old item comes back with `ALL_OLD`).
+    async fn update_with(
+        &self,
+        table: &str,
+        key: Key,
+        update: Update,
+        condition: Condition,
+        return_values: Option<ReturnValue>,
+    ) -> Result<(Written, Option<Item>), StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
+        let mut expr = Expr::default();
+        let update_expression = expr.update(&update);
+        let condition = expr.condition(&condition);
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(update_expression)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .set_return_values(return_values)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok((Written::Done, out.attributes)),
+            Err(e) if update_condition_failed(&e) => Ok((Written::ConditionFailed(vec![true]), None)),
+            Err(e) => Err(store_error(classify!(e, UpdateItemError), e)),
+        }
     }
 }
 

@@ -251,15 +251,28 @@ impl TaskStore for MemoryStore {
         update: Update,
         condition: Condition,
     ) -> Result<Written, StoreError> {
+        self.update_returning_old(table, key, update, condition)
+            .await
+            .map(|(written, _)| written)
+    }
+
+    async fn update_returning_old(
+        &self,
+        table: &str,
+        key: Key,
+        update: Update,
+        condition: Condition,
+    ) -> Result<(Written, Option<Item>), StoreError> {
         let mut tables = self.lock();
         let t = tables.get_mut(table).ok_or_else(|| missing_table(table))?;
         let k = key_string(&t.key, &key, table)?;
         let current = t.rows.get(&k);
         if !holds(&condition, current) {
-            return Ok(Written::ConditionFailed(vec![true]));
+            return Ok((Written::ConditionFailed(vec![true]), None));
         }
+        let old = current.cloned();
         // UpdateItem creates the item when it does not exist (and the condition allows it).
-        let mut row = current.cloned().unwrap_or(key);
+        let mut row = old.clone().unwrap_or(key);
         for (a, v) in update.set {
             row.insert(a, v);
         }
@@ -275,7 +288,7 @@ impl TaskStore for MemoryStore {
             row.remove(a);
         }
         t.rows.insert(k, row);
-        Ok(Written::Done)
+        Ok((Written::Done, old))
     }
 
     async fn transact(&self, items: Vec<TxItem>, _token: Option<String>) -> Result<Written, StoreError> {

@@ -206,6 +206,19 @@ pub trait TaskStore: Send + Sync + fmt::Debug {
         condition: Condition,
     ) -> Result<Written, StoreError>;
 
+    /// [`Self::update`], also returning the item as it was before an applied update (DynamoDB's
+    /// `ReturnValues: ALL_OLD`, which costs no capacity): the Worker Assistant learns a reported
+    /// task's labourer from its one write. A store that cannot tell returns `None`.
+    async fn update_returning_old(
+        &self,
+        table: &str,
+        key: Key,
+        update: Update,
+        condition: Condition,
+    ) -> Result<(Written, Option<Item>), StoreError> {
+        Ok((self.update(table, key, update, condition).await?, None))
+    }
+
     /// Write all items or none. A conflict with a concurrent transaction or a throttle is retried
     /// with bounded backoff; a failed condition is final. `token` makes retries idempotent.
     async fn transact(&self, items: Vec<TxItem>, token: Option<String>) -> Result<Written, StoreError>;
