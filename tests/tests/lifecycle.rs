@@ -70,4 +70,23 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap();
     assert!(dead > 0 && dead < 40, "{summary}");
+
+    // The deployed binaries' metrics, as CloudWatch would read them from the functions' output:
+    // the Worker Assistant counts accepted reports under the reported task's labourer.
+    let lambdas =
+        std::fs::read_to_string(root.join("target/sosw-demo-lambdas.log")).expect("the functions' output");
+    let accepted: Vec<serde_json::Value> = lambdas
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"reports_accepted\""))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["reports_accepted"] == 1.0)
+        .collect();
+    assert!(
+        !accepted.is_empty(),
+        "no accepted report in the functions' output"
+    );
+    for line in &accepted {
+        assert_eq!(line["function"], "sosw_worker_assistant", "{line}");
+        assert_eq!(line["labourer_id"], "sosw-example-worker", "{line}");
+    }
 }
