@@ -73,6 +73,22 @@ impl Ctx {
     }
 }
 
+/// Invoke the Scheduler `function` asynchronously (`Event`) with `event`: a job (`sosw submit`)
+/// or a queue file's continuation (`sosw resume`).
+pub async fn invoke_scheduler(ctx: &Ctx, function: &str, event: &Value) -> anyhow::Result<()> {
+    ctx.clients
+        .lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .map_err(|e| hint(anyhow!(sosw_core::error::render_error(&e))))
+        .with_context(|| format!("invoking the scheduler `{function}`"))?;
+    Ok(())
+}
+
 /// Add a suggestion to well-known AWS failures. The typed errors of the chain decide first, so the
 /// hint names the resource that failed: a missing Lambda function is not a missing table. Errors
 /// that reach here only as text (SDK errors rendered by the commands) fall back to their wording.

@@ -6,8 +6,6 @@
 use crate::ctx::{hint, Ctx};
 use crate::exit::Exit;
 use anyhow::Context as _;
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use serde::Serialize;
 use sosw_scheduler::queue::{QueueFileState, QueueStore};
@@ -73,16 +71,7 @@ pub async fn run(args: &ResumeArgs, json: bool) -> anyhow::Result<Exit> {
             )
         })?;
     let event = serde_json::json!({"file_name": name});
-    ctx.clients
-        .lambda
-        .invoke()
-        .function_name(&args.function)
-        .invocation_type(InvocationType::Event)
-        .payload(Blob::new(event.to_string()))
-        .send()
-        .await
-        .map_err(|e| hint(anyhow::anyhow!(sosw_core::error::render_error(&e))))
-        .with_context(|| format!("invoking the scheduler `{}`", args.function))?;
+    crate::ctx::invoke_scheduler(&ctx, &args.function, &event).await?;
     let resumed = Resumed {
         function: args.function.clone(),
         file_name: name,

@@ -4,8 +4,6 @@
 use crate::ctx::{hint, Ctx};
 use crate::exit::Exit;
 use anyhow::Context as _;
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
@@ -84,16 +82,7 @@ pub async fn run(args: &SubmitArgs, json: bool) -> anyhow::Result<Exit> {
         .unwrap_or_default()
         .to_string();
     let before = archived(&ctx, &labourer).await.map_err(hint)?;
-    ctx.clients
-        .lambda
-        .invoke()
-        .function_name(&args.function)
-        .invocation_type(InvocationType::Event)
-        .payload(Blob::new(job.to_string()))
-        .send()
-        .await
-        .map_err(|e| hint(anyhow::anyhow!(sosw_core::error::render_error(&e))))
-        .with_context(|| format!("invoking the scheduler `{}`", args.function))?;
+    crate::ctx::invoke_scheduler(&ctx, &args.function, &job).await?;
     eprintln!(
         "submitted to `{}`: {tasks} task(s) for labourer `{labourer}`",
         args.function
