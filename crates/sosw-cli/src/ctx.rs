@@ -71,6 +71,13 @@ impl Ctx {
             )
         })
     }
+
+    /// The Scheduler's typed config: its defaults under the documents this context loaded.
+    pub fn scheduler_config(&self) -> anyhow::Result<sosw_scheduler::SchedulerConfig> {
+        let mut doc = sosw_scheduler::SchedulerConfig::defaults();
+        sosw_core::config::merge(&mut doc, &self.document);
+        sosw_scheduler::SchedulerConfig::from_document(doc).context("the scheduler's config")
+    }
 }
 
 /// Invoke the Scheduler `function` asynchronously (`Event`) with `event`: a job (`sosw submit`)

@@ -54,9 +54,7 @@ pub async fn run(args: &ResumeArgs, json: bool) -> anyhow::Result<Exit> {
     let name = file_name(&args.file)?;
     let custom = crate::ctx::custom_layer(&args.config)?;
     let ctx = Ctx::load("sosw_scheduler", custom).await?;
-    let mut doc = sosw_scheduler::SchedulerConfig::defaults();
-    sosw_core::config::merge(&mut doc, &ctx.document);
-    let config = sosw_scheduler::SchedulerConfig::from_document(doc).context("the scheduler's config")?;
+    let config = ctx.scheduler_config()?;
     let queue = QueueStore::new(ctx.clients.s3.clone(), &config.queue_bucket, &config.s3_prefix);
     let state = queue
         .state(&name)

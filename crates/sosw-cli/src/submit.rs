@@ -64,9 +64,7 @@ pub async fn run(args: &SubmitArgs, json: bool) -> anyhow::Result<Exit> {
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", args.job.display()))?;
     // Check locally first, as the Scheduler will: a rejected job fails here, naming the problem,
     // before anything is sent.
-    let mut doc = sosw_scheduler::SchedulerConfig::defaults();
-    sosw_core::config::merge(&mut doc, &ctx.document);
-    let scheduler = sosw_scheduler::SchedulerConfig::from_document(doc).context("the scheduler's config")?;
+    let scheduler = ctx.scheduler_config()?;
     let validator = sosw_scheduler::validate::JobValidator::offline(scheduler.task_config.clone());
     let tasks = sosw_scheduler::validate::check_job(
         &scheduler.document,

@@ -425,6 +425,26 @@ async fn worker_function(aws: &LocalAws, name: &str, retries: Option<i32>) {
     }
 }
 
+/// `sosw status --json`'s labourers by id.
+fn labourers_of(status: &Value) -> std::collections::BTreeMap<&str, &Value> {
+    status["labourers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["labourer_id"].as_str().unwrap(), l))
+        .collect()
+}
+
+/// `sosw status --json`'s warnings.
+fn warnings_of(status: &Value) -> Vec<&str> {
+    status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
     let aws = LocalAws::start().await;
@@ -469,33 +489,19 @@ async fn status_warns_for_async_retries_and_counts_failed_scheduler_jobs() {
         3,
     );
     let status: Value = serde_json::from_str(&out).unwrap();
-    let retries: std::collections::BTreeMap<String, Value> = status["labourers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["labourer_id"].as_str().unwrap().to_string(),
-                l["async_retries"].clone(),
-            )
-        })
-        .collect();
-    assert_eq!(retries["no_config"], json!({"state": "default"}));
+    let labourers = labourers_of(&status);
+    let retries = |id: &str| labourers[id]["async_retries"].clone();
+    assert_eq!(retries("no_config"), json!({"state": "default"}));
     assert_eq!(
-        retries["retries_0"],
+        retries("retries_0"),
         json!({"state": "configured", "maximum_retry_attempts": 0})
     );
     assert_eq!(
-        retries["retries_1"],
+        retries("retries_1"),
         json!({"state": "configured", "maximum_retry_attempts": 1})
     );
-    assert_eq!(retries["missing"]["state"], "unknown");
-    let warnings: Vec<&str> = status["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    assert_eq!(retries("missing")["state"], "unknown");
+    let warnings = warnings_of(&status);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(warnings.iter().any(|w| w.starts_with(
         "labourer `no_config`: function `no_config` has 2 asynchronous retries (Lambda's default); set them to 0"
@@ -570,30 +576,18 @@ async fn status_warns_when_a_labourer_may_invoke_more_than_its_reserved_concurre
         }
     }
     let status: Value = serde_json::from_str(&stdout_exit(&sosw(&aws, &["status", "--json"]), 3)).unwrap();
-    let reserved: std::collections::BTreeMap<&str, (Value, Value)> = status["labourers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["labourer_id"].as_str().unwrap(),
-                (
-                    l["max_simultaneous_invocations"].clone(),
-                    l["reserved_concurrency"].clone(),
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(reserved["over"], (json!(10), json!(5)));
-    assert_eq!(reserved["zero"], (json!(2), json!(0)));
-    assert_eq!(reserved["enough"], (json!(10), json!(20)));
-    assert_eq!(reserved["unreserved"], (json!(10), Value::Null));
-    let warnings: Vec<&str> = status["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    let labourers = labourers_of(&status);
+    let reserved = |id: &str| {
+        (
+            labourers[id]["max_simultaneous_invocations"].clone(),
+            labourers[id]["reserved_concurrency"].clone(),
+        )
+    };
+    assert_eq!(reserved("over"), (json!(10), json!(5)));
+    assert_eq!(reserved("zero"), (json!(2), json!(0)));
+    assert_eq!(reserved("enough"), (json!(10), json!(20)));
+    assert_eq!(reserved("unreserved"), (json!(10), Value::Null));
+    let warnings = warnings_of(&status);
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
         warnings.iter().any(|w| w.starts_with(

@@ -293,8 +293,6 @@ pub struct Scheduler {
     /// Seconds to wait per written item when the table has provisioned write capacity; empty
     /// until the first job when [`Scheduler::with_capacity_read_on_first_job`] asked for that.
     write_pacing: tokio::sync::OnceCell<Option<f64>>,
-    /// Where to read the write capacity from on the first job, if it was not given.
-    capacity_from: Option<aws_sdk_dynamodb::Client>,
 }
 
 impl Scheduler {
@@ -319,18 +317,17 @@ impl Scheduler {
             config,
             function_name: function_name.to_string(),
             write_pacing: tokio::sync::OnceCell::new_with(Some(pacing(write_capacity))),
-            capacity_from: None,
         }
     }
 
-    /// Read the tasks table's provisioned write capacity (DescribeTable, with `dynamo`) when the
-    /// first job arrives instead of taking it from [`Scheduler::new`]: the Lambda's start-up then
-    /// makes no request that depends on the config round trip. The first job fails, before
-    /// anything is staged, if the table cannot be described; the next one asks again. Later jobs
-    /// reuse the answer.
-    pub fn with_capacity_read_on_first_job(mut self, dynamo: aws_sdk_dynamodb::Client) -> Self {
+    /// Read the tasks table's provisioned write capacity (DescribeTable, with the TaskManager's
+    /// DynamoDB client) when the first job arrives instead of taking it from [`Scheduler::new`]:
+    /// the Lambda's start-up then makes no request that depends on the config round trip. The
+    /// first job fails, before anything is staged, if the table cannot be described; the next one
+    /// asks again. Later jobs reuse the answer. A task store that is not DynamoDB has no
+    /// provisioned capacity: no pacing.
+    pub fn with_capacity_read_on_first_job(mut self) -> Self {
         self.write_pacing = tokio::sync::OnceCell::new();
-        self.capacity_from = Some(dynamo);
         self
     }
 
@@ -339,7 +336,7 @@ impl Scheduler {
         let pacing = self
             .write_pacing
             .get_or_try_init(|| async {
-                let Some(dynamo) = &self.capacity_from else {
+                let Some(dynamo) = self.tasks.dynamo() else {
                     return Ok(None);
                 };
                 let table = &self.tasks.config().dynamo_db_config.table_name;
@@ -608,12 +605,7 @@ pub async fn from_env(
         &config.meta_handler_config,
         clock.clone(),
     ));
-    let tasks = TaskManager::new(
-        dynamodb.clone(),
-        lambda.clone(),
-        config.task_config.clone(),
-        clock,
-    );
+    let tasks = TaskManager::new(dynamodb, lambda.clone(), config.task_config.clone(), clock);
     Ok(Scheduler::new(
         tasks,
         sosw_core::aws::s3_client(sdk),
@@ -625,7 +617,7 @@ pub async fn from_env(
     )
     // DescribeTable on the first job, not here: it depends on the config just read, and a
     // second round trip would lengthen every cold start (docs/benchmarks.md).
-    .with_capacity_read_on_first_job(dynamodb))
+    .with_capacity_read_on_first_job())
 }
 
 /// The Scheduler Lambda: a job (or a sibling's `{"file_name": ...}`) per invocation, the time

@@ -477,11 +477,6 @@ impl QueueStore {
         Ok(None)
     }
 
-    /// The bucket of the queue files.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Every key under the prefix (for tests and `sosw status`).
     pub async fn list(&self) -> Result<Vec<String>, QueueError> {
         let prefix = if self.prefix.is_empty() {

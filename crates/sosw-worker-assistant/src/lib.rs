@@ -333,17 +333,15 @@ impl sosw_lambda::Essential for WorkerAssistant {
     ) -> Result<Value, sosw_lambda::EdgeError> {
         self.meta.set_context(invocation.meta_context());
         let result = self.handle_report(&event).await;
-        let refused = matches!(
-            &result,
-            Err(WorkerAssistantError::Task(TaskError::ReportRefused { .. }))
-        );
         let now = self.tasks.clock().now_ms();
         match &result {
             Ok(r) => println!(
                 "{}",
                 emf_line(&invocation.function_name, r.labourer_id.as_deref(), true, now)
             ),
-            Err(_) if refused => println!("{}", emf_line(&invocation.function_name, None, false, now)),
+            Err(WorkerAssistantError::Task(TaskError::ReportRefused { .. })) => {
+                println!("{}", emf_line(&invocation.function_name, None, false, now))
+            }
             Err(_) => {}
         }
         Ok(result?.response)

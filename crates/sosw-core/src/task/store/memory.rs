@@ -270,9 +270,8 @@ impl TaskStore for MemoryStore {
         if !holds(&condition, current) {
             return Ok((Written::ConditionFailed(vec![true]), None));
         }
-        let old = current.cloned();
         // UpdateItem creates the item when it does not exist (and the condition allows it).
-        let mut row = old.clone().unwrap_or(key);
+        let mut row = current.cloned().unwrap_or(key);
         for (a, v) in update.set {
             row.insert(a, v);
         }
@@ -287,7 +286,7 @@ impl TaskStore for MemoryStore {
         for a in &update.remove {
             row.remove(a);
         }
-        t.rows.insert(k, row);
+        let old = t.rows.insert(k, row);
         Ok((Written::Done, old))
     }
 
