@@ -16,7 +16,6 @@ use sosw_lambda::EdgeError;
 use sosw_scheduler::{Scheduler, SchedulerConfig, TimeLeft};
 use sosw_test_support::LocalAws;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,58 +149,6 @@ impl TimeLeft for Unlimited {
 
 const SCHEDULER_CONFIG: &str = r#"{"task_config": {"labourers": {"worker": {"max_duration": 60}}},
  "job_schema_variants": {"default": {"chunkable_attrs": [["word", {}]]}}}"#;
-
-/// The newest modification time of the sources the `sosw` binary is built from.
-fn newest_source(dir: &std::path::Path) -> std::time::SystemTime {
-    let mut newest = std::time::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        if name == "target" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let time = if path.is_dir() {
-            newest_source(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH)
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
-
-/// The `sosw` binary of this workspace (`scripts/test` builds it with the workspace); built here
-/// only when it is missing or older than the crates' sources (a targeted `-p sosw-tests` run).
-fn sosw_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let binary = profile_dir.join("sosw");
-    let root = sosw_test_support::repo_root();
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let sources = newest_source(&root.join("crates")).max(
-        std::fs::metadata(root.join("Cargo.lock"))
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH),
-    );
-    if built.is_some_and(|b| b >= sources) {
-        return binary;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--quiet", "-p", "sosw-cli", "--bin", "sosw"])
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
-        .current_dir(&root);
-    if profile_dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build -p sosw-cli");
-    assert!(status.success(), "cargo build -p sosw-cli failed");
-    binary
-}
 
 /// Jobs the Scheduler and `sosw plan` must reject, with what the error must name.
 fn bad_jobs() -> Vec<(&'static str, Value, Vec<&'static str>)> {
@@ -387,7 +334,7 @@ async fn jobs_through_sosw_plan_and_the_scheduler() {
     std::fs::create_dir_all(&dir).unwrap();
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, SCHEDULER_CONFIG).unwrap();
-    let sosw = sosw_binary();
+    let sosw = sosw_test_support::workspace_binary("sosw");
     let mut v = Verdicts::default();
     for (k, (name, job, needles)) in bad_jobs().into_iter().enumerate() {
         // `sosw plan`: exit 1, the error on stderr, nothing on stdout.

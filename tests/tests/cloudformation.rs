@@ -1296,22 +1296,6 @@ async fn create_python_deployment(aws: &LocalAws) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `sosw` binary, built once for the lifecycle below.
-fn sosw_binary() -> std::path::PathBuf {
-    let root = sosw_tests::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--quiet", "--bin", "sosw", "-p", "sosw-cli"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building sosw failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug/sosw")
-}
-
 fn sosw_json(aws: &LocalAws, bin: &std::path::Path, args: &[&str]) -> Value {
     let out = std::process::Command::new(bin)
         .args(args)
@@ -1515,7 +1499,7 @@ async fn stacks_adopt_a_python_sosw_deployment_and_run_the_lifecycle_on_it() -> 
     }
 
     // The lifecycle on the adopted tables, through the essentials' own code paths.
-    let bin = sosw_binary();
+    let bin = sosw_test_support::workspace_binary("sosw");
     let dir = std::env::temp_dir().join(format!("sosw_migration_{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let job = dir.join("job.json");

@@ -8,31 +8,9 @@ use std::process::Command;
 #[test]
 fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
     let root = repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // The Lambda binaries, built once here so the emulator only has to start them.
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--bins",
-            "-p",
-            "sosw-demo",
-            "-p",
-            "sosw-scheduler",
-            "-p",
-            "sosw-orchestrator",
-            "-p",
-            "sosw-scavenger",
-            "-p",
-            "sosw-worker-assistant",
-            "-p",
-            "sosw-example-worker",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the essentials failed");
-    let out = Command::new(root.join("target/debug/sosw-demo"))
+    // The Lambda binaries are built by the emulator on first call; the demo itself is built
+    // here, with the test build's features (no second copy of the dependencies).
+    let out = Command::new(sosw_test_support::workspace_binary("sosw-demo"))
         .current_dir(&root)
         .args([
             "--tasks",

@@ -1,7 +1,7 @@
 //! Ecology metrics from CloudWatch, config documents from the config table and SSM, and meta rows,
 //! against moto.
 
-mod common;
+use crate::common;
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,8 +1,6 @@
 //! Wire compatibility with Python sosw 0.7.x (PyPI `sosw`, installed in .venv by scripts/setup):
 //! both implementations share one DynamoDB on moto and operate on each other's tasks.
 
-mod common;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! Every TaskManager operation against DynamoDB on moto, with tables from cloudformation/.
 
-mod common;
+use crate::common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;

@@ -1,7 +1,7 @@
 //! `serve` builds an essential once and hands every event its invocation's context; the handler's
 //! typed error reaches Lambda as its `errorType`.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 use sosw_core::Clock;

@@ -1,7 +1,7 @@
 //! Panics fail the invocation, not the process: the shared `run` against a minimal Lambda Runtime
 //! API on 127.0.0.1 that hands out two events and records what the runtime posts back.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 

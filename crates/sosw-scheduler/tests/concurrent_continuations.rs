@@ -4,7 +4,7 @@
 //! moto's conditional writes are not atomic under concurrent requests, DynamoDB's are, and the
 //! guarantee rests on them.
 
-mod common;
+use crate::common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::Budget;

@@ -2,7 +2,7 @@
 //! written (labourer, generated fields, DynamoDB's item limit, Lambda's payload limit), and its
 //! queue file is streamed to S3 as it is generated.
 
-mod common;
+use crate::common;
 
 use common::Budget;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The Scheduler against the local AWS: jobs become rows in `sosw_tasks` in queue order, staged
 //! in S3, handed to siblings, resumed after crashes, never written twice.
 
-mod common;
+use crate::common;
 
 use common::Budget;
 use serde_json::{json, Value};

@@ -16,6 +16,7 @@
 //! - [`tasks`]: queue `n` tasks, claim the next `n` (what an orchestrator does).
 //! - [`aws_errors`]: typed AWS failures ([`sosw_core::AwsError`]) without a service.
 //! - [`logs`]: capture what the code under test logs, to assert a failure is visible.
+//! - [`workspace_binary`]: a binary of this workspace, built the way the test build builds it.
 
 pub mod aws_errors;
 pub mod capacity;
@@ -39,6 +40,42 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("repo root exists")
+}
+
+/// A binary of this workspace (`sosw`, `sosw-demo`, `sosw_scheduler`, ...), built once per test
+/// process with `cargo build --workspace --bins --tests`.
+///
+/// Those flags resolve dependency features exactly as `cargo test --workspace` (and so
+/// `cargo nextest run --workspace`) does, so after the test build this compiles nothing but the
+/// binaries the test build does not link itself. A narrower `cargo build -p sosw-cli` resolves
+/// features for that package alone and compiles every dependency a second time: another 1 GB
+/// copy of the AWS SDK in `target/`, and minutes of CI.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let profile_dir = BUILT.get_or_init(|| {
+        // This test binary is `<target>/<profile>/deps/<name>-<hash>`.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test binary is in <target>/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
+            .env("CARGO_TARGET_DIR", profile_dir.parent().expect("a target dir"))
+            .current_dir(repo_root());
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build --workspace");
+        assert!(status.success(), "cargo build --workspace --bins --tests failed");
+        profile_dir
+    });
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "the workspace has no binary {name} ({binary:?})");
+    binary
 }
 
 /// A program in the project's virtualenv; panics with a hint when it is missing.

@@ -1,0 +1,6 @@
+//! The integration tests of sosw-worker, linked into one test binary: each file beside this one is
+//! a module; `cargo nextest run -p sosw-worker -E 'test(/^FILE::/)'` runs one file's tests.
+//! One binary per crate links the AWS SDK once instead of once per file: minutes of CI and
+//! gigabytes of `target/` saved.
+
+mod through_worker_assistant;
