@@ -4,6 +4,7 @@
 //! gigabytes of `target/` saved.
 
 mod bad_input_corpus;
+mod builds;
 mod chaos;
 mod cloudformation;
 mod config_vs_python;

@@ -102,12 +102,12 @@ impl Drop for LambdaEmulator {
     fn drop(&mut self) {
         // The emulator runs each function as a child process: stop its whole process group (and
         // only that group: a pid of 0 or 1 here would signal far more than the emulator).
-        let pid = self.child.id();
-        if pid > 1 {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        if let Some(group) = i32::try_from(self.child.id())
+            .ok()
+            .filter(|pid| *pid > 1)
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -229,7 +229,9 @@ pub async fn lifecycle(args: &DemoArgs) -> anyhow::Result<(Tally, u64)> {
         args.max_simultaneous
     );
 
-    eprintln!("==> Lambda emulator: cargo lambda watch (first calls compile the functions)");
+    eprintln!(
+        "==> Lambda emulator: cargo lambda watch (a function not yet built is compiled on its first call)"
+    );
     let emulator = LambdaEmulator::start(&aws, args)?;
     let lambda_conf = aws_sdk_lambda::config::Builder::from(aws.sdk_config())
         .endpoint_url(format!("http://127.0.0.1:{}", emulator.port))

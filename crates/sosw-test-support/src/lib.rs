@@ -29,9 +29,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod tasks;
 
+#[cfg(feature = "proxy")]
 pub use proxy::RequestCounts;
 
 /// The repository root.
@@ -100,6 +102,7 @@ pub struct LocalAws {
     pub upstream: String,
     sdk: aws_config::SdkConfig,
     child: Child,
+    #[cfg(feature = "proxy")]
     proxy: Option<proxy::Proxy>,
 }
 
@@ -209,6 +212,7 @@ impl LocalAws {
                         port,
                         sdk,
                         child,
+                        #[cfg(feature = "proxy")]
                         proxy: None,
                     };
                 }
@@ -222,6 +226,7 @@ impl LocalAws {
 
     /// Start moto with a counting [`proxy::Proxy`] in front of it (for benchmarks): see
     /// [`Self::counts`].
+    #[cfg(feature = "proxy")]
     pub async fn start_counted() -> Self {
         Self::start_behind(false, |b| b).await
     }
@@ -230,6 +235,7 @@ impl LocalAws {
     /// configured by `configure` (its [`proxy::Intercept`] and [`proxy::Observe`] hooks). Clients of
     /// [`Self::sdk_config`], [`Self::env`] and [`Self::endpoint`] go through the proxy;
     /// [`Self::upstream`] is moto itself.
+    #[cfg(feature = "proxy")]
     pub async fn start_behind(
         serialised: bool,
         configure: impl FnOnce(proxy::ProxyBuilder) -> proxy::ProxyBuilder,
@@ -246,16 +252,19 @@ impl LocalAws {
     }
 
     /// The proxy in front of moto, if started with one.
+    #[cfg(feature = "proxy")]
     pub fn proxy(&self) -> Option<&proxy::Proxy> {
         self.proxy.as_ref()
     }
 
     /// Requests counted since the start or the last reset (zeros without a proxy).
+    #[cfg(feature = "proxy")]
     pub fn counts(&self) -> RequestCounts {
         self.proxy.as_ref().map(proxy::Proxy::counts).unwrap_or_default()
     }
 
     /// Zero the counters.
+    #[cfg(feature = "proxy")]
     pub fn reset_counts(&self) {
         if let Some(p) = &self.proxy {
             p.reset_counts();
