@@ -1,6 +1,7 @@
-//! End to end: the whole orchestration lifecycle (the README's main command, smaller) — moto with
-//! the storage stack, the essentials and the example worker as Lambdas under `cargo lambda watch`,
-//! a job, retries and dead tasks, and a summary in which every task is accounted for.
+//! End to end: the whole orchestration lifecycle through the README's main command, `scripts/demo`,
+//! smaller — moto with the storage stack, the essentials and the example worker as Lambdas under
+//! `cargo lambda watch`, a job, retries and dead tasks, and a summary in which every task is
+//! accounted for.
 
 use sosw_tests::repo_root;
 use std::process::Command;
@@ -8,9 +9,9 @@ use std::process::Command;
 #[test]
 fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
     let root = repo_root();
-    // The Lambda binaries are built by the emulator on first call; the demo itself is built
-    // here, with the test build's features (no second copy of the dependencies).
-    let out = Command::new(sosw_test_support::workspace_binary("sosw-demo"))
+    // scripts/demo builds the functions and the demo in one build that `cargo lambda watch` then
+    // reuses (builds::the_demo_and_the_functions_...), so no function compiles on its first call.
+    let out = Command::new(root.join("scripts/demo"))
         .current_dir(&root)
         .args([
             "--tasks",
@@ -27,12 +28,12 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
         ])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
-        .expect("run sosw-demo");
+        .expect("run scripts/demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "sosw-demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "scripts/demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     let summary = stdout
         .lines()
@@ -53,6 +54,15 @@ fn the_whole_lifecycle_balances_completed_plus_dead_equals_scheduled() {
     // the Worker Assistant counts accepted reports under the reported task's labourer.
     let lambdas =
         std::fs::read_to_string(root.join("target/sosw-demo-lambdas.log")).expect("the functions' output");
+    // Every function ran from scripts/demo's build: cargo lambda watch compiled nothing.
+    let compiled: Vec<&str> = lambdas
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Compiling "))
+        .collect();
+    assert!(
+        compiled.is_empty(),
+        "functions compiled again under cargo lambda watch: {compiled:?}"
+    );
     let accepted: Vec<serde_json::Value> = lambdas
         .lines()
         .filter(|l| l.starts_with('{') && l.contains("\"reports_accepted\""))
