@@ -11,19 +11,33 @@ use sosw_tests::repo_root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-/// What `scripts/demo` builds (its `cargo build -p ...` line).
-const DEMO_BUILD: [&str; 6] = [
-    "sosw-demo",
-    "sosw-scheduler",
-    "sosw-orchestrator",
-    "sosw-scavenger",
-    "sosw-worker-assistant",
-    "sosw-example-worker",
-];
+/// The packages `scripts/demo` builds: the `-p` arguments of its `cargo build` command (read from
+/// the script, so that this test follows it).
+fn demo_build_packages() -> Vec<String> {
+    let script = std::fs::read_to_string(repo_root().join("scripts/demo")).expect("scripts/demo");
+    // The command with its continuation lines joined.
+    let command = script
+        .replace("\\\n", " ")
+        .lines()
+        .find(|l| l.trim_start().starts_with("cargo build"))
+        .expect("scripts/demo has a `cargo build` line")
+        .to_string();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let packages: Vec<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "-p")
+        .map(|w| w[1].to_string())
+        .collect();
+    assert!(
+        packages.iter().any(|p| p == "sosw-demo"),
+        "scripts/demo builds sosw-demo: {command}"
+    );
+    packages
+}
 
 /// Each crate (`name vX.Y.Z`) of a build of `packages` (none: the default members), with the
 /// feature sets it is built with (a crate built for the host and the target can have two).
-fn resolved_features(packages: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+fn resolved_features(packages: &[String]) -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut tree = Command::new(cargo);
     tree.current_dir(repo_root()).args([
@@ -63,7 +77,7 @@ fn resolved_features(packages: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn the_demo_and_the_functions_under_cargo_lambda_watch_share_one_build_of_every_dependency() {
-    let demo = resolved_features(&DEMO_BUILD);
+    let demo = resolved_features(&demo_build_packages());
     let functions = resolved_features(&[]);
     assert!(
         functions.keys().any(|k| k.starts_with("aws-sdk-dynamodb ")),
